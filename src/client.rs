@@ -1,0 +1,366 @@
+//! A small HTTPS client that presents a client certificate: for tests, tools, load generators
+//! and Rust services that call an extension.
+//!
+//! ```no_run
+//! use tower_mtls::client::Client;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::builder()
+//!     .trust_server_ca_file("ca.crt")
+//!     .identity_files("client.crt", "client.key")
+//!     .build()?;
+//! let conn = client.connect("127.0.0.1:8443".parse()?, "localhost").await?;
+//! let response = conn.get("/").await?;
+//! println!("{} {:?}", response.status(), response.body());
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::ServerName;
+use rustls::{AlertDescription, ClientConfig, RootCertStore, SupportedProtocolVersion};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Mutex;
+
+use crate::crypto::default_provider;
+use crate::error::ConfigError;
+use crate::load::{self, Source};
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The client's own certificates or keys could not be loaded.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The server name is not a valid DNS name or IP address.
+    #[error("invalid server name: {0:?}")]
+    InvalidServerName(String),
+    /// The TCP (or Unix) connection failed.
+    #[error("cannot connect: {0}")]
+    Connect(#[source] io::Error),
+    /// The TLS handshake failed (on this side, or by the server's alert).
+    #[error("TLS handshake failed: {0}")]
+    Handshake(#[source] io::Error),
+    /// The request could not be built (e.g. an invalid path).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The HTTP exchange failed; with TLS 1.3 a rejected client certificate shows up here,
+    /// as the server's alert arrives after the client considers the handshake done.
+    #[error("HTTP request failed: {0}")]
+    Http(#[from] hyper::Error),
+}
+
+impl ClientError {
+    /// The TLS alert the server sent, if the failure came from one (e.g.
+    /// `CertificateRequired`, `UnknownCA`, `CertificateExpired`).
+    pub fn alert(&self) -> Option<AlertDescription> {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(err) = source {
+            if let Some(rustls::Error::AlertReceived(alert)) = err.downcast_ref::<rustls::Error>() {
+                return Some(*alert);
+            }
+            if let Some(io) = err.downcast_ref::<io::Error>() {
+                if let Some(rustls::Error::AlertReceived(alert)) =
+                    io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>())
+                {
+                    return Some(*alert);
+                }
+            }
+            source = err.source();
+        }
+        None
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct ClientBuilder {
+    roots: Vec<Source>,
+    identity: Option<(Source, Source)>,
+    provider: Option<Arc<CryptoProvider>>,
+    versions: Option<Vec<&'static SupportedProtocolVersion>>,
+    alpn: Option<Vec<Vec<u8>>>,
+    no_resumption: bool,
+}
+
+impl ClientBuilder {
+    /// Trusts the CA certificates of a PEM file for the server's certificate.
+    pub fn trust_server_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.roots.push(Source::Path(path.into()));
+        self
+    }
+
+    /// Trusts CA certificates given as PEM bytes.
+    pub fn trust_server_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.roots.push(Source::memory("server CA", pem));
+        self
+    }
+
+    /// Presents this certificate chain and key (PEM files).
+    pub fn identity_files(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.identity = Some((Source::Path(cert.into()), Source::Path(key.into())));
+        self
+    }
+
+    /// Presents this certificate chain and key (PEM bytes).
+    pub fn identity_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.identity = Some((
+            Source::memory("client certificate", cert),
+            Source::memory("client key", key),
+        ));
+        self
+    }
+
+    /// The crypto provider (default: [`crate::default_provider`]).
+    pub fn crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// Restricts the protocol versions offered (default: TLS 1.3 and 1.2).
+    pub fn protocol_versions(mut self, versions: &[&'static SupportedProtocolVersion]) -> Self {
+        self.versions = Some(versions.to_vec());
+        self
+    }
+
+    /// ALPN protocols to offer (default: `h2`, `http/1.1`). Offer only `http/1.1` to force
+    /// HTTP/1.1.
+    pub fn alpn_protocols(mut self, protocols: Vec<Vec<u8>>) -> Self {
+        self.alpn = Some(protocols);
+        self
+    }
+
+    /// Never resume sessions: every connection makes a full handshake.
+    pub fn no_resumption(mut self) -> Self {
+        self.no_resumption = true;
+        self
+    }
+
+    /// Loads the material and builds the client.
+    pub fn build(self) -> Result<Client, ClientError> {
+        let provider = self.provider.unwrap_or_else(default_provider);
+        let mut roots = RootCertStore::empty();
+        for source in &self.roots {
+            let file = source.read_file()?;
+            for cert in load::certificates(&file)? {
+                roots.add(cert).map_err(|e| ConfigError::UnusableTrust {
+                    path: file.path.clone(),
+                    index: 1,
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        let versions = self
+            .versions
+            .unwrap_or_else(|| vec![&rustls::version::TLS13, &rustls::version::TLS12]);
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&versions)
+            .map_err(ConfigError::Tls)?
+            .with_root_certificates(roots);
+        let mut config = match self.identity {
+            Some((cert, key)) => {
+                let cert_file = cert.read_file()?;
+                let key_file = key.read_file()?;
+                builder
+                    .with_client_auth_cert(
+                        load::certificates(&cert_file)?,
+                        load::private_key(&key_file)?,
+                    )
+                    .map_err(ConfigError::Tls)?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = self
+            .alpn
+            .unwrap_or_else(|| vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        if self.no_resumption {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
+        Ok(Client {
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// An HTTPS client. Cheap to clone; clones share the session cache.
+#[derive(Clone)]
+pub struct Client {
+    config: Arc<ClientConfig>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("alpn", &self.config.alpn_protocols)
+            .finish()
+    }
+}
+
+impl Client {
+    /// Starts a [`ClientBuilder`].
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The rustls configuration.
+    pub fn tls_config(&self) -> &Arc<ClientConfig> {
+        &self.config
+    }
+
+    /// Connects over TCP, runs the handshake (verifying the server as `server_name`) and sets
+    /// up HTTP/2 or HTTP/1.1 as ALPN decided.
+    pub async fn connect(&self, addr: SocketAddr, server_name: &str) -> Result<Connection, ClientError> {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(ClientError::Connect)?;
+        let _ = tcp.set_nodelay(true);
+        self.handshake(tcp, server_name).await
+    }
+
+    /// Connects to a Unix socket, then as [`connect`](Self::connect).
+    #[cfg(unix)]
+    pub async fn connect_unix(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        server_name: &str,
+    ) -> Result<Connection, ClientError> {
+        let stream = tokio::net::UnixStream::connect(path)
+            .await
+            .map_err(ClientError::Connect)?;
+        self.handshake(stream, server_name).await
+    }
+
+    /// Runs the handshake and HTTP setup over any stream.
+    pub async fn handshake<IO>(&self, io: IO, server_name: &str) -> Result<Connection, ClientError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let name = ServerName::try_from(server_name.to_owned())
+            .map_err(|_| ClientError::InvalidServerName(server_name.to_owned()))?;
+        let tls = tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(name, io)
+            .await
+            .map_err(ClientError::Handshake)?;
+        let (_, conn) = tls.get_ref();
+        let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+        let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        let protocol_version = conn.protocol_version();
+        let io = TokioIo::new(tls);
+        let sender = if alpn.as_deref() == Some(b"h2") {
+            let (sender, conn) = http2::handshake(TokioExecutor::new(), io).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Sender::H2(sender)
+        } else {
+            let (sender, conn) = http1::handshake(io).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Sender::H1(Mutex::new(sender))
+        };
+        Ok(Connection {
+            sender,
+            alpn,
+            resumed,
+            protocol_version,
+        })
+    }
+
+    /// One request on a fresh connection: connect, `GET path`, read the whole body.
+    pub async fn get(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+        path: &str,
+    ) -> Result<http::Response<Bytes>, ClientError> {
+        self.connect(addr, server_name).await?.get(path).await
+    }
+}
+
+enum Sender {
+    H1(Mutex<http1::SendRequest<Full<Bytes>>>),
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+/// One established HTTPS connection. HTTP/2 requests may be sent concurrently through a
+/// shared reference; HTTP/1.1 requests take turns.
+pub struct Connection {
+    sender: Sender,
+    alpn: Option<Vec<u8>>,
+    resumed: bool,
+    protocol_version: Option<rustls::ProtocolVersion>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("alpn", &self.alpn.as_deref().map(String::from_utf8_lossy))
+            .field("resumed", &self.resumed)
+            .field("protocol_version", &self.protocol_version)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// The ALPN protocol agreed on.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.alpn.as_deref()
+    }
+
+    /// Whether the TLS session was resumed.
+    pub fn is_resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// The negotiated TLS version.
+    pub fn protocol_version(&self) -> Option<rustls::ProtocolVersion> {
+        self.protocol_version
+    }
+
+    /// Sends a request and reads the whole response body.
+    pub async fn send(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<Bytes>, ClientError> {
+        let response = match &self.sender {
+            Sender::H1(sender) => {
+                let mut sender = sender.lock().await;
+                sender.ready().await?;
+                sender.send_request(request).await?
+            }
+            Sender::H2(sender) => {
+                let mut sender = sender.clone();
+                sender.ready().await?;
+                sender.send_request(request).await?
+            }
+        };
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok(http::Response::from_parts(parts, body))
+    }
+
+    /// `GET path` (with a `Host: localhost` header on HTTP/1.1).
+    pub async fn get(&self, path: &str) -> Result<http::Response<Bytes>, ClientError> {
+        let mut builder = http::Request::get(path);
+        builder = match &self.sender {
+            Sender::H1(_) => builder.header(http::header::HOST, "localhost"),
+            Sender::H2(_) => builder.uri(format!("https://localhost{path}")),
+        };
+        let request = builder
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::InvalidRequest(format!("{path}: {e}")))?;
+        self.send(request).await
+    }
+}

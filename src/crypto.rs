@@ -1,0 +1,57 @@
+//! The crypto provider and the one hash the crate computes itself.
+//!
+//! `rustls::ServerConfig::builder()` panics when both `aws-lc-rs` and `ring` are compiled in and
+//! no process-wide default is installed, so this crate never relies on the process default: it
+//! always builds with an explicit provider, `aws-lc-rs` when that feature is on, else `ring`.
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+
+#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+compile_error!("tower-mtls needs a crypto provider: enable the `aws-lc-rs` (default) or `ring` feature");
+
+/// The crypto provider this crate uses unless told otherwise: `aws-lc-rs` when the feature is
+/// enabled (the default), else `ring`.
+///
+/// Independent of [`CryptoProvider::get_default`], so enabling both features never panics.
+pub fn default_provider() -> Arc<CryptoProvider> {
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    }
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+}
+
+/// SHA-256 of `data`, from the same library that backs the default provider.
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
+    #[cfg(feature = "aws-lc-rs")]
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    let digest = ring::digest::digest(&ring::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_matches_the_known_vector() {
+        let hex: String = sha256(b"abc").iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn default_provider_has_suites() {
+        assert!(!default_provider().cipher_suites.is_empty());
+    }
+}

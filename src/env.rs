@@ -1,0 +1,217 @@
+//! The Steadybit extension contract: configuration from environment variables.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `STEADYBIT_EXTENSION_PORT` | TCP port to listen on (the extension picks its default) |
+//! | `STEADYBIT_EXTENSION_TLS_SERVER_CERT` | PEM file: the server certificate chain |
+//! | `STEADYBIT_EXTENSION_TLS_SERVER_KEY` | PEM file: its private key |
+//! | `STEADYBIT_EXTENSION_TLS_CLIENT_CAS` | comma-separated PEM files or directories trusted for client certificates |
+//! | `STEADYBIT_EXTENSION_UNIX_SOCKET` | serve on this Unix socket instead of TCP |
+//! | `STEADYBIT_EXTENSION_HEALTH_PORT` | plain-HTTP port for the Kubernetes probes |
+//! | `TOWER_MTLS_CLIENT_CRLS` | *(this crate's addition)* comma-separated CRL files or directories |
+//!
+//! The rules are those of Steadybit's Go extension-kit: TLS is on when any of the certificate,
+//! key or client CAs is set, and then certificate **and** key are required; client CAs make
+//! client certificates mandatory; without TLS variables the extension speaks plain HTTP. Where
+//! the Go kit is lenient this crate is not: an unreadable or empty CA source stops startup
+//! instead of leaving an empty trust pool, and a Unix socket is served with TLS when TLS is
+//! configured. Empty values count as unset.
+
+use std::path::PathBuf;
+
+use crate::config::{ClientAuth, TlsConfig, TlsConfigBuilder};
+use crate::error::ConfigError;
+
+/// The environment variable names.
+pub mod vars {
+    /// TCP port of the extension.
+    pub const PORT: &str = "STEADYBIT_EXTENSION_PORT";
+    /// PEM file with the server certificate chain.
+    pub const TLS_SERVER_CERT: &str = "STEADYBIT_EXTENSION_TLS_SERVER_CERT";
+    /// PEM file with the server private key.
+    pub const TLS_SERVER_KEY: &str = "STEADYBIT_EXTENSION_TLS_SERVER_KEY";
+    /// Comma-separated PEM files or directories trusted for client certificates.
+    pub const TLS_CLIENT_CAS: &str = "STEADYBIT_EXTENSION_TLS_CLIENT_CAS";
+    /// Unix socket to serve on instead of TCP.
+    pub const UNIX_SOCKET: &str = "STEADYBIT_EXTENSION_UNIX_SOCKET";
+    /// Plain-HTTP port for the health probes.
+    pub const HEALTH_PORT: &str = "STEADYBIT_EXTENSION_HEALTH_PORT";
+    /// Comma-separated CRL files or directories (this crate's addition to the contract).
+    pub const CLIENT_CRLS: &str = "TOWER_MTLS_CLIENT_CRLS";
+    /// A client-certificate policy in text form (this crate's addition; see
+    /// [`ClientCertLayer`](crate::ClientCertLayer)).
+    pub const CLIENT_ALLOW: &str = "TOWER_MTLS_CLIENT_ALLOW";
+}
+
+/// Everything the extension contract configures, read from the environment.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ExtensionEnv {
+    /// `STEADYBIT_EXTENSION_PORT`, if set.
+    pub port: Option<u16>,
+    /// `STEADYBIT_EXTENSION_UNIX_SOCKET`, if set: serve there instead of on the TCP port.
+    pub unix_socket: Option<PathBuf>,
+    /// `STEADYBIT_EXTENSION_HEALTH_PORT`, if set.
+    pub health_port: Option<u16>,
+    /// The TLS configuration; `None` when no TLS variable is set (plain HTTP).
+    pub tls: Option<TlsConfig>,
+}
+
+impl ExtensionEnv {
+    /// Reads the contract from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the contract through `lookup` (a variable name → its value), e.g. from a map in
+    /// tests.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        Ok(Self {
+            port: port(vars::PORT, get(vars::PORT))?,
+            unix_socket: get(vars::UNIX_SOCKET).map(PathBuf::from),
+            health_port: port(vars::HEALTH_PORT, get(vars::HEALTH_PORT))?,
+            tls: match tls_builder(&get)? {
+                Some(builder) => Some(builder.build()?),
+                None => None,
+            },
+        })
+    }
+
+    /// The port to serve on: `STEADYBIT_EXTENSION_PORT`, else `default`.
+    pub fn port_or(&self, default: u16) -> u16 {
+        self.port.unwrap_or(default)
+    }
+
+    /// The health port: `STEADYBIT_EXTENSION_HEALTH_PORT`, else `default`.
+    pub fn health_port_or(&self, default: u16) -> u16 {
+        self.health_port.unwrap_or(default)
+    }
+}
+
+impl TlsConfig {
+    /// The TLS part of the extension contract, from the process environment: `Ok(None)` when
+    /// no TLS variable is set.
+    pub fn from_env() -> Result<Option<TlsConfig>, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`TlsConfig::from_env`] through a lookup function.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<TlsConfig>, ConfigError> {
+        match Self::builder_from_lookup(lookup)? {
+            Some(builder) => builder.build().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A builder preset from the environment, for settings the contract does not cover;
+    /// `Ok(None)` when no TLS variable is set.
+    pub fn builder_from_env() -> Result<Option<TlsConfigBuilder>, ConfigError> {
+        Self::builder_from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`TlsConfig::builder_from_env`] through a lookup function.
+    pub fn builder_from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<TlsConfigBuilder>, ConfigError> {
+        tls_builder(&|name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()))
+    }
+}
+
+fn port(variable: &'static str, value: Option<String>) -> Result<Option<u16>, ConfigError> {
+    value
+        .map(|v| {
+            v.parse::<u16>().map_err(|_| ConfigError::Env {
+                variable,
+                reason: format!("not a port number (0-65535): {v:?}"),
+            })
+        })
+        .transpose()
+}
+
+fn list(value: Option<String>) -> Vec<PathBuf> {
+    value
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
+
+fn tls_builder(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<TlsConfigBuilder>, ConfigError> {
+    let cert = get(vars::TLS_SERVER_CERT);
+    let key = get(vars::TLS_SERVER_KEY);
+    let cas = list(get(vars::TLS_CLIENT_CAS));
+    let crls = list(get(vars::CLIENT_CRLS));
+    if cert.is_none() && key.is_none() && cas.is_empty() {
+        if !crls.is_empty() {
+            return Err(ConfigError::Env {
+                variable: vars::CLIENT_CRLS,
+                reason: format!(
+                    "set, but TLS is not configured: revocation lists need {} (and a server certificate)",
+                    vars::TLS_CLIENT_CAS
+                ),
+            });
+        }
+        return Ok(None);
+    }
+    let set = |present: bool, name: &'static str| present.then_some(name);
+    let others = |missing: &'static str| -> String {
+        [
+            set(cert.is_some(), vars::TLS_SERVER_CERT),
+            set(key.is_some(), vars::TLS_SERVER_KEY),
+            set(!cas.is_empty(), vars::TLS_CLIENT_CAS),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|n| *n != missing)
+        .collect::<Vec<_>>()
+        .join(" and ")
+    };
+    let (cert, key) = match (cert.clone(), key.clone()) {
+        (Some(cert), Some(key)) => (cert, key),
+        (None, _) => {
+            return Err(ConfigError::Env {
+                variable: vars::TLS_SERVER_CERT,
+                reason: format!(
+                    "not set, but {} is: TLS needs both the server certificate and its key",
+                    others(vars::TLS_SERVER_CERT)
+                ),
+            });
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::Env {
+                variable: vars::TLS_SERVER_KEY,
+                reason: format!(
+                    "not set, but {} is: TLS needs both the server certificate and its key",
+                    others(vars::TLS_SERVER_KEY)
+                ),
+            });
+        }
+    };
+    if cas.is_empty() && !crls.is_empty() {
+        return Err(ConfigError::Env {
+            variable: vars::CLIENT_CRLS,
+            reason: format!(
+                "set, but {} is not: revocation lists only apply to client certificates",
+                vars::TLS_CLIENT_CAS
+            ),
+        });
+    }
+    let mut builder = TlsConfig::builder()
+        .server_cert_file(cert)
+        .server_key_file(key)
+        .client_auth(if cas.is_empty() {
+            ClientAuth::None
+        } else {
+            ClientAuth::Required
+        });
+    for ca in cas {
+        builder = builder.client_trust(ca);
+    }
+    for crl in crls {
+        builder = builder.client_crl(crl);
+    }
+    Ok(Some(builder))
+}

@@ -1,0 +1,134 @@
+//! Errors: every misconfiguration names the variable or file and says what is wrong.
+
+use std::io;
+use std::path::PathBuf;
+
+/// A TLS configuration that cannot be used. Returned at startup (and by a rejected reload);
+/// the message names the culprit and the reason.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// An environment variable is missing, malformed or inconsistent with another one.
+    #[error("{variable}: {reason}")]
+    Env {
+        /// The variable at fault.
+        variable: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The builder was given only half of the server identity, or none of it.
+    #[error("{0}")]
+    Incomplete(&'static str),
+    /// A file or directory does not exist.
+    #[error("{}: no such file or directory", path.display())]
+    NotFound {
+        /// The missing path.
+        path: PathBuf,
+    },
+    /// A file or directory exists but could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        /// The unreadable path.
+        path: PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: io::Error,
+    },
+    /// A file holds no PEM block at all.
+    #[error("{}: no PEM block found (expected {expected})", path.display())]
+    NoPemBlock {
+        /// The file.
+        path: PathBuf,
+        /// What the file should have held.
+        expected: &'static str,
+    },
+    /// A file holds PEM blocks, but none of the kind needed.
+    #[error("{}: no {expected} found among its PEM blocks ({found})", path.display())]
+    WrongPemBlock {
+        /// The file.
+        path: PathBuf,
+        /// What the file should have held.
+        expected: &'static str,
+        /// The labels of the blocks it does hold.
+        found: String,
+    },
+    /// A PEM block is damaged (bad base64, missing end line).
+    #[error("{}: malformed PEM: {reason}", path.display())]
+    InvalidPem {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// A certificate does not parse.
+    #[error("{}: certificate #{index} is not valid X.509: {reason}", path.display())]
+    InvalidCertificate {
+        /// The file.
+        path: PathBuf,
+        /// Position of the certificate in the file, counted from 1.
+        index: usize,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// The private key is not one the crypto provider can use.
+    #[error("{}: unusable private key: {reason}", path.display())]
+    UnsupportedKey {
+        /// The key file.
+        path: PathBuf,
+        /// The provider's complaint.
+        reason: String,
+    },
+    /// The private key does not belong to the certificate.
+    #[error("{}: private key does not match the certificate in {}", key.display(), cert.display())]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+    /// A trust source (file or directory) yielded no certificate.
+    #[error("{}: no certificate found in this trust source", path.display())]
+    EmptyTrustSource {
+        /// The file or directory.
+        path: PathBuf,
+    },
+    /// A trust certificate cannot serve as a trust anchor or pinned certificate.
+    #[error("{}: certificate #{index} cannot be trusted for client authentication: {reason}", path.display())]
+    UnusableTrust {
+        /// The file.
+        path: PathBuf,
+        /// Position of the certificate in the source, counted from 1.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A certificate revocation list does not parse.
+    #[error("{}: invalid certificate revocation list: {reason}", path.display())]
+    InvalidCrl {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// Client authentication was requested without any trust source.
+    #[error("client authentication is {mode} but no client trust source (CA file or directory) is configured")]
+    NoClientTrust {
+        /// The configured mode.
+        mode: &'static str,
+    },
+    /// rustls refused the assembled configuration.
+    #[error("TLS configuration rejected: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+impl ConfigError {
+    /// The I/O error for `path`, with a missing file reported as such.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        let path = path.into();
+        if source.kind() == io::ErrorKind::NotFound {
+            Self::NotFound { path }
+        } else {
+            Self::Io { path, source }
+        }
+    }
+}

@@ -1,0 +1,617 @@
+//! The client's leaf certificate, parsed into the facts a policy decides on.
+//!
+//! [`ClientIdentity`] is built from the leaf's DER bytes by [`ClientIdentity::parse`]. The
+//! acceptor never parses it eagerly: [`PeerCertificates::identity`](crate::PeerCertificates::identity)
+//! parses it the first time someone asks and caches the result for the rest of the connection.
+//!
+//! Names are kept **structured**: a [`DistinguishedName`] is a list of (OID, value) pairs, so a
+//! common name that contains `, O=Steadybit` stays one common name. Compare attributes, never
+//! formatted strings.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use x509_parser::certificate::X509Certificate;
+use x509_parser::der_parser::asn1_rs::{Any, Tag};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::X509Name;
+
+use crate::crypto::sha256;
+
+/// Dotted OIDs of the name attributes this crate knows by a short name.
+pub mod oid {
+    /// `CN`, commonName (2.5.4.3).
+    pub const COMMON_NAME: &str = "2.5.4.3";
+    /// `SERIALNUMBER`, serialNumber (2.5.4.5).
+    pub const SERIAL_NUMBER: &str = "2.5.4.5";
+    /// `C`, countryName (2.5.4.6).
+    pub const COUNTRY: &str = "2.5.4.6";
+    /// `L`, localityName (2.5.4.7).
+    pub const LOCALITY: &str = "2.5.4.7";
+    /// `ST`, stateOrProvinceName (2.5.4.8).
+    pub const STATE: &str = "2.5.4.8";
+    /// `STREET`, streetAddress (2.5.4.9).
+    pub const STREET: &str = "2.5.4.9";
+    /// `O`, organizationName (2.5.4.10).
+    pub const ORGANIZATION: &str = "2.5.4.10";
+    /// `OU`, organizationalUnitName (2.5.4.11).
+    pub const ORGANIZATIONAL_UNIT: &str = "2.5.4.11";
+    /// `DC`, domainComponent (0.9.2342.19200300.100.1.25).
+    pub const DOMAIN_COMPONENT: &str = "0.9.2342.19200300.100.1.25";
+    /// `UID`, userId (0.9.2342.19200300.100.1.1).
+    pub const USER_ID: &str = "0.9.2342.19200300.100.1.1";
+    /// `emailAddress` (1.2.840.113549.1.9.1), deprecated in names but still common.
+    pub const EMAIL_ADDRESS: &str = "1.2.840.113549.1.9.1";
+
+    /// The RFC 4514 short name of a dotted OID, when it has one.
+    pub fn short_name(oid: &str) -> Option<&'static str> {
+        Some(match oid {
+            COMMON_NAME => "CN",
+            SERIAL_NUMBER => "SERIALNUMBER",
+            COUNTRY => "C",
+            LOCALITY => "L",
+            STATE => "ST",
+            STREET => "STREET",
+            ORGANIZATION => "O",
+            ORGANIZATIONAL_UNIT => "OU",
+            DOMAIN_COMPONENT => "DC",
+            USER_ID => "UID",
+            EMAIL_ADDRESS => "emailAddress",
+            _ => return None,
+        })
+    }
+}
+
+/// Why a certificate could not be turned into a [`ClientIdentity`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// The bytes are not a DER-encoded X.509 certificate.
+    #[error("the client certificate is not valid X.509: {0}")]
+    Malformed(String),
+    /// A recognised extension could not be decoded.
+    #[error("the client certificate has a malformed {extension} extension: {reason}")]
+    Extension {
+        /// Which extension.
+        extension: &'static str,
+        /// The decoder's complaint.
+        reason: String,
+    },
+}
+
+/// One attribute of a [`DistinguishedName`]: an OID and its value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NameAttribute {
+    oid: String,
+    value: String,
+    rdn: usize,
+}
+
+impl NameAttribute {
+    /// The attribute type as a dotted OID, e.g. `"2.5.4.3"` for CN (see [`oid`]).
+    pub fn oid(&self) -> &str {
+        &self.oid
+    }
+
+    /// The RFC 4514 short name (`CN`, `O`, `OU`, …) when the OID has one.
+    pub fn short_name(&self) -> Option<&'static str> {
+        oid::short_name(&self.oid)
+    }
+
+    /// The value, decoded to text.
+    ///
+    /// UTF8String, PrintableString, IA5String, NumericString and VisibleString are taken as
+    /// they are, BMPString and UniversalString are decoded, TeletexString is read as Latin-1.
+    /// A value of any other ASN.1 type, or one that does not decode, is shown as `#` followed
+    /// by the hex of its content octets (so it can never equal an ordinary string).
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// Index of the relative distinguished name this attribute belongs to; attributes of a
+    /// multi-valued RDN (`CN=a+O=b`) share an index.
+    pub fn rdn_index(&self) -> usize {
+        self.rdn
+    }
+}
+
+/// A subject or issuer name as structured (OID, value) pairs, in certificate order.
+///
+/// Matching against a name should go through [`DistinguishedName::values`] or
+/// [`DistinguishedName::contains`]. The [`Display`](fmt::Display) form is RFC 4514 with proper
+/// escaping, meant for logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DistinguishedName {
+    attributes: Vec<NameAttribute>,
+    der: Vec<u8>,
+}
+
+impl DistinguishedName {
+    fn from_x509(name: &X509Name<'_>) -> Self {
+        let mut attributes = Vec::new();
+        for (rdn, set) in name.iter().enumerate() {
+            for atv in set.iter() {
+                attributes.push(NameAttribute {
+                    oid: atv.attr_type().to_id_string(),
+                    value: decode_directory_string(atv.attr_value()),
+                    rdn,
+                });
+            }
+        }
+        Self {
+            attributes,
+            der: name.as_raw().to_vec(),
+        }
+    }
+
+    /// All attributes, in the order the certificate lists them.
+    pub fn attributes(&self) -> &[NameAttribute] {
+        &self.attributes
+    }
+
+    /// The values of every attribute with the dotted OID `oid`, in certificate order.
+    pub fn values<'a>(&'a self, oid: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.attributes
+            .iter()
+            .filter(move |a| a.oid == oid)
+            .map(|a| a.value.as_str())
+    }
+
+    /// Whether some attribute with the dotted OID `oid` has exactly the value `value`.
+    pub fn contains(&self, oid: &str, value: &str) -> bool {
+        self.attributes
+            .iter()
+            .any(|a| a.oid == oid && a.value == value)
+    }
+
+    /// The common name: the last CN, the most specific one when a name has several.
+    pub fn common_name(&self) -> Option<&str> {
+        self.values(oid::COMMON_NAME).last()
+    }
+
+    /// Every organization (`O`) value.
+    pub fn organizations(&self) -> impl Iterator<Item = &str> {
+        self.values(oid::ORGANIZATION)
+    }
+
+    /// Every organizational unit (`OU`) value.
+    pub fn organizational_units(&self) -> impl Iterator<Item = &str> {
+        self.values(oid::ORGANIZATIONAL_UNIT)
+    }
+
+    /// The DER encoding of the name (a `SEQUENCE` of RDNs), as it appears in the certificate.
+    pub fn as_der(&self) -> &[u8] {
+        &self.der
+    }
+}
+
+impl fmt::Display for DistinguishedName {
+    /// RFC 4514: the last RDN first, `+` between attributes of one RDN, special characters
+    /// escaped, unknown OIDs in dotted form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut last_rdn = None;
+        for attr in self.attributes.iter().rev() {
+            match last_rdn {
+                None => {}
+                Some(rdn) if rdn == attr.rdn => f.write_str("+")?,
+                Some(_) => f.write_str(",")?,
+            }
+            last_rdn = Some(attr.rdn);
+            match attr.short_name() {
+                Some(short) => f.write_str(short)?,
+                None => f.write_str(&attr.oid)?,
+            }
+            f.write_str("=")?;
+            write_rfc4514_value(f, &attr.value)?;
+        }
+        Ok(())
+    }
+}
+
+fn write_rfc4514_value(f: &mut fmt::Formatter<'_>, value: &str) -> fmt::Result {
+    // A value we rendered as `#hex` is already in RFC 4514's hex form.
+    if value.starts_with('#') && value.len() > 1 && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return f.write_str(value);
+    }
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let escape = matches!(c, '"' | '+' | ',' | ';' | '<' | '>' | '\\')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if c == '\0' {
+            f.write_str("\\00")?;
+        } else {
+            if escape {
+                f.write_str("\\")?;
+            }
+            fmt::Write::write_char(f, c)?;
+        }
+    }
+    Ok(())
+}
+
+fn decode_directory_string(any: &Any<'_>) -> String {
+    let data = any.data;
+    let decoded = match any.tag() {
+        Tag::Utf8String
+        | Tag::PrintableString
+        | Tag::Ia5String
+        | Tag::NumericString
+        | Tag::VisibleString => std::str::from_utf8(data).ok().map(str::to_owned),
+        Tag::TeletexString => Some(data.iter().map(|&b| char::from(b)).collect()),
+        Tag::BmpString => decode_utf16be(data),
+        Tag::UniversalString => decode_utf32be(data),
+        _ => None,
+    };
+    decoded.unwrap_or_else(|| format!("#{}", hex(data)))
+}
+
+fn decode_utf16be(data: &[u8]) -> Option<String> {
+    if data.len() % 2 != 0 {
+        return None;
+    }
+    let units = data.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+    char::decode_utf16(units).collect::<Result<String, _>>().ok()
+}
+
+fn decode_utf32be(data: &[u8]) -> Option<String> {
+    if data.len() % 4 != 0 {
+        return None;
+    }
+    data.chunks_exact(4)
+        .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+        .collect()
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// A SHA-256 fingerprint: of a whole certificate, or of its SubjectPublicKeyInfo.
+///
+/// Displays as 64 lowercase hex digits; parses from hex in either case, with or without `:`
+/// between bytes (the form `openssl x509 -fingerprint -sha256` prints).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    /// The SHA-256 of `data`.
+    pub fn of(data: &[u8]) -> Self {
+        Self(sha256(data))
+    }
+
+    /// Wraps 32 raw bytes.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The 32 raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+/// The text given to [`Fingerprint::from_str`] is not a SHA-256 fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a SHA-256 fingerprint (expected 64 hex digits, optionally separated by ':'): {0}")]
+pub struct ParseFingerprintError(String);
+
+impl FromStr for Fingerprint {
+    type Err = ParseFingerprintError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseFingerprintError(s.to_owned());
+        let digits: Vec<u8> = s.bytes().filter(|&b| b != b':').collect();
+        // With separators, every byte must be exactly two digits.
+        if s.contains(':') && s.split(':').any(|part| part.len() != 2) {
+            return Err(err());
+        }
+        if digits.len() != 64 {
+            return Err(err());
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in digits.chunks_exact(2).enumerate() {
+            let hi = hex_value(pair[0]).ok_or_else(err)?;
+            let lo = hex_value(pair[1]).ok_or_else(err)?;
+            out[i] = (hi << 4) | lo;
+        }
+        Ok(Self(out))
+    }
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// A SPIFFE ID (`spiffe://trust-domain/path`), validated as the SPIFFE specification requires.
+///
+/// The trust domain holds only lowercase letters, digits, `.`, `-` and `_`; path segments are
+/// non-empty, never `.` or `..`, and hold only letters, digits, `.`, `-` and `_`; no query,
+/// fragment, port or user info; at most 2048 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SpiffeId {
+    id: String,
+    domain_end: usize,
+}
+
+/// The text is not a valid SPIFFE ID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid SPIFFE ID ({reason}): {id:?}")]
+pub struct SpiffeIdError {
+    id: String,
+    reason: &'static str,
+}
+
+impl SpiffeId {
+    const SCHEME: &'static str = "spiffe://";
+
+    /// Parses and validates a SPIFFE ID.
+    pub fn parse(id: &str) -> Result<Self, SpiffeIdError> {
+        let fail = |reason| SpiffeIdError {
+            id: id.to_owned(),
+            reason,
+        };
+        if id.len() > 2048 {
+            return Err(fail("longer than 2048 bytes"));
+        }
+        let rest = id
+            .strip_prefix(Self::SCHEME)
+            .ok_or_else(|| fail("does not start with spiffe://"))?;
+        let (domain, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if domain.is_empty() {
+            return Err(fail("empty trust domain"));
+        }
+        if !domain
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))
+        {
+            return Err(fail(
+                "trust domain may hold only lowercase letters, digits, '.', '-' and '_'",
+            ));
+        }
+        if !path.is_empty() {
+            for segment in path[1..].split('/') {
+                if segment.is_empty() {
+                    return Err(fail("empty path segment"));
+                }
+                if segment == "." || segment == ".." {
+                    return Err(fail("path segment '.' or '..'"));
+                }
+                if !segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+                {
+                    return Err(fail(
+                        "path segments may hold only letters, digits, '.', '-' and '_'",
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            id: id.to_owned(),
+            domain_end: Self::SCHEME.len() + domain.len(),
+        })
+    }
+
+    /// The whole ID, `spiffe://domain/path`.
+    pub fn as_str(&self) -> &str {
+        &self.id
+    }
+
+    /// The trust domain, e.g. `prod.example.org`.
+    pub fn trust_domain(&self) -> &str {
+        &self.id[Self::SCHEME.len()..self.domain_end]
+    }
+
+    /// The path, `""` or starting with `/`.
+    pub fn path(&self) -> &str {
+        &self.id[self.domain_end..]
+    }
+}
+
+impl fmt::Display for SpiffeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
+impl FromStr for SpiffeId {
+    type Err = SpiffeIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// The facts of the client's leaf certificate that a policy decides on.
+///
+/// Obtained from [`PeerCertificates::identity`](crate::PeerCertificates::identity), which parses
+/// the leaf at most once per connection.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    subject: DistinguishedName,
+    issuer: DistinguishedName,
+    dns_names: Vec<String>,
+    uris: Vec<String>,
+    emails: Vec<String>,
+    ip_addresses: Vec<IpAddr>,
+    spiffe_id: Option<SpiffeId>,
+    serial: Vec<u8>,
+    not_before: SystemTime,
+    not_after: SystemTime,
+    sha256: Fingerprint,
+    spki_sha256: Fingerprint,
+}
+
+impl ClientIdentity {
+    /// Parses a DER-encoded X.509 certificate.
+    ///
+    /// This does not verify anything: the acceptor's verifier has done that before a
+    /// certificate reaches a request.
+    pub fn parse(der: &[u8]) -> Result<Self, IdentityError> {
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| IdentityError::Malformed(e.to_string()))?;
+
+        let mut identity = Self {
+            subject: DistinguishedName::from_x509(cert.subject()),
+            issuer: DistinguishedName::from_x509(cert.issuer()),
+            dns_names: Vec::new(),
+            uris: Vec::new(),
+            emails: Vec::new(),
+            ip_addresses: Vec::new(),
+            spiffe_id: None,
+            serial: cert.raw_serial().to_vec(),
+            not_before: system_time(cert.validity().not_before.timestamp()),
+            not_after: system_time(cert.validity().not_after.timestamp()),
+            sha256: Fingerprint::of(der),
+            spki_sha256: Fingerprint::of(cert.public_key().raw),
+        };
+
+        let san = cert
+            .subject_alternative_name()
+            .map_err(|e| IdentityError::Extension {
+                extension: "subjectAltName",
+                reason: e.to_string(),
+            })?;
+        if let Some(san) = san {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(n) => identity.dns_names.push((*n).to_owned()),
+                    GeneralName::URI(u) => identity.uris.push((*u).to_owned()),
+                    GeneralName::RFC822Name(e) => identity.emails.push((*e).to_owned()),
+                    GeneralName::IPAddress(bytes) => {
+                        if let Some(ip) = ip_from_bytes(bytes) {
+                            identity.ip_addresses.push(ip);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // An X.509-SVID carries exactly one URI SAN; with several, none is "the" SPIFFE ID.
+        if let [only] = identity.uris.as_slice() {
+            identity.spiffe_id = SpiffeId::parse(only).ok();
+        }
+        Ok(identity)
+    }
+
+    /// The subject name.
+    pub fn subject(&self) -> &DistinguishedName {
+        &self.subject
+    }
+
+    /// The issuer name of this (leaf) certificate, which its signature binds.
+    pub fn issuer(&self) -> &DistinguishedName {
+        &self.issuer
+    }
+
+    /// Shortcut for `subject().common_name()`.
+    pub fn common_name(&self) -> Option<&str> {
+        self.subject.common_name()
+    }
+
+    /// DNS names from the subjectAltName extension, as encoded.
+    pub fn dns_names(&self) -> &[String] {
+        &self.dns_names
+    }
+
+    /// URIs from the subjectAltName extension, as encoded.
+    pub fn uris(&self) -> &[String] {
+        &self.uris
+    }
+
+    /// Email addresses (rfc822Name) from the subjectAltName extension, as encoded.
+    pub fn emails(&self) -> &[String] {
+        &self.emails
+    }
+
+    /// IP addresses from the subjectAltName extension.
+    pub fn ip_addresses(&self) -> &[IpAddr] {
+        &self.ip_addresses
+    }
+
+    /// The SPIFFE ID: present only when the certificate has exactly one URI SAN and it is a
+    /// valid `spiffe://` ID, as the X.509-SVID specification requires.
+    pub fn spiffe_id(&self) -> Option<&SpiffeId> {
+        self.spiffe_id.as_ref()
+    }
+
+    /// The serial number's big-endian bytes, as encoded.
+    pub fn serial(&self) -> &[u8] {
+        &self.serial
+    }
+
+    /// The serial number as lowercase hex.
+    pub fn serial_hex(&self) -> String {
+        hex(&self.serial)
+    }
+
+    /// Start of the validity period.
+    pub fn not_before(&self) -> SystemTime {
+        self.not_before
+    }
+
+    /// End of the validity period.
+    pub fn not_after(&self) -> SystemTime {
+        self.not_after
+    }
+
+    /// SHA-256 of the whole certificate (what `openssl x509 -fingerprint -sha256` prints).
+    pub fn sha256(&self) -> Fingerprint {
+        self.sha256
+    }
+
+    /// SHA-256 of the SubjectPublicKeyInfo: stays the same when a certificate is re-issued
+    /// for the same key.
+    pub fn spki_sha256(&self) -> Fingerprint {
+        self.spki_sha256
+    }
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+pub(crate) fn system_time(unix_seconds: i64) -> SystemTime {
+    let magnitude = Duration::from_secs(unix_seconds.unsigned_abs());
+    let time = if unix_seconds >= 0 {
+        SystemTime::UNIX_EPOCH.checked_add(magnitude)
+    } else {
+        SystemTime::UNIX_EPOCH.checked_sub(magnitude)
+    };
+    time.unwrap_or(SystemTime::UNIX_EPOCH)
+}

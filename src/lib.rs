@@ -1,0 +1,119 @@
+//! HTTPS and mutual TLS for any hyper/tower service, by composition.
+//!
+//! `tower-mtls` serves a tower service — an axum `Router`, a tonic server, a plain
+//! `service_fn` — over rustls, verifies client certificates, and hands every request the
+//! peer's certificate chain and TLS facts in its extensions. It reads its configuration from
+//! the environment variables and secret layout that Steadybit's Helm charts produce.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//!
+//! use http_body_util::Full;
+//! use tower_mtls::{PeerCertificates, Server, TlsConfig};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! // Server identity plus the CAs (or pinned client certificates) trusted for client auth.
+//! let tls = TlsConfig::builder()
+//!     .server_cert_file("/etc/extension/certificates/server-cert/tls.crt")
+//!     .server_key_file("/etc/extension/certificates/server-cert/tls.key")
+//!     .client_trust("/etc/extension/certificates/agent-cert")
+//!     .build()?; // fails with the file and the reason when anything is wrong
+//!
+//! let app = tower::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+//!     // The acceptor put the verified client chain into the request.
+//!     let who = req
+//!         .extensions()
+//!         .get::<PeerCertificates>()
+//!         .and_then(|peer| peer.identity().ok())
+//!         .and_then(|id| id.common_name().map(str::to_owned))
+//!         .unwrap_or_default();
+//!     Ok::<_, Infallible>(http::Response::new(Full::from(format!("hello {who}\n"))))
+//! });
+//!
+//! Server::bind("0.0.0.0:8443").await?.tls(tls).serve(app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! A Steadybit extension gets the same from its environment with
+//! [`ExtensionEnv::from_env`] (see [`env`]), and narrows who may call which route with
+//! [`ClientCertLayer`]:
+//!
+//! ```no_run
+//! # async fn run(router: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+//! use tower_mtls::{ClientCertLayer, ExtensionEnv, Server};
+//!
+//! let env = ExtensionEnv::from_env()?;
+//! let app = router.layer(ClientCertLayer::require().allow_subject_cn("steadybit-agent"));
+//! let mut server = Server::bind(("0.0.0.0", env.port_or(8080))).await?;
+//! if let Some(tls) = env.tls {
+//!     server = server.tls(tls);
+//! }
+//! server.serve(app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # How a request travels
+//!
+//! 1. [`Server`] accepts a connection and spawns a task for it; the accept loop never waits
+//!    on a handshake.
+//! 2. [`TlsAcceptor`] runs the handshake against the [`TlsConfig`]'s current snapshot, within
+//!    a deadline, and captures a [`ConnectionInfo`] once: [`PeerCertificates`] and [`TlsInfo`].
+//! 3. [`AddConnectionInfo`] inserts both into every request on the connection (each HTTP/1.1
+//!    keep-alive request, each HTTP/2 stream).
+//! 4. [`ClientCertLayer`] decides per route who may pass; handlers read
+//!    [`PeerCertificates::identity`] — the leaf, parsed at most once per connection.
+//!
+//! # Trust: CAs and pinned leaves
+//!
+//! Each trust source is a PEM file or a directory of PEM files (a mounted Kubernetes secret
+//! works as is). A CA certificate in it becomes a trust anchor. An end-entity certificate is
+//! *pinned*: a client presenting exactly that certificate is accepted while it is valid, after
+//! the handshake proved it holds the key — what Steadybit's Helm charts rely on when they pass
+//! a client secret's own `tls.crt` as trust. The server's CertificateRequest lists the CA
+//! subjects and the pinned certificates' issuer names, so JVM clients offer their certificate.
+//!
+//! # Features
+//!
+//! * `aws-lc-rs` (default): rustls with the aws-lc-rs provider.
+//! * `ring`: rustls with ring. With both enabled aws-lc-rs is used; the crate always passes its
+//!   provider explicitly and never panics over an ambiguous process default.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod acceptor;
+pub mod client;
+mod config;
+mod crypto;
+pub mod env;
+mod error;
+mod identity;
+mod load;
+mod peer;
+// pub mod policy;
+mod reload;
+mod serve;
+mod verify;
+
+pub use acceptor::{
+    DEFAULT_HANDSHAKE_TIMEOUT, HandshakeError, HandshakeFailure, TlsAcceptor, TlsStream,
+};
+pub use config::{CertificateSummary, ClientAuth, TlsConfig, TlsConfigBuilder};
+pub use crypto::default_provider;
+pub use env::ExtensionEnv;
+pub use error::ConfigError;
+pub use identity::{
+    ClientIdentity, DistinguishedName, Fingerprint, IdentityError, NameAttribute,
+    ParseFingerprintError, SpiffeId, SpiffeIdError, oid,
+};
+pub use peer::{AddConnectionInfo, AddConnectionInfoLayer, ConnectionInfo, PeerCertificates, TlsInfo};
+// pub use policy::ClientCertLayer;
+pub use reload::{DEFAULT_WATCH_INTERVAL, ReloadEvent, ReloadHandle, ReloadOutcome, ReloadReport};
+pub use serve::{DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, ListenAddr, Server};
+pub use verify::{ChainTooLarge, TrustSummary};
+
+/// Re-exported so users name the same versions this crate uses.
+pub use rustls;

@@ -1,0 +1,507 @@
+//! [`Server`]: serve any tower service over TLS or plain TCP, or a Unix socket; HTTP/1.1 and
+//! HTTP/2; graceful shutdown.
+//!
+//! The accept loop only accepts: every connection gets its own task, which runs the TLS
+//! handshake (bounded by the acceptor's deadline) and then serves HTTP with the service
+//! wrapped in [`AddConnectionInfo`], so each request carries the connection's
+//! [`TlsInfo`](crate::TlsInfo) and [`PeerCertificates`](crate::PeerCertificates). A client
+//! that stalls its handshake holds up nobody but itself.
+//!
+//! Once a [`TlsAcceptor`] is set, the server speaks only TLS — on TCP and on Unix sockets
+//! alike. Nothing falls back to plain HTTP.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+#[cfg(unix)]
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::{Notify, Semaphore, watch};
+use tower_service::Service;
+
+use crate::acceptor::TlsAcceptor;
+use crate::peer::AddConnectionInfo;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The default grace period of a graceful shutdown.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
+/// The default time a client has to send a complete HTTP/1 request head.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a [`Server`] listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A Unix socket path.
+    #[cfg(unix)]
+    Unix(PathBuf),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "{addr}"),
+            #[cfg(unix)]
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    #[cfg(unix)]
+    Unix {
+        listener: tokio::net::UnixListener,
+        path: PathBuf,
+        remove_on_drop: bool,
+    },
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Self::Unix {
+            path,
+            remove_on_drop: true,
+            ..
+        } = self
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A future that resolves when the server should shut down.
+type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Serves a tower service over TLS (when given a [`TlsAcceptor`]) or plain HTTP.
+///
+/// ```no_run
+/// use tower_mtls::{Server, TlsConfig};
+///
+/// # async fn run(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+/// let tls = TlsConfig::builder()
+///     .server_cert_file("tls.crt")
+///     .server_key_file("tls.key")
+///     .client_trust("ca.crt")
+///     .build()?;
+/// Server::bind("0.0.0.0:8443")
+///     .await?
+///     .tls(tls)
+///     .with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; })
+///     .serve(app)
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a server does nothing until `serve` is awaited"]
+pub struct Server {
+    listener: Listener,
+    tls: Option<TlsAcceptor>,
+    http: auto::Builder<TokioExecutor>,
+    shutdown: Option<ShutdownSignal>,
+    grace: Duration,
+    max_connections: Option<usize>,
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr().ok())
+            .field("tls", &self.tls.is_some())
+            .field("grace", &self.grace)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl Server {
+    /// Binds a TCP listener.
+    pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
+        Ok(Self::from_tcp(TcpListener::bind(addr).await?))
+    }
+
+    /// Serves on an already bound TCP listener.
+    pub fn from_tcp(listener: TcpListener) -> Self {
+        Self::new(Listener::Tcp(listener))
+    }
+
+    /// Binds a Unix socket at `path`, creating its directory if needed and replacing a stale
+    /// socket file. The file is removed when the server stops.
+    #[cfg(unix)]
+    pub async fn bind_unix(path: impl AsRef<Path>) -> io::Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        match tokio::fs::symlink_metadata(&path).await {
+            Ok(meta) => {
+                use std::os::unix::fs::FileTypeExt;
+                if meta.file_type().is_socket() {
+                    tokio::fs::remove_file(&path).await?;
+                } else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("{} exists and is not a socket", path.display()),
+                    ));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let listener = tokio::net::UnixListener::bind(&path)?;
+        Ok(Self::new(Listener::Unix {
+            listener,
+            path,
+            remove_on_drop: true,
+        }))
+    }
+
+    /// Serves on an already bound Unix listener.
+    #[cfg(unix)]
+    pub fn from_unix(listener: tokio::net::UnixListener) -> io::Result<Self> {
+        let path = listener
+            .local_addr()?
+            .as_pathname()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Ok(Self::new(Listener::Unix {
+            listener,
+            path,
+            remove_on_drop: false,
+        }))
+    }
+
+    fn new(listener: Listener) -> Self {
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(DEFAULT_HEADER_READ_TIMEOUT);
+        http.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(250);
+        Self {
+            listener,
+            tls: None,
+            http,
+            shutdown: None,
+            grace: DEFAULT_GRACE_PERIOD,
+            max_connections: None,
+        }
+    }
+
+    /// Where the server listens.
+    pub fn local_addr(&self) -> io::Result<ListenAddr> {
+        match &self.listener {
+            Listener::Tcp(l) => l.local_addr().map(ListenAddr::Tcp),
+            #[cfg(unix)]
+            Listener::Unix { path, .. } => Ok(ListenAddr::Unix(path.clone())),
+        }
+    }
+
+    /// Serves TLS only, with this acceptor (or a [`TlsConfig`](crate::TlsConfig), which
+    /// becomes one with default settings).
+    pub fn tls(mut self, acceptor: impl Into<TlsAcceptor>) -> Self {
+        self.tls = Some(acceptor.into());
+        self
+    }
+
+    /// Whether the server speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Stops accepting when `signal` resolves, lets in-flight requests finish within the grace
+    /// period (see [`grace_period`](Self::grace_period)), then closes what is left.
+    pub fn with_graceful_shutdown(mut self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.shutdown = Some(Box::pin(signal));
+        self
+    }
+
+    /// How long a graceful shutdown waits for open connections. Default 10 s.
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// At most `max` connections are open at once (handshakes included); the accept loop
+    /// waits for one to close before accepting another. Default: unlimited.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max.max(1));
+        self
+    }
+
+    /// How long an HTTP/1 client has to send a request head (default 30 s; `None`: forever).
+    pub fn header_read_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.http.http1().header_read_timeout(timeout);
+        self
+    }
+
+    /// HTTP/2: at most this many concurrent streams per connection (default 250).
+    pub fn http2_max_concurrent_streams(mut self, max: u32) -> Self {
+        self.http.http2().max_concurrent_streams(max);
+        self
+    }
+
+    /// HTTP/2: send a keep-alive PING every `interval` and close the connection if it is not
+    /// answered within `timeout`. Off by default.
+    pub fn http2_keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.http
+            .http2()
+            .keep_alive_interval(interval)
+            .keep_alive_timeout(timeout);
+        self
+    }
+
+    /// The underlying hyper-util builder, for settings without a method here.
+    pub fn http_builder(&mut self) -> &mut auto::Builder<TokioExecutor> {
+        &mut self.http
+    }
+
+    /// Serves `service` until the shutdown signal (forever without one).
+    ///
+    /// Accept errors (a client that hung up, too many open files) are logged and never end
+    /// the loop.
+    pub async fn serve<S, B>(self, service: S) -> io::Result<()>
+    where
+        S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let Server {
+            listener,
+            tls,
+            http,
+            shutdown,
+            grace,
+            max_connections,
+        } = self;
+        let http = Arc::new(http);
+        let mut signal = shutdown.unwrap_or_else(|| Box::pin(std::future::pending()));
+        let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+        let tracker = Arc::new(Tracker::default());
+        let slots = max_connections.map(|n| Arc::new(Semaphore::new(n)));
+
+        loop {
+            let slot = match &slots {
+                Some(slots) => tokio::select! {
+                    biased;
+                    () = &mut signal => break,
+                    permit = slots.clone().acquire_owned() => permit.ok(),
+                },
+                None => None,
+            };
+            let accepted = tokio::select! {
+                biased;
+                () = &mut signal => break,
+                accepted = accept(&listener) => accepted,
+            };
+            let ctx = ConnCtx {
+                tls: tls.clone(),
+                http: http.clone(),
+                phase: phase_rx.clone(),
+                _guard: tracker.enter(),
+                _slot: slot,
+            };
+            match accepted {
+                Ok(Accepted::Tcp(stream, remote)) => {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(%remote, error = %e, "cannot set TCP_NODELAY");
+                    }
+                    tokio::spawn(ctx.run(stream, Some(remote), service.clone()));
+                }
+                #[cfg(unix)]
+                Ok(Accepted::Unix(stream)) => {
+                    tokio::spawn(ctx.run(stream, None, service.clone()));
+                }
+                Err(e) => {
+                    drop(ctx);
+                    if is_per_connection_error(&e) {
+                        tracing::debug!(error = %e, "accept failed for one connection");
+                    } else {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::error!(error = %e, "accept failed; retrying in 100 ms");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+
+        drop(listener);
+        let open = tracker.count();
+        tracing::info!(open_connections = open, grace = ?grace, "shutting down: no longer accepting");
+        let _ = phase_tx.send(Phase::Draining);
+        if tokio::time::timeout(grace, tracker.idle()).await.is_err() {
+            tracing::warn!(
+                open_connections = tracker.count(),
+                "grace period over; closing the remaining connections"
+            );
+            let _ = phase_tx.send(Phase::Closing);
+            tracker.idle().await;
+        }
+        Ok(())
+    }
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> io::Result<Accepted> {
+    match listener {
+        Listener::Tcp(l) => l.accept().await.map(|(s, a)| Accepted::Tcp(s, a)),
+        #[cfg(unix)]
+        Listener::Unix { listener, .. } => listener.accept().await.map(|(s, _)| Accepted::Unix(s)),
+    }
+}
+
+fn is_per_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running,
+    Draining,
+    Closing,
+}
+
+/// Counts open connections and wakes the shutdown when the last one closes.
+#[derive(Default)]
+struct Tracker {
+    open: AtomicUsize,
+    idle: Notify,
+}
+
+impl Tracker {
+    fn enter(self: &Arc<Self>) -> TrackerGuard {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        TrackerGuard(self.clone())
+    }
+
+    fn count(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct TrackerGuard(Arc<Tracker>);
+
+impl Drop for TrackerGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// What one connection's task needs.
+struct ConnCtx {
+    tls: Option<TlsAcceptor>,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    phase: watch::Receiver<Phase>,
+    _guard: TrackerGuard,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl ConnCtx {
+    async fn run<IO, S, B>(mut self, io: IO, remote: Option<SocketAddr>, service: S)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        match self.tls.take() {
+            Some(acceptor) => {
+                let handshake = acceptor.accept(io, remote);
+                let stream = tokio::select! {
+                    result = handshake => match result {
+                        Ok(stream) => stream,
+                        // The acceptor has logged the failure.
+                        Err(_) => return,
+                    },
+                    _ = self.phase.wait_for(|p| *p != Phase::Running) => return,
+                };
+                let service = AddConnectionInfo::new(service, stream.info().clone());
+                self.serve_http(stream, service, remote).await;
+            }
+            None => self.serve_http(io, service, remote).await,
+        }
+    }
+
+    async fn serve_http<IO, S, B>(mut self, io: IO, service: S, remote: Option<SocketAddr>)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let conn = self
+            .http
+            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+        tokio::pin!(conn);
+        if *self.phase.borrow() != Phase::Running {
+            conn.as_mut().graceful_shutdown();
+        }
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(remote = ?remote, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                changed = self.phase.changed() => {
+                    let phase = *self.phase.borrow_and_update();
+                    match (changed, phase) {
+                        (Err(_), _) | (_, Phase::Closing) => return,
+                        (_, Phase::Draining) => conn.as_mut().graceful_shutdown(),
+                        (_, Phase::Running) => {}
+                    }
+                }
+            }
+        }
+    }
+}
