@@ -88,23 +88,28 @@ impl TlsAcceptor {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let result = match tokio::time::timeout(self.handshake_timeout, self.handshake(io, remote_addr))
-            .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(HandshakeError::new(HandshakeFailure::Timeout, remote_addr, None)),
+        let outcome =
+            tokio::time::timeout(self.handshake_timeout, self.handshake(io, remote_addr)).await;
+        let (error, linger) = match outcome {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(failed)) => (failed.error, failed.linger),
+            Err(_) => (
+                HandshakeError::new(HandshakeFailure::Timeout, remote_addr, None),
+                None,
+            ),
         };
-        if let Err(error) = &result {
-            error.log();
+        error.log();
+        if let Some((io, response)) = linger {
+            linger_close(io, response).await;
         }
-        result
+        Err(error)
     }
 
     async fn handshake<IO>(
         &self,
         mut io: IO,
         remote_addr: Option<SocketAddr>,
-    ) -> Result<TlsStream<IO>, HandshakeError>
+    ) -> Result<TlsStream<IO>, Failed<IO>>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
@@ -114,7 +119,7 @@ impl TlsAcceptor {
                 semaphore
                     .acquire()
                     .await
-                    .map_err(|_| fail(HandshakeFailure::Io, None))?,
+                    .map_err(|_| Failed::new(fail(HandshakeFailure::Io, None)))?,
             ),
             None => None,
         };
@@ -122,43 +127,73 @@ impl TlsAcceptor {
         // Large enough for a typical ClientHello in one read, as rustls would do itself.
         let mut first = Vec::with_capacity(2048);
         match io.read_buf(&mut first).await {
-            Ok(0) => return Err(fail(HandshakeFailure::PeerClosed, None)),
+            Ok(0) => return Err(Failed::new(fail(HandshakeFailure::PeerClosed, None))),
             Ok(_) => {}
-            Err(e) => return Err(fail(classify_io(&e), Some(e))),
+            Err(e) => return Err(Failed::new(fail(classify_io(&e), Some(e)))),
         }
         if first[0] != TLS_HANDSHAKE_RECORD {
-            if first[0].is_ascii_uppercase() {
-                refuse_plain_http(io).await;
-                return Err(fail(HandshakeFailure::PlainHttp, None));
-            }
-            return Err(fail(HandshakeFailure::NotTls, None));
+            let (kind, response) = if first[0].is_ascii_uppercase() {
+                (HandshakeFailure::PlainHttp, Some(PLAIN_HTTP_RESPONSE))
+            } else {
+                (HandshakeFailure::NotTls, None)
+            };
+            return Err(Failed {
+                error: fail(kind, None),
+                linger: Some((Rewind::new(Vec::new(), io), response)),
+            });
         }
 
         let active = self.config.active();
         let acceptor = tokio_rustls::TlsAcceptor::from(active.server_config.clone());
-        let stream = acceptor
+        let stream = match acceptor
             .accept(Rewind::new(first, io))
+            .into_fallible()
             .await
-            .map_err(|e| fail(classify_io(&e), Some(e)))?;
+        {
+            Ok(stream) => stream,
+            Err((e, io)) => {
+                return Err(Failed {
+                    error: fail(classify_io(&e), Some(e)),
+                    linger: Some((io, None)),
+                });
+            }
+        };
 
         let info = ConnectionInfo::from_connection(stream.get_ref().1, remote_addr);
         // rustls restores a resumed session's client chain without verifying it again.
         if info.tls().is_resumed() {
             if let (Some(peer), Some(verifier)) = (info.peer(), &active.verifier) {
-                verifier
-                    .verify_client_cert(peer.leaf(), &peer.chain()[1..], rustls::pki_types::UnixTime::now())
-                    .map_err(|e| {
-                        fail(
-                            classify_tls(&e),
-                            Some(io::Error::new(io::ErrorKind::InvalidData, e)),
-                        )
-                    })?;
+                if let Err(e) = verifier.verify_client_cert(
+                    peer.leaf(),
+                    &peer.chain()[1..],
+                    rustls::pki_types::UnixTime::now(),
+                ) {
+                    return Err(Failed::new(fail(
+                        classify_tls(&e),
+                        Some(io::Error::new(io::ErrorKind::InvalidData, e)),
+                    )));
+                }
             }
         }
         Ok(TlsStream {
             inner: stream,
             info,
         })
+    }
+}
+
+/// A failed handshake, with the stream when it deserves an orderly close.
+struct Failed<IO> {
+    error: HandshakeError,
+    linger: Option<(Rewind<IO>, Option<&'static [u8]>)>,
+}
+
+impl<IO> Failed<IO> {
+    fn new(error: HandshakeError) -> Self {
+        Self {
+            error,
+            linger: None,
+        }
     }
 }
 
@@ -171,14 +206,20 @@ Connection: close\r\n\
 \r\n\
 This port speaks HTTPS only: use an https:// URL\n";
 
-/// Answers a plain-HTTP client, then reads what it sent so the close does not reset the
-/// connection before the response is read.
-async fn refuse_plain_http<IO>(mut io: IO)
+/// How long a failed connection is kept to deliver its alert or response.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Sends `response` (if any; the TLS alert is already written), closes the sending side and
+/// reads what the client still sends, so that closing does not reset the connection before
+/// the client has read the alert or response.
+async fn linger_close<IO>(mut io: IO, response: Option<&[u8]>)
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        io.write_all(PLAIN_HTTP_RESPONSE).await?;
+    let _ = tokio::time::timeout(LINGER, async {
+        if let Some(response) = response {
+            io.write_all(response).await?;
+        }
         io.shutdown().await?;
         let mut sink = [0u8; 1024];
         let mut total = 0;
@@ -447,11 +488,17 @@ fn peer_display(addr: &Option<SocketAddr>) -> String {
 }
 
 fn source_display(source: &Option<io::Error>) -> String {
-    source.as_ref().map_or_else(String::new, |e| format!(": {e}"))
+    source
+        .as_ref()
+        .map_or_else(String::new, |e| format!(": {e}"))
 }
 
 impl HandshakeError {
-    fn new(kind: HandshakeFailure, remote_addr: Option<SocketAddr>, source: Option<io::Error>) -> Self {
+    fn new(
+        kind: HandshakeFailure,
+        remote_addr: Option<SocketAddr>,
+        source: Option<io::Error>,
+    ) -> Self {
         Self {
             kind,
             remote_addr,

@@ -51,11 +51,15 @@ pub enum ClientError {
     /// The TLS handshake failed (on this side, or by the server's alert).
     #[error("TLS handshake failed: {0}")]
     Handshake(#[source] io::Error),
+    /// The TLS session failed after the handshake, typically by the server's alert (with
+    /// TLS 1.3 a rejected client certificate shows up here: the client considers the
+    /// handshake done before the server has judged its certificate).
+    #[error("TLS session failed: {0}")]
+    Tls(#[source] rustls::Error),
     /// The request could not be built (e.g. an invalid path).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    /// The HTTP exchange failed; with TLS 1.3 a rejected client certificate shows up here,
-    /// as the server's alert arrives after the client considers the handshake done.
+    /// The HTTP exchange failed.
     #[error("HTTP request failed: {0}")]
     Http(#[from] hyper::Error),
 }
@@ -213,6 +217,12 @@ impl Client {
         ClientBuilder::default()
     }
 
+    /// A client with a rustls configuration built elsewhere (set its ALPN protocols to get
+    /// HTTP/2).
+    pub fn from_config(config: Arc<ClientConfig>) -> Self {
+        Self { config }
+    }
+
     /// The rustls configuration.
     pub fn tls_config(&self) -> &Arc<ClientConfig> {
         &self.config
@@ -220,7 +230,11 @@ impl Client {
 
     /// Connects over TCP, runs the handshake (verifying the server as `server_name`) and sets
     /// up HTTP/2 or HTTP/1.1 as ALPN decided.
-    pub async fn connect(&self, addr: SocketAddr, server_name: &str) -> Result<Connection, ClientError> {
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+    ) -> Result<Connection, ClientError> {
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(ClientError::Connect)?;
@@ -256,22 +270,22 @@ impl Client {
         let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
         let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         let protocol_version = conn.protocol_version();
-        let io = TokioIo::new(tls);
-        let sender = if alpn.as_deref() == Some(b"h2") {
+        let tls_error = Arc::new(std::sync::Mutex::new(None));
+        let io = TokioIo::new(RecordTlsError {
+            inner: tls,
+            slot: tls_error.clone(),
+        });
+        let (sender, driver) = if alpn.as_deref() == Some(b"h2") {
             let (sender, conn) = http2::handshake(TokioExecutor::new(), io).await?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            Sender::H2(sender)
+            (Sender::H2(sender), tokio::spawn(conn))
         } else {
             let (sender, conn) = http1::handshake(io).await?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            Sender::H1(Mutex::new(sender))
+            (Sender::H1(Mutex::new(sender)), tokio::spawn(conn))
         };
         Ok(Connection {
             sender,
+            driver: Mutex::new(Some(driver)),
+            tls_error,
             alpn,
             resumed,
             protocol_version,
@@ -289,6 +303,73 @@ impl Client {
     }
 }
 
+/// Remembers the first rustls error seen on the stream.
+struct RecordTlsError<IO> {
+    inner: tokio_rustls::client::TlsStream<IO>,
+    slot: Arc<std::sync::Mutex<Option<rustls::Error>>>,
+}
+
+impl<IO> RecordTlsError<IO> {
+    fn record<T>(&self, result: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &result {
+            if let Some(tls) = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                let mut slot = self
+                    .slot
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                slot.get_or_insert_with(|| tls.clone());
+            }
+        }
+        result
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for RecordTlsError<IO> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let this = self.get_mut();
+        std::pin::Pin::new(&mut this.inner)
+            .poll_read(cx, buf)
+            .map(|r| this.record(r))
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RecordTlsError<IO> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        std::pin::Pin::new(&mut this.inner)
+            .poll_write(cx, buf)
+            .map(|r| this.record(r))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let this = self.get_mut();
+        std::pin::Pin::new(&mut this.inner)
+            .poll_flush(cx)
+            .map(|r| this.record(r))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let this = self.get_mut();
+        std::pin::Pin::new(&mut this.inner)
+            .poll_shutdown(cx)
+            .map(|r| this.record(r))
+    }
+}
+
 enum Sender {
     H1(Mutex<http1::SendRequest<Full<Bytes>>>),
     H2(http2::SendRequest<Full<Bytes>>),
@@ -298,6 +379,11 @@ enum Sender {
 /// shared reference; HTTP/1.1 requests take turns.
 pub struct Connection {
     sender: Sender,
+    /// The task driving the connection; its error explains a failed request (e.g. the
+    /// server's TLS alert).
+    driver: Mutex<Option<tokio::task::JoinHandle<Result<(), hyper::Error>>>>,
+    /// The first TLS error the connection's stream saw (HTTP/2 turns I/O errors into text).
+    tls_error: Arc<std::sync::Mutex<Option<rustls::Error>>>,
     alpn: Option<Vec<u8>>,
     resumed: bool,
     protocol_version: Option<rustls::ProtocolVersion>,
@@ -331,6 +417,38 @@ impl Connection {
 
     /// Sends a request and reads the whole response body.
     pub async fn send(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<Bytes>, ClientError> {
+        match self.exchange(request).await {
+            Ok(response) => Ok(response),
+            Err(error) => Err(self.connection_error().await.unwrap_or(error)),
+        }
+    }
+
+    /// The error that ended the connection, if it has ended with one.
+    async fn connection_error(&self) -> Option<ClientError> {
+        let driver = self.driver.lock().await.take();
+        // The connection is closing when a request fails; its task ends promptly.
+        let driver_error = match driver {
+            Some(driver) => {
+                match tokio::time::timeout(std::time::Duration::from_secs(5), driver).await {
+                    Ok(Ok(Err(e))) => Some(e),
+                    _ => None,
+                }
+            }
+            None => None,
+        };
+        let tls = self
+            .tls_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        tls.map(ClientError::Tls)
+            .or(driver_error.map(ClientError::Http))
+    }
+
+    async fn exchange(
         &self,
         request: http::Request<Full<Bytes>>,
     ) -> Result<http::Response<Bytes>, ClientError> {

@@ -143,7 +143,11 @@ impl TlsConfigBuilder {
 
     /// The server certificate chain and key as PEM bytes. Material given this way is not
     /// watched for changes.
-    pub fn server_identity_pem(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+    pub fn server_identity_pem(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
         self.server_cert = Some(Source::memory("server certificate", cert_pem));
         self.server_key = Some(Source::memory("server key", key_pem));
         self
@@ -384,22 +388,18 @@ impl Spec {
         }
 
         let cert_path = &inputs.cert_file.path;
-        let server_certificate =
-            CertificateSummary::of(&chain[0]).map_err(|reason| ConfigError::InvalidCertificate {
+        let server_certificate = CertificateSummary::of(&chain[0]).map_err(|reason| {
+            ConfigError::InvalidCertificate {
                 path: cert_path.clone(),
                 index: 1,
                 reason,
-            })?;
+            }
+        })?;
         let (verifier, trust) = match self.client_auth {
             ClientAuth::None => (None, TrustSummary::default()),
             mode => {
-                let (verifier, summary) = ClientVerifier::build(
-                    &trust,
-                    &crls,
-                    mode,
-                    self.chain_limits,
-                    &self.provider,
-                )?;
+                let (verifier, summary) =
+                    ClientVerifier::build(&trust, &crls, mode, self.chain_limits, &self.provider)?;
                 (Some(verifier), summary)
             }
         };

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 
 #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
-compile_error!("tower-mtls needs a crypto provider: enable the `aws-lc-rs` (default) or `ring` feature");
+compile_error!(
+    "tower-mtls needs a crypto provider: enable the `aws-lc-rs` (default) or `ring` feature"
+);
 
 /// The crypto provider this crate uses unless told otherwise: `aws-lc-rs` when the feature is
 /// enabled (the default), else `ring`.

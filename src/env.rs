@@ -66,7 +66,11 @@ impl ExtensionEnv {
     /// Reads the contract through `lookup` (a variable name → its value), e.g. from a map in
     /// tests.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         Ok(Self {
             port: port(vars::PORT, get(vars::PORT))?,
             unix_socket: get(vars::UNIX_SOCKET).map(PathBuf::from),
@@ -97,7 +101,9 @@ impl TlsConfig {
     }
 
     /// [`TlsConfig::from_env`] through a lookup function.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<TlsConfig>, ConfigError> {
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<TlsConfig>, ConfigError> {
         match Self::builder_from_lookup(lookup)? {
             Some(builder) => builder.build().map(Some),
             None => Ok(None),
@@ -114,7 +120,11 @@ impl TlsConfig {
     pub fn builder_from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<TlsConfigBuilder>, ConfigError> {
-        tls_builder(&|name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()))
+        tls_builder(&|name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        })
     }
 }
 
@@ -139,7 +149,9 @@ fn list(value: Option<String>) -> Vec<PathBuf> {
         .collect()
 }
 
-fn tls_builder(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<TlsConfigBuilder>, ConfigError> {
+fn tls_builder(
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<TlsConfigBuilder>, ConfigError> {
     let cert = get(vars::TLS_SERVER_CERT);
     let key = get(vars::TLS_SERVER_KEY);
     let cas = list(get(vars::TLS_CLIENT_CAS));

@@ -43,7 +43,7 @@ pub enum ConfigError {
         expected: &'static str,
     },
     /// A file holds PEM blocks, but none of the kind needed.
-    #[error("{}: no {expected} found among its PEM blocks ({found})", path.display())]
+    #[error("{}: holds no {expected} (it holds: {found})", path.display())]
     WrongPemBlock {
         /// The file.
         path: PathBuf,
@@ -111,7 +111,9 @@ pub enum ConfigError {
         reason: String,
     },
     /// Client authentication was requested without any trust source.
-    #[error("client authentication is {mode} but no client trust source (CA file or directory) is configured")]
+    #[error(
+        "client authentication is {mode} but no client trust source (CA file or directory) is configured"
+    )]
     NoClientTrust {
         /// The configured mode.
         mode: &'static str,

@@ -213,7 +213,9 @@ impl fmt::Display for DistinguishedName {
 
 fn write_rfc4514_value(f: &mut fmt::Formatter<'_>, value: &str) -> fmt::Result {
     // A value we rendered as `#hex` is already in RFC 4514's hex form.
-    if value.starts_with('#') && value.len() > 1 && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
+    if value.starts_with('#')
+        && value.len() > 1
+        && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
     {
         return f.write_str(value);
     }
@@ -254,8 +256,12 @@ fn decode_utf16be(data: &[u8]) -> Option<String> {
     if data.len() % 2 != 0 {
         return None;
     }
-    let units = data.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
-    char::decode_utf16(units).collect::<Result<String, _>>().ok()
+    let units = data
+        .chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]));
+    char::decode_utf16(units)
+        .collect::<Result<String, _>>()
+        .ok()
 }
 
 fn decode_utf32be(data: &[u8]) -> Option<String> {
@@ -391,10 +397,9 @@ impl SpiffeId {
         if domain.is_empty() {
             return Err(fail("empty trust domain"));
         }
-        if !domain
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'))
-        {
+        if !domain.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        }) {
             return Err(fail(
                 "trust domain may hold only lowercase letters, digits, '.', '-' and '_'",
             ));
@@ -479,8 +484,8 @@ impl ClientIdentity {
     /// This does not verify anything: the acceptor's verifier has done that before a
     /// certificate reaches a request.
     pub fn parse(der: &[u8]) -> Result<Self, IdentityError> {
-        let (_, cert) = X509Certificate::from_der(der)
-            .map_err(|e| IdentityError::Malformed(e.to_string()))?;
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|e| IdentityError::Malformed(e.to_string()))?;
 
         let mut identity = Self {
             subject: DistinguishedName::from_x509(cert.subject()),
@@ -614,4 +619,221 @@ pub(crate) fn system_time(unix_seconds: i64) -> SystemTime {
         SystemTime::UNIX_EPOCH.checked_sub(magnitude)
     };
     time.unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, DnType, DnValue, KeyPair, SanType};
+
+    fn cert(build: impl FnOnce(&mut CertificateParams)) -> (Vec<u8>, KeyPair) {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        build(&mut params);
+        let der = params.self_signed(&key).expect("cert").der().to_vec();
+        (der, key)
+    }
+
+    #[test]
+    fn names_stay_structured_when_values_hold_separators() {
+        let (der, _) = cert(|p| {
+            p.distinguished_name
+                .push(DnType::CommonName, "agent, O=Steadybit");
+            p.distinguished_name
+                .push(DnType::OrganizationalUnitName, "a+b");
+        });
+        let id = ClientIdentity::parse(&der).expect("parse");
+        assert_eq!(id.common_name(), Some("agent, O=Steadybit"));
+        assert_eq!(id.subject().organizations().count(), 0);
+        assert!(!id.subject().contains(oid::ORGANIZATION, "Steadybit"));
+        assert_eq!(
+            id.subject().organizational_units().collect::<Vec<_>>(),
+            ["a+b"]
+        );
+        // RFC 4514: last RDN first, separators escaped.
+        assert_eq!(id.subject().to_string(), "OU=a\\+b,CN=agent\\, O=Steadybit");
+    }
+
+    #[test]
+    fn common_name_is_the_last_and_all_values_are_kept() {
+        let (der, _) = cert(|p| {
+            p.distinguished_name.push(DnType::CountryName, "DE");
+            p.distinguished_name
+                .push(DnType::OrganizationName, "Steadybit");
+            p.distinguished_name
+                .push(DnType::CustomDnType(vec![2, 5, 4, 3]), "first");
+            p.distinguished_name.push(DnType::CommonName, "second");
+        });
+        let id = ClientIdentity::parse(&der).expect("parse");
+        let subject = id.subject();
+        assert_eq!(subject.common_name(), Some("second"));
+        assert_eq!(
+            subject.values(oid::COMMON_NAME).collect::<Vec<_>>(),
+            ["first", "second"]
+        );
+        assert_eq!(subject.attributes()[0].short_name(), Some("C"));
+        assert_eq!(subject.attributes()[0].oid(), oid::COUNTRY);
+        assert_eq!(subject.attributes()[1].value(), "Steadybit");
+        assert_eq!(subject.to_string(), "CN=second,CN=first,O=Steadybit,C=DE");
+    }
+
+    #[test]
+    fn string_types_are_decoded() {
+        let (der, _) = cert(|p| {
+            p.distinguished_name.push(
+                DnType::CommonName,
+                DnValue::BmpString("Grüße".try_into().expect("bmp")),
+            );
+            p.distinguished_name.push(
+                DnType::OrganizationName,
+                DnValue::UniversalString("Ünïcode".try_into().expect("universal")),
+            );
+            p.distinguished_name.push(
+                DnType::OrganizationalUnitName,
+                DnValue::PrintableString("Printable".try_into().expect("printable")),
+            );
+        });
+        let id = ClientIdentity::parse(&der).expect("parse");
+        assert_eq!(id.common_name(), Some("Grüße"));
+        assert_eq!(
+            id.subject().organizations().collect::<Vec<_>>(),
+            ["Ünïcode"]
+        );
+        assert_eq!(
+            id.subject().organizational_units().collect::<Vec<_>>(),
+            ["Printable"]
+        );
+    }
+
+    #[test]
+    fn sans_serial_validity_and_fingerprints() {
+        let (der, key) = cert(|p| {
+            p.distinguished_name.push(DnType::CommonName, "agent");
+            p.subject_alt_names = vec![
+                SanType::DnsName("agent.steadybit.svc".try_into().expect("dns")),
+                SanType::URI(
+                    "spiffe://prod.example.org/ns/steadybit/sa/agent"
+                        .try_into()
+                        .expect("uri"),
+                ),
+                SanType::Rfc822Name("ops@example.org".try_into().expect("email")),
+                SanType::IpAddress("10.0.0.7".parse().expect("ip")),
+                SanType::IpAddress("fd00::7".parse().expect("ip")),
+            ];
+            p.serial_number = Some(rcgen::SerialNumber::from(0x0102_0304u64));
+            p.not_before = rcgen::date_time_ymd(2024, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2030, 1, 1);
+        });
+        let id = ClientIdentity::parse(&der).expect("parse");
+        assert_eq!(id.dns_names(), ["agent.steadybit.svc"]);
+        assert_eq!(id.emails(), ["ops@example.org"]);
+        assert_eq!(
+            id.ip_addresses(),
+            [
+                "10.0.0.7".parse::<IpAddr>().expect("ip"),
+                "fd00::7".parse().expect("ip")
+            ]
+        );
+        let spiffe = id.spiffe_id().expect("spiffe id");
+        assert_eq!(spiffe.trust_domain(), "prod.example.org");
+        assert_eq!(spiffe.path(), "/ns/steadybit/sa/agent");
+        assert_eq!(id.serial_hex(), "01020304");
+        assert_eq!(
+            id.not_before(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_067_200)
+        );
+        assert!(id.not_after() > id.not_before());
+        assert_eq!(id.sha256(), Fingerprint::of(&der));
+
+        // Same key, new certificate: the SPKI pin survives, the certificate pin does not.
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "agent renewed");
+        let renewed = params.self_signed(&key).expect("renew").der().to_vec();
+        let renewed = ClientIdentity::parse(&renewed).expect("parse");
+        assert_eq!(renewed.spki_sha256(), id.spki_sha256());
+        assert_ne!(renewed.sha256(), id.sha256());
+    }
+
+    #[test]
+    fn spiffe_id_needs_exactly_one_uri_san() {
+        let (der, _) = cert(|p| {
+            p.subject_alt_names = vec![
+                SanType::URI("spiffe://example.org/a".try_into().expect("uri")),
+                SanType::URI("https://example.org/".try_into().expect("uri")),
+            ];
+        });
+        let id = ClientIdentity::parse(&der).expect("parse");
+        assert_eq!(id.uris().len(), 2);
+        assert!(id.spiffe_id().is_none());
+
+        let (der, _) = cert(|p| {
+            p.subject_alt_names = vec![SanType::URI(
+                "spiffe://Example.org/a".try_into().expect("uri"),
+            )];
+        });
+        assert!(
+            ClientIdentity::parse(&der)
+                .expect("parse")
+                .spiffe_id()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn spiffe_id_validation() {
+        for ok in [
+            "spiffe://example.org",
+            "spiffe://example.org/",
+            "spiffe://a-b_c.d/e/F.g-h_i",
+        ] {
+            // A lone trailing slash is an empty segment.
+            assert_eq!(SpiffeId::parse(ok).is_ok(), !ok.ends_with('/'), "{ok}");
+        }
+        for bad in [
+            "https://example.org/a",
+            "spiffe://",
+            "spiffe:///path",
+            "spiffe://Example.org/a",
+            "spiffe://example.org:8080/a",
+            "spiffe://user@example.org/a",
+            "spiffe://example.org//a",
+            "spiffe://example.org/./a",
+            "spiffe://example.org/../a",
+            "spiffe://example.org/a?x=1",
+            "spiffe://example.org/a#frag",
+            "spiffe://example.org/a%20b",
+        ] {
+            assert!(SpiffeId::parse(bad).is_err(), "{bad}");
+        }
+        let long = format!("spiffe://example.org/{}", "a".repeat(2048));
+        assert!(SpiffeId::parse(&long).is_err());
+    }
+
+    #[test]
+    fn fingerprints_parse_in_the_usual_forms() {
+        let fp = Fingerprint::of(b"abc");
+        let hex = fp.to_string();
+        assert_eq!(hex.len(), 64);
+        assert_eq!(hex.parse::<Fingerprint>(), Ok(fp));
+        assert_eq!(hex.to_uppercase().parse::<Fingerprint>(), Ok(fp));
+        let colons: Vec<String> = fp.as_bytes().iter().map(|b| format!("{b:02X}")).collect();
+        assert_eq!(colons.join(":").parse::<Fingerprint>(), Ok(fp));
+        assert!("abcd".parse::<Fingerprint>().is_err());
+        assert!(format!("{}zz", &hex[..62]).parse::<Fingerprint>().is_err());
+        assert!(
+            format!("{}:", colons.join(":"))
+                .parse::<Fingerprint>()
+                .is_err()
+        );
+        assert!(format!("a:{}", &hex[1..]).parse::<Fingerprint>().is_err());
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(ClientIdentity::parse(b"").is_err());
+        assert!(ClientIdentity::parse(&[0x30, 0x03, 0x02, 0x01]).is_err());
+    }
 }

@@ -182,7 +182,7 @@ fn missing(path: &Path, bytes: &[u8], expected: &'static str) -> ConfigError {
 pub(crate) fn certificates(file: &LoadedFile) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let certs = certificates_or_none(file)?;
     if certs.is_empty() {
-        return Err(missing(&file.path, &file.bytes, "a CERTIFICATE"));
+        return Err(missing(&file.path, &file.bytes, "CERTIFICATE"));
     }
     Ok(certs)
 }
@@ -219,7 +219,7 @@ pub(crate) fn private_key(file: &LoadedFile) -> Result<PrivateKeyDer<'static>, C
         return Err(missing(
             &file.path,
             &file.bytes,
-            "a PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY",
+            "PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY",
         ));
     };
     if keys.next().is_some() {
@@ -283,9 +283,12 @@ pub(crate) fn crls(
         if pem_labels(&file.bytes).is_empty() {
             // DER: an ASN.1 SEQUENCE. Anything else in a directory is not ours to judge.
             if file.bytes.first() == Some(&0x30) {
-                out.push((file.path.clone(), CertificateRevocationListDer::from(file.bytes.clone())));
+                out.push((
+                    file.path.clone(),
+                    CertificateRevocationListDer::from(file.bytes.clone()),
+                ));
             } else if !read.directory {
-                return Err(missing(&file.path, &file.bytes, "an X509 CRL (PEM or DER)"));
+                return Err(missing(&file.path, &file.bytes, "X509 CRL (PEM or DER)"));
             }
             continue;
         }

@@ -152,10 +152,7 @@ impl fmt::Debug for TlsInfo {
         f.debug_struct("TlsInfo")
             .field("protocol_version", &self.0.protocol_version)
             .field("cipher_suite", &self.0.cipher_suite)
-            .field(
-                "alpn",
-                &self.0.alpn.as_deref().map(String::from_utf8_lossy),
-            )
+            .field("alpn", &self.0.alpn.as_deref().map(String::from_utf8_lossy))
             .field("server_name", &self.0.server_name)
             .field("resumed", &self.0.resumed)
             .field("remote_addr", &self.0.remote_addr)

@@ -104,7 +104,10 @@ impl TlsConfig {
             if inputs.identity_digest == digests.identity && inputs.trust_digest == digests.trust {
                 return Ok(None);
             }
-            shared.spec.build(&inputs).map(|active| Some((inputs, active)))
+            shared
+                .spec
+                .build(&inputs)
+                .map(|active| Some((inputs, active)))
         });
         match built {
             Ok(None) => {
@@ -143,7 +146,10 @@ impl TlsConfig {
                     trust.crls = report.trust.crls,
                     "TLS configuration reloaded"
                 );
-                let _ = shared.reload.events.send(ReloadEvent::Applied(report.clone()));
+                let _ = shared
+                    .reload
+                    .events
+                    .send(ReloadEvent::Applied(report.clone()));
                 ReloadOutcome::Applied(report)
             }
             Err(error) => {
@@ -155,7 +161,10 @@ impl TlsConfig {
                         "TLS files changed but cannot be used; keeping the previous configuration"
                     );
                     digests.last_rejection = Some(message);
-                    let _ = shared.reload.events.send(ReloadEvent::Rejected(error.clone()));
+                    let _ = shared
+                        .reload
+                        .events
+                        .send(ReloadEvent::Rejected(error.clone()));
                 }
                 ReloadOutcome::Rejected(error)
             }
@@ -212,9 +221,9 @@ impl ReloadHandle {
         let config = self.config.clone();
         match tokio::task::spawn_blocking(move || config.reload()).await {
             Ok(outcome) => outcome,
-            Err(e) => ReloadOutcome::Rejected(Arc::new(ConfigError::Tls(
-                rustls::Error::General(format!("reload task failed: {e}")),
-            ))),
+            Err(e) => ReloadOutcome::Rejected(Arc::new(ConfigError::Tls(rustls::Error::General(
+                format!("reload task failed: {e}"),
+            )))),
         }
     }
 

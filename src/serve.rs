@@ -227,7 +227,10 @@ impl Server {
 
     /// Stops accepting when `signal` resolves, lets in-flight requests finish within the grace
     /// period (see [`grace_period`](Self::grace_period)), then closes what is left.
-    pub fn with_graceful_shutdown(mut self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
+    pub fn with_graceful_shutdown(
+        mut self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Self {
         self.shutdown = Some(Box::pin(signal));
         self
     }

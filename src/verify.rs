@@ -56,7 +56,9 @@ impl Default for ChainLimits {
 
 /// The client presented more certificates, or more bytes of them, than the configured cap.
 #[derive(Debug, thiserror::Error)]
-#[error("client certificate chain too large: {certs} certificates, {bytes} bytes (limit {max_certs} certificates, {max_bytes} bytes)")]
+#[error(
+    "client certificate chain too large: {certs} certificates, {bytes} bytes (limit {max_certs} certificates, {max_bytes} bytes)"
+)]
 pub struct ChainTooLarge {
     /// Certificates presented, leaf included.
     pub certs: usize,
@@ -195,10 +197,7 @@ impl ClientVerifier {
         }
 
         if roots.is_empty() && pinned.is_empty() {
-            let path = trust
-                .first()
-                .map(|c| c.path.clone())
-                .unwrap_or_default();
+            let path = trust.first().map(|c| c.path.clone()).unwrap_or_default();
             return Err(ConfigError::EmptyTrustSource { path });
         }
 
@@ -278,12 +277,14 @@ impl PinnedLeaf {
             ));
         }
         if secs > self.not_after {
-            return Err(Error::InvalidCertificate(CertificateError::ExpiredContext {
-                time: now,
-                not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-                    self.not_after,
-                )),
-            }));
+            return Err(Error::InvalidCertificate(
+                CertificateError::ExpiredContext {
+                    time: now,
+                    not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                        self.not_after,
+                    )),
+                },
+            ));
         }
         if self.revoked {
             return Err(Error::InvalidCertificate(CertificateError::Revoked));

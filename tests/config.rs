@@ -1,0 +1,363 @@
+//! Misconfiguration stops startup with an error that names the culprit; the environment
+//! contract behaves like Steadybit's extension-kit (and stricter where it is lenient).
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use support::*;
+use tower_mtls::env::vars;
+use tower_mtls::{ClientAuth, ConfigError, ExtensionEnv, TlsConfig};
+
+fn lookup(vars: &[(&str, &Path)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.to_string_lossy().into_owned()))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
+fn lookup_str(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
+fn err(result: Result<TlsConfig, ConfigError>) -> String {
+    match result {
+        Ok(_) => panic!("expected a configuration error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn no_tls_variables_means_plain_http() {
+    let env = ExtensionEnv::from_lookup(lookup_str(&[(vars::PORT, "8085")])).expect("env");
+    assert!(env.tls.is_none());
+    assert_eq!(env.port_or(8080), 8085);
+    assert_eq!(env.health_port_or(8081), 8081);
+    assert!(env.unix_socket.is_none());
+    // Empty values count as unset.
+    let env = ExtensionEnv::from_lookup(lookup_str(&[
+        (vars::TLS_SERVER_CERT, ""),
+        (vars::TLS_CLIENT_CAS, " , "),
+    ]))
+    .expect("env");
+    assert!(env.tls.is_none());
+}
+
+#[test]
+fn cert_and_key_make_https_and_client_cas_make_client_auth_required() {
+    let pki = Pki::new();
+    let tls = TlsConfig::from_lookup(lookup(&[
+        (vars::TLS_SERVER_CERT, &pki.server_cert),
+        (vars::TLS_SERVER_KEY, &pki.server_key),
+    ]))
+    .expect("config")
+    .expect("TLS on");
+    assert_eq!(tls.client_auth(), ClientAuth::None);
+
+    let other = Ca::new("Other CA");
+    let other_path = other.write(pki.dir.path(), "other.crt");
+    let cas = format!("{}, {}", pki.ca_path.display(), other_path.display());
+    let tls = TlsConfig::from_lookup(lookup_str(&[
+        (vars::TLS_SERVER_CERT, &pki.server_cert.to_string_lossy()),
+        (vars::TLS_SERVER_KEY, &pki.server_key.to_string_lossy()),
+        (vars::TLS_CLIENT_CAS, &cas),
+    ]))
+    .expect("config")
+    .expect("TLS on");
+    assert_eq!(tls.client_auth(), ClientAuth::Required);
+    assert_eq!(tls.trust_summary().anchors, 2);
+    assert_eq!(tls.watched_paths().len(), 4);
+}
+
+#[test]
+fn half_a_server_identity_names_the_missing_variable() {
+    let pki = Pki::new();
+    let e = TlsConfig::from_lookup(lookup(&[(vars::TLS_SERVER_CERT, &pki.server_cert)]))
+        .expect_err("no key");
+    let text = e.to_string();
+    assert!(text.starts_with(vars::TLS_SERVER_KEY), "{text}");
+    assert!(text.contains(vars::TLS_SERVER_CERT), "{text}");
+
+    let e = TlsConfig::from_lookup(lookup(&[(vars::TLS_SERVER_KEY, &pki.server_key)]))
+        .expect_err("no cert");
+    assert!(e.to_string().starts_with(vars::TLS_SERVER_CERT), "{e}");
+
+    // Client CAs alone turn TLS on, and then a certificate and key are required.
+    let e = TlsConfig::from_lookup(lookup(&[(vars::TLS_CLIENT_CAS, &pki.ca_path)]))
+        .expect_err("CAs alone");
+    let text = e.to_string();
+    assert!(text.starts_with(vars::TLS_SERVER_CERT), "{text}");
+    assert!(text.contains(vars::TLS_CLIENT_CAS), "{text}");
+
+    // The builder says the same in its own words.
+    assert!(
+        err(TlsConfig::builder()
+            .server_cert_file(&pki.server_cert)
+            .build())
+        .contains("no private key")
+    );
+    assert!(
+        err(TlsConfig::builder()
+            .server_key_file(&pki.server_key)
+            .build())
+        .contains("no certificate")
+    );
+    assert!(err(TlsConfig::builder().build()).contains("no server certificate"));
+}
+
+#[test]
+fn invalid_port_numbers_name_the_variable() {
+    let e = ExtensionEnv::from_lookup(lookup_str(&[(vars::PORT, "eighty")])).expect_err("bad port");
+    assert!(e.to_string().starts_with(vars::PORT), "{e}");
+    let e = ExtensionEnv::from_lookup(lookup_str(&[(vars::HEALTH_PORT, "70000")]))
+        .expect_err("bad port");
+    assert!(e.to_string().starts_with(vars::HEALTH_PORT), "{e}");
+}
+
+#[test]
+fn unix_socket_with_tls_keeps_tls() {
+    let pki = Pki::new();
+    let env = ExtensionEnv::from_lookup(lookup_str(&[
+        (vars::UNIX_SOCKET, "/tmp/ext.sock"),
+        (vars::TLS_SERVER_CERT, &pki.server_cert.to_string_lossy()),
+        (vars::TLS_SERVER_KEY, &pki.server_key.to_string_lossy()),
+    ]))
+    .expect("env");
+    assert_eq!(env.unix_socket.as_deref(), Some(Path::new("/tmp/ext.sock")));
+    assert!(
+        env.tls.is_some(),
+        "a unix socket never downgrades to plain HTTP"
+    );
+}
+
+#[test]
+fn missing_and_unreadable_files_are_named() {
+    let pki = Pki::new();
+    let missing = pki.path("nope.crt");
+    let text = err(pki.builder().client_trust(&missing).build());
+    assert!(
+        text.contains("nope.crt") && text.contains("no such file"),
+        "{text}"
+    );
+
+    let text = err(TlsConfig::builder()
+        .server_cert_file(&missing)
+        .server_key_file(&pki.server_key)
+        .build());
+    assert!(text.contains("nope.crt"), "{text}");
+
+    // A path through a regular file cannot be read (root reads anything chmod forbids).
+    let through_file = pki.server_cert.join("tls.key");
+    let text = err(TlsConfig::builder()
+        .server_cert_file(&pki.server_cert)
+        .server_key_file(&through_file)
+        .build());
+    assert!(
+        text.contains("server.crt/tls.key") && text.contains("cannot read"),
+        "{text}"
+    );
+
+    // A directory where a file is expected.
+    let text = err(TlsConfig::builder()
+        .server_cert_file(pki.dir.path())
+        .server_key_file(&pki.server_key)
+        .build());
+    assert!(text.contains("is a directory"), "{text}");
+}
+
+#[test]
+fn files_without_pem_blocks_are_named() {
+    let pki = Pki::new();
+    let garbage = pki.path("garbage.crt");
+    std::fs::write(&garbage, "this is not PEM\n").expect("write");
+    let text = err(TlsConfig::builder()
+        .server_cert_file(&garbage)
+        .server_key_file(&pki.server_key)
+        .build());
+    assert!(
+        text.contains("garbage.crt") && text.contains("no PEM block"),
+        "{text}"
+    );
+
+    // Go's kit only logs this and starts with an empty trust pool; we refuse to start.
+    let text = err(pki.builder().client_trust(&garbage).build());
+    assert!(
+        text.contains("garbage.crt") && text.contains("no PEM block"),
+        "{text}"
+    );
+
+    // A key file where the certificate should be.
+    let text = err(TlsConfig::builder()
+        .server_cert_file(&pki.server_key)
+        .server_key_file(&pki.server_key)
+        .build());
+    assert!(
+        text.contains("server.key: holds no CERTIFICATE (it holds: PRIVATE KEY)"),
+        "{text}"
+    );
+
+    // A certificate where the key should be.
+    let text = err(TlsConfig::builder()
+        .server_cert_file(&pki.server_cert)
+        .server_key_file(&pki.server_cert)
+        .build());
+    assert!(
+        text.contains("server.crt: holds no PRIVATE KEY")
+            && text.contains("(it holds: CERTIFICATE)"),
+        "{text}"
+    );
+
+    // Damaged base64.
+    let damaged = pki.path("damaged.crt");
+    std::fs::write(
+        &damaged,
+        "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let text = err(pki.builder().client_trust(&damaged).build());
+    assert!(
+        text.contains("damaged.crt") && text.contains("malformed PEM"),
+        "{text}"
+    );
+
+    // A PEM certificate block that is not X.509.
+    let bogus = pki.path("bogus.crt");
+    std::fs::write(
+        &bogus,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let text = err(pki.builder().client_trust(&bogus).build());
+    assert!(
+        text.contains("bogus.crt") && text.contains("not valid X.509"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_key_that_does_not_match_the_certificate_is_named() {
+    let pki = Pki::new();
+    let other = pki.ca.server();
+    let (_, other_key) = other.write(pki.dir.path(), "other");
+    let text = err(TlsConfig::builder()
+        .server_cert_file(&pki.server_cert)
+        .server_key_file(&other_key)
+        .build());
+    assert!(
+        text.contains("other.key")
+            && text.contains("does not match")
+            && text.contains("server.crt"),
+        "{text}"
+    );
+}
+
+#[test]
+fn empty_trust_sources_are_refused() {
+    let pki = Pki::new();
+    let empty = pki.path("empty-dir");
+    std::fs::create_dir(&empty).expect("dir");
+    let text = err(pki.builder().client_trust(&empty).build());
+    assert!(
+        text.contains("empty-dir") && text.contains("no certificate found"),
+        "{text}"
+    );
+
+    // A secret directory holding only a key.
+    let key_only = pki.path("key-only");
+    pki::write_secret_dir(&key_only, &[("tls.key", &pki.server.key_pem)]);
+    let text = err(pki.builder().client_trust(&key_only).build());
+    assert!(
+        text.contains("key-only") && text.contains("no certificate found"),
+        "{text}"
+    );
+
+    // A file of nothing but a key.
+    let text = err(pki.builder().client_trust(&pki.server_key).build());
+    assert!(
+        text.contains("server.key") && text.contains("PRIVATE KEY"),
+        "{text}"
+    );
+}
+
+#[test]
+fn client_auth_modes_must_agree_with_the_trust() {
+    let pki = Pki::new();
+    let text = err(pki.builder().client_auth(ClientAuth::Required).build());
+    assert!(
+        text.contains("required") && text.contains("no client trust"),
+        "{text}"
+    );
+    let text = err(pki
+        .builder()
+        .client_auth(ClientAuth::None)
+        .client_trust(&pki.ca_path)
+        .build());
+    assert!(text.contains("client authentication is off"), "{text}");
+    let ok = pki
+        .builder()
+        .client_auth(ClientAuth::Optional)
+        .client_trust(&pki.ca_path)
+        .build()
+        .expect("optional");
+    assert_eq!(ok.client_auth(), ClientAuth::Optional);
+}
+
+#[test]
+fn encrypted_keys_and_unsupported_keys_are_explained() {
+    let pki = Pki::new();
+    let encrypted = pki.path("encrypted.key");
+    std::fs::write(
+        &encrypted,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .expect("write");
+    let text = err(TlsConfig::builder()
+        .server_cert_file(&pki.server_cert)
+        .server_key_file(&encrypted)
+        .build());
+    assert!(
+        text.contains("encrypted.key") && text.contains("encrypted"),
+        "{text}"
+    );
+
+    let two = pki.path("two.key");
+    std::fs::write(
+        &two,
+        format!("{}{}", pki.server.key_pem, pki.server.key_pem),
+    )
+    .expect("write");
+    let text = err(TlsConfig::builder()
+        .server_cert_file(&pki.server_cert)
+        .server_key_file(&two)
+        .build());
+    assert!(
+        text.contains("two.key") && text.contains("more than one private key"),
+        "{text}"
+    );
+}
+
+#[test]
+fn trust_directories_load_each_certificate_once_and_skip_keys() {
+    let pki = Pki::new();
+    let dir = pki.path("cas");
+    std::fs::create_dir(&dir).expect("dir");
+    let a = Ca::new("A");
+    let b = Ca::new("B");
+    std::fs::write(dir.join("a.crt"), &a.cert_pem).expect("write");
+    std::fs::write(dir.join("b.pem"), &b.cert_pem).expect("write");
+    // The same CA twice, under another name: loaded once.
+    std::fs::write(dir.join("a-again.crt"), &a.cert_pem).expect("write");
+    std::fs::write(dir.join("notes.txt"), "not a certificate").expect("write");
+    std::fs::write(dir.join("tls.key"), &pki.server.key_pem).expect("write");
+    let nested = dir.join("nested");
+    std::fs::create_dir(&nested).expect("nested");
+    std::fs::write(nested.join("c.crt"), Ca::new("C").cert_pem).expect("write");
+    let tls = pki.builder().client_trust(&dir).build().expect("config");
+    assert_eq!(tls.trust_summary().anchors, 3);
+}

@@ -1,0 +1,315 @@
+//! Shared test support: generated PKI, a running server on loopback, real clients.
+
+#![allow(dead_code)]
+
+pub mod pki;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_mtls::{PeerCertificates, Server, TlsAcceptor, TlsInfo};
+
+pub use pki::{Alg, Ca, Leaf, LeafSpec};
+
+/// A generous bound for anything that should happen "promptly" on a loaded 2-core machine.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Answers every request with a JSON description of what the request carried.
+pub async fn whoami(
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<Full<Bytes>>, Infallible> {
+    Ok(json_response(describe(&req)))
+}
+
+pub fn describe<B>(req: &http::Request<B>) -> serde_json::Value {
+    let tls = req.extensions().get::<TlsInfo>();
+    let peer = req.extensions().get::<PeerCertificates>();
+    let identity = peer.and_then(|p| p.identity().ok());
+    serde_json::json!({
+        "path": req.uri().path(),
+        "http": format!("{:?}", req.version()),
+        "tls": tls.is_some(),
+        "tls_version": tls.and_then(|t| t.protocol_version()).map(|v| format!("{v:?}")),
+        "alpn": tls.and_then(|t| t.alpn_protocol()).map(|a| String::from_utf8_lossy(a).into_owned()),
+        "sni": tls.and_then(|t| t.server_name()),
+        "resumed": tls.map(|t| t.is_resumed()),
+        "remote": tls.and_then(|t| t.remote_addr()).map(|a| a.to_string()),
+        "peer": peer.is_some(),
+        "chain_len": peer.map(|p| p.chain().len()),
+        "cn": identity.and_then(|i| i.common_name()),
+        "subject": identity.map(|i| i.subject().to_string()),
+        "issuer": identity.map(|i| i.issuer().to_string()),
+        "spiffe": identity.and_then(|i| i.spiffe_id()).map(|s| s.to_string()),
+        "sha256": identity.map(|i| i.sha256().to_string()),
+    })
+}
+
+pub fn json_response(value: serde_json::Value) -> http::Response<Full<Bytes>> {
+    let mut response = http::Response::new(Full::from(value.to_string()));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A server running in the background on 127.0.0.1 with an ephemeral port.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Serves [`whoami`] over TLS.
+    pub async fn start(tls: impl Into<TlsAcceptor>) -> TestServer {
+        Self::start_service(Some(tls.into()), tower::service_fn(whoami)).await
+    }
+
+    /// Serves `service`, over TLS when `tls` is given.
+    pub async fn start_service<S, B>(tls: Option<TlsAcceptor>, service: S) -> TestServer
+    where
+        S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let server = Server::bind("127.0.0.1:0").await.expect("bind");
+        Self::spawn(server, tls, service)
+    }
+
+    /// Runs a prepared server (e.g. with limits set).
+    pub fn spawn<S, B>(mut server: Server, tls: Option<TlsAcceptor>, service: S) -> TestServer
+    where
+        S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let addr = match server.local_addr().expect("local addr") {
+            tower_mtls::ListenAddr::Tcp(addr) => addr,
+            other => panic!("not TCP: {other}"),
+        };
+        if let Some(tls) = tls {
+            server = server.tls(tls);
+        }
+        let (tx, rx) = oneshot::channel();
+        let server = server
+            .grace_period(Duration::from_secs(5))
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            });
+        let handle = tokio::spawn(server.serve(service));
+        TestServer {
+            addr,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `https://localhost:PORT/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port())
+    }
+
+    /// Signals shutdown and waits for the server to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            tokio::time::timeout(PATIENCE, handle)
+                .await
+                .expect("server stops in time")
+                .expect("server task")
+                .expect("server result");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.handle {
+            handle.abort();
+        }
+    }
+}
+
+/// A directory with the usual PKI written to it.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    pub ca: Ca,
+    pub server: Leaf,
+    pub ca_path: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = Ca::new("Test Root CA");
+        let server = ca.server();
+        let ca_path = ca.write(dir.path(), "ca.crt");
+        let (server_cert, server_key) = server.write(dir.path(), "server");
+        Pki {
+            dir,
+            ca,
+            server,
+            ca_path,
+            server_cert,
+            server_key,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a client certificate and key; returns their paths.
+    pub fn write_leaf(&self, leaf: &Leaf, name: &str) -> (PathBuf, PathBuf) {
+        leaf.write(self.dir.path(), name)
+    }
+
+    /// A builder with this PKI's server identity.
+    pub fn builder(&self) -> tower_mtls::TlsConfigBuilder {
+        tower_mtls::TlsConfig::builder()
+            .server_cert_file(&self.server_cert)
+            .server_key_file(&self.server_key)
+    }
+
+    /// The crate's own client, trusting this PKI's CA, optionally with an identity.
+    pub fn client(&self, identity: Option<&Leaf>) -> tower_mtls::client::Client {
+        let mut builder =
+            tower_mtls::client::Client::builder().trust_server_ca_pem(self.ca.cert_pem.clone());
+        if let Some(leaf) = identity {
+            builder = builder.identity_pem(leaf.chain_pem.clone(), leaf.key_pem.clone());
+        }
+        builder.build().expect("client")
+    }
+}
+
+/// Runs `curl` against `url` with the PKI's CA; `extra` adds arguments (e.g. `--cert`).
+/// Returns the output (stdout holds the body).
+pub async fn curl(ca: &Path, url: &str, port: u16, extra: &[&str]) -> Output {
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["--silent", "--show-error", "--max-time", "20", "--cacert"])
+        .arg(ca)
+        .args(["--resolve", &resolve])
+        .args(extra)
+        .arg(url)
+        .kill_on_drop(true);
+    tokio::time::timeout(PATIENCE, cmd.output())
+        .await
+        .expect("curl finishes")
+        .expect("run curl")
+}
+
+/// `curl` with a client certificate and key.
+pub async fn curl_with_cert(
+    ca: &Path,
+    url: &str,
+    port: u16,
+    cert: &Path,
+    key: &Path,
+    extra: &[&str],
+) -> Output {
+    let cert = cert.to_string_lossy().into_owned();
+    let key = key.to_string_lossy().into_owned();
+    let mut args = vec!["--cert", cert.as_str(), "--key", key.as_str()];
+    args.extend_from_slice(extra);
+    curl(ca, url, port, &args).await
+}
+
+/// Parses curl's stdout as JSON, failing with curl's stderr if it is not.
+pub fn json(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "curl failed: {:?}\nstderr: {}\nstdout: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// Runs `openssl s_client`, sends one HTTP/1.1 request, and returns stdout and stderr
+/// together.
+pub async fn s_client(
+    port: u16,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+    extra: &[&str],
+) -> (bool, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = tokio::process::Command::new("openssl");
+    cmd.args(["s_client", "-quiet", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args([
+            "-servername",
+            "localhost",
+            "-verify_return_error",
+            "-CAfile",
+        ])
+        .arg(ca);
+    if let Some((cert, key)) = identity {
+        cmd.arg("-cert").arg(cert).arg("-key").arg(key);
+    }
+    cmd.args(extra)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("run openssl s_client");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let _ = stdin
+        .write_all(b"GET /s_client HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await;
+    // Keep stdin open until the server closes: -quiet implies -ign_eof.
+    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .expect("s_client finishes")
+        .expect("s_client output");
+    drop(stdin);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (text.contains("HTTP/1.1 200"), text)
+}
