@@ -82,6 +82,17 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// Library code returns errors and logs through `tracing`; tests may unwrap.
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::print_stdout,
+        clippy::print_stderr
+    )
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod acceptor;
@@ -109,7 +120,9 @@ pub use identity::{
     ClientIdentity, DistinguishedName, Fingerprint, IdentityError, NameAttribute,
     ParseFingerprintError, SpiffeId, SpiffeIdError, oid,
 };
-pub use peer::{AddConnectionInfo, AddConnectionInfoLayer, ConnectionInfo, PeerCertificates, TlsInfo};
+pub use peer::{
+    AddConnectionInfo, AddConnectionInfoLayer, ConnectionInfo, PeerCertificates, TlsInfo,
+};
 // pub use policy::ClientCertLayer;
 pub use reload::{DEFAULT_WATCH_INTERVAL, ReloadEvent, ReloadHandle, ReloadOutcome, ReloadReport};
 pub use serve::{DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, ListenAddr, Server};

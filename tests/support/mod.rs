@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_mtls::{PeerCertificates, Server, TlsAcceptor, TlsInfo};
 
+#[allow(unused_imports)]
 pub use pki::{Alg, Ca, Leaf, LeafSpec};
 
 /// A generous bound for anything that should happen "promptly" on a loaded 2-core machine.

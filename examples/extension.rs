@@ -1,0 +1,126 @@
+//! A minimal Steadybit-style extension, configured only through the contract's environment
+//! variables (see `tower_mtls::env`):
+//!
+//! ```text
+//! STEADYBIT_EXTENSION_PORT=8080                # service port (default 8080)
+//! STEADYBIT_EXTENSION_HEALTH_PORT=8081         # plain-HTTP probes (default 8081)
+//! STEADYBIT_EXTENSION_TLS_SERVER_CERT=/etc/extension/certificates/server-cert/tls.crt
+//! STEADYBIT_EXTENSION_TLS_SERVER_KEY=/etc/extension/certificates/server-cert/tls.key
+//! STEADYBIT_EXTENSION_TLS_CLIENT_CAS=/etc/extension/certificates/agent-cert,/etc/extension/certificates/ca.crt
+//! STEADYBIT_EXTENSION_UNIX_SOCKET=/run/extension.sock   # instead of the TCP port
+//! TOWER_MTLS_CLIENT_CRLS=/etc/extension/crls            # optional revocation lists
+//! cargo run --example extension
+//! ```
+//!
+//! `GET /` answers the extension index. The health server answers `/health/liveness` and
+//! `/health/readiness` in plain HTTP, outside TLS, for Kubernetes probes. Certificates and
+//! trust are reloaded live when their files change. A configuration error exits non-zero.
+
+use std::net::{Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
+
+use axum::Json;
+use axum::routing::get;
+use serde_json::json;
+use tower_mtls::{ClientAuth, DEFAULT_WATCH_INTERVAL, ExtensionEnv, Server};
+
+const DEFAULT_PORT: u16 = 8080;
+const DEFAULT_HEALTH_PORT: u16 = 8081;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            eprintln!("extension: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let env = ExtensionEnv::from_env()?;
+
+    let index = axum::Router::new().route(
+        "/",
+        get(|| async {
+            Json(json!({
+                "actions": [],
+                "discoveries": [],
+                "targetTypes": [],
+                "targetAttributes": [],
+                "eventListeners": [],
+            }))
+        }),
+    );
+
+    let mut server = match &env.unix_socket {
+        Some(path) => Server::bind_unix(path).await?,
+        None => Server::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, env.port_or(DEFAULT_PORT)))).await?,
+    };
+    let _watch = match &env.tls {
+        Some(tls) => {
+            server = server.tls(tls.clone());
+            Some(tls.watch(DEFAULT_WATCH_INTERVAL))
+        }
+        None => None,
+    };
+    let mode = match &env.tls {
+        None => "plain HTTP".to_owned(),
+        Some(tls) => match tls.client_auth() {
+            ClientAuth::Required => format!("HTTPS, client certificates required ({} CAs, {} pinned)", tls.trust_summary().anchors, tls.trust_summary().pinned),
+            ClientAuth::Optional => "HTTPS, client certificates optional".to_owned(),
+            ClientAuth::None => "HTTPS, no client authentication".to_owned(),
+        },
+    };
+    tracing::info!(listen = %server.local_addr()?, "extension serving {mode}");
+
+    let health = axum::Router::new()
+        .route("/health/liveness", get(|| async { Json(json!({"status": "UP"})) }))
+        .route("/health/readiness", get(|| async { Json(json!({"status": "UP"})) }));
+    let health_server = Server::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, env.health_port_or(DEFAULT_HEALTH_PORT)))).await?;
+    tracing::info!(listen = %health_server.local_addr()?, "health probes serving plain HTTP");
+
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let stopped = |tx: &tokio::sync::broadcast::Sender<()>| {
+        let mut rx = tx.subscribe();
+        async move {
+            let _ = rx.recv().await;
+        }
+    };
+    let service = tokio::spawn(server.with_graceful_shutdown(stopped(&stop_tx)).serve(index));
+    let probes = tokio::spawn(health_server.with_graceful_shutdown(stopped(&stop_tx)).serve(health));
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(());
+    service.await??;
+    probes.await??;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
