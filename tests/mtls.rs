@@ -862,3 +862,33 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
         .expect("stops")
         .expect("stop task");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_not_yet_valid_certificates_get_their_alerts() {
+    use tower_mtls::rustls::AlertDescription;
+    let pki = Pki::new();
+    // A rogue CA with exactly the trusted CA's name: its certificates name the right issuer
+    // but carry the wrong signature.
+    let forger = Ca::new("Test Root CA");
+    let forged = forger.client("forged");
+    let future = pki.ca.issue(&LeafSpec::client("future").not_yet_valid());
+    let server = TestServer::start(mtls(&pki)).await;
+    let alert = |leaf: Leaf| {
+        let client = pki.client(Some(&leaf));
+        let addr = server.addr;
+        async move {
+            client
+                .get(addr, "localhost", "/")
+                .await
+                .expect_err("refused")
+                .alert()
+        }
+    };
+    assert_eq!(alert(forged).await, Some(AlertDescription::DecryptError));
+    // rustls reports a certificate outside its validity period, either side, as expired.
+    assert_eq!(
+        alert(future).await,
+        Some(AlertDescription::CertificateExpired)
+    );
+    server.stop().await;
+}
