@@ -102,7 +102,11 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let cases = [
         ("trusted client certificate", client(Some(&agent))?, true),
         ("no client certificate", client(None)?, false),
-        ("certificate from an untrusted CA", client(Some(&stranger))?, false),
+        (
+            "certificate from an untrusted CA",
+            client(Some(&stranger))?,
+            false,
+        ),
     ];
     let mut all_as_expected = true;
     for (name, client, should_pass) in cases {

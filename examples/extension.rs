@@ -31,8 +31,7 @@ const DEFAULT_HEALTH_PORT: u16 = 8081;
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     match run().await {
@@ -63,7 +62,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut server = match &env.unix_socket {
         Some(path) => Server::bind_unix(path).await?,
-        None => Server::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, env.port_or(DEFAULT_PORT)))).await?,
+        None => {
+            Server::bind(SocketAddr::from((
+                Ipv6Addr::UNSPECIFIED,
+                env.port_or(DEFAULT_PORT),
+            )))
+            .await?
+        }
     };
     let _watch = match &env.tls {
         Some(tls) => {
@@ -75,7 +80,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mode = match &env.tls {
         None => "plain HTTP".to_owned(),
         Some(tls) => match tls.client_auth() {
-            ClientAuth::Required => format!("HTTPS, client certificates required ({} CAs, {} pinned)", tls.trust_summary().anchors, tls.trust_summary().pinned),
+            ClientAuth::Required => format!(
+                "HTTPS, client certificates required ({} CAs, {} pinned)",
+                tls.trust_summary().anchors,
+                tls.trust_summary().pinned
+            ),
             ClientAuth::Optional => "HTTPS, client certificates optional".to_owned(),
             ClientAuth::None => "HTTPS, no client authentication".to_owned(),
         },
@@ -83,9 +92,19 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     tracing::info!(listen = %server.local_addr()?, "extension serving {mode}");
 
     let health = axum::Router::new()
-        .route("/health/liveness", get(|| async { Json(json!({"status": "UP"})) }))
-        .route("/health/readiness", get(|| async { Json(json!({"status": "UP"})) }));
-    let health_server = Server::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, env.health_port_or(DEFAULT_HEALTH_PORT)))).await?;
+        .route(
+            "/health/liveness",
+            get(|| async { Json(json!({"status": "UP"})) }),
+        )
+        .route(
+            "/health/readiness",
+            get(|| async { Json(json!({"status": "UP"})) }),
+        );
+    let health_server = Server::bind(SocketAddr::from((
+        Ipv6Addr::UNSPECIFIED,
+        env.health_port_or(DEFAULT_HEALTH_PORT),
+    )))
+    .await?;
     tracing::info!(listen = %health_server.local_addr()?, "health probes serving plain HTTP");
 
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
@@ -95,8 +114,16 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             let _ = rx.recv().await;
         }
     };
-    let service = tokio::spawn(server.with_graceful_shutdown(stopped(&stop_tx)).serve(index));
-    let probes = tokio::spawn(health_server.with_graceful_shutdown(stopped(&stop_tx)).serve(health));
+    let service = tokio::spawn(
+        server
+            .with_graceful_shutdown(stopped(&stop_tx))
+            .serve(index),
+    );
+    let probes = tokio::spawn(
+        health_server
+            .with_graceful_shutdown(stopped(&stop_tx))
+            .serve(health),
+    );
 
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -109,13 +136,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

@@ -57,7 +57,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let Ok(stream) = acceptor.accept(tcp, Some(remote)).await else {
                     return; // logged by the acceptor
                 };
-                let service = AddConnectionInfo::new(tower::service_fn(handler), stream.info().clone());
+                let service =
+                    AddConnectionInfo::new(tower::service_fn(handler), stream.info().clone());
                 let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
                     .await;

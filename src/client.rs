@@ -270,6 +270,10 @@ impl Client {
         let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
         let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         let protocol_version = conn.protocol_version();
+        let server_certificates = conn
+            .peer_certificates()
+            .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
+            .unwrap_or_default();
         let tls_error = Arc::new(std::sync::Mutex::new(None));
         let io = TokioIo::new(RecordTlsError {
             inner: tls,
@@ -289,6 +293,7 @@ impl Client {
             alpn,
             resumed,
             protocol_version,
+            server_certificates,
         })
     }
 
@@ -387,6 +392,7 @@ pub struct Connection {
     alpn: Option<Vec<u8>>,
     resumed: bool,
     protocol_version: Option<rustls::ProtocolVersion>,
+    server_certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl fmt::Debug for Connection {
@@ -408,6 +414,11 @@ impl Connection {
     /// Whether the TLS session was resumed.
     pub fn is_resumed(&self) -> bool {
         self.resumed
+    }
+
+    /// The certificate chain the server presented, leaf first.
+    pub fn server_certificates(&self) -> &[rustls::pki_types::CertificateDer<'static>] {
+        &self.server_certificates
     }
 
     /// The negotiated TLS version.

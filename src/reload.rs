@@ -11,6 +11,11 @@
 //! the kubelet's `..data` symlink swap, write-then-rename, in-place writes, delete and
 //! re-create. [`TlsConfig::watch`] runs the check on an interval (default 1 s).
 //!
+//! Files are often written in steps (a certificate a moment before its key, a PEM file in
+//! chunks). A failure is therefore reported — logged at `error` and sent as
+//! [`ReloadEvent::Rejected`] — only when the same failure is seen on the same file contents
+//! twice in a row; a failure that the next check no longer sees was a write in progress.
+//!
 //! Every rebuild makes a fresh rustls `ServerConfig` and with it a fresh session cache, so no
 //! session resumed after a change of trust (CA removed, CRL added) was established before it.
 
@@ -72,7 +77,18 @@ pub(crate) struct ReloadState {
 struct Digests {
     identity: Fingerprint,
     trust: Fingerprint,
-    last_rejection: Option<String>,
+    /// A failure seen once, not yet reported: files may be mid-write.
+    pending: Option<Failure>,
+    /// The failure last reported, so that it is reported once.
+    reported: Option<Failure>,
+}
+
+/// What identifies a failed reload: the error's text and, when the files could be read, what
+/// they held.
+#[derive(PartialEq, Eq)]
+struct Failure {
+    message: String,
+    inputs: Option<(Fingerprint, Fingerprint)>,
 }
 
 impl ReloadState {
@@ -81,7 +97,8 @@ impl ReloadState {
             inner: Mutex::new(Digests {
                 identity: inputs.identity_digest,
                 trust: inputs.trust_digest,
-                last_rejection: None,
+                pending: None,
+                reported: None,
             }),
             events: broadcast::channel(64).0,
         }
@@ -100,18 +117,23 @@ impl TlsConfig {
             .inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let built = shared.spec.read().and_then(|inputs| {
-            if inputs.identity_digest == digests.identity && inputs.trust_digest == digests.trust {
-                return Ok(None);
+        let built = match shared.spec.read() {
+            Err(error) => Err((error, None)),
+            Ok(inputs)
+                if inputs.identity_digest == digests.identity
+                    && inputs.trust_digest == digests.trust =>
+            {
+                Ok(None)
             }
-            shared
-                .spec
-                .build(&inputs)
-                .map(|active| Some((inputs, active)))
-        });
+            Ok(inputs) => match shared.spec.build(&inputs) {
+                Ok(active) => Ok(Some((inputs, active))),
+                Err(error) => Err((error, Some((inputs.identity_digest, inputs.trust_digest)))),
+            },
+        };
         match built {
             Ok(None) => {
-                if digests.last_rejection.take().is_some() {
+                digests.pending = None;
+                if digests.reported.take().is_some() {
                     tracing::info!("TLS files are back to the configuration in use");
                 }
                 ReloadOutcome::Unchanged
@@ -134,7 +156,8 @@ impl TlsConfig {
                 });
                 digests.identity = inputs.identity_digest;
                 digests.trust = inputs.trust_digest;
-                digests.last_rejection = None;
+                digests.pending = None;
+                digests.reported = None;
                 tracing::info!(
                     server_certificate.subject = %report.server_certificate.subject,
                     server_certificate.serial = %report.server_certificate.serial,
@@ -152,27 +175,41 @@ impl TlsConfig {
                     .send(ReloadEvent::Applied(report.clone()));
                 ReloadOutcome::Applied(report)
             }
-            Err(error) => {
-                let message = error.to_string();
+            Err((error, inputs)) => {
+                let failure = Failure {
+                    message: error.to_string(),
+                    inputs,
+                };
                 let error = Arc::new(error);
-                if digests.last_rejection.as_deref() != Some(message.as_str()) {
+                if digests.reported.as_ref() == Some(&failure) {
+                    // Reported already; the files have not changed since.
+                } else if digests.pending.as_ref() == Some(&failure) {
+                    // The same failure on the same files twice in a row: not a write in
+                    // progress, a broken update.
                     tracing::error!(
-                        error = %message,
+                        error = %failure.message,
                         "TLS files changed but cannot be used; keeping the previous configuration"
                     );
-                    digests.last_rejection = Some(message);
+                    digests.pending = None;
+                    digests.reported = Some(failure);
                     let _ = shared
                         .reload
                         .events
                         .send(ReloadEvent::Rejected(error.clone()));
+                } else {
+                    tracing::debug!(
+                        error = %failure.message,
+                        "TLS files changed but cannot be used yet; waiting for them to settle"
+                    );
+                    digests.pending = Some(failure);
                 }
                 ReloadOutcome::Rejected(error)
             }
         }
     }
 
-    /// Subscribes to reload events: each change that was applied or rejected (a rejection is
-    /// reported once until the files change again).
+    /// Subscribes to reload events: each change that was applied, and each broken change
+    /// (reported once, after it was seen twice in a row, until the files change again).
     pub fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
         self.shared.reload.events.subscribe()
     }

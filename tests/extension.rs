@@ -13,7 +13,10 @@ use tokio::process::{Child, Command};
 /// The example's binary, next to this test's (built by `cargo test` / nextest).
 fn extension_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
     let binary = profile_dir.join("examples").join("extension");
     if !binary.exists() {
         let status = std::process::Command::new(env!("CARGO"))
@@ -63,7 +66,9 @@ async fn start(vars: &[(&str, String)]) -> Extension {
         }
         panic!("extension exited before listening");
     };
-    tokio::time::timeout(PATIENCE, read).await.expect("extension starts");
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .expect("extension starts");
     // Keep draining the log so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Extension {
@@ -79,19 +84,38 @@ async fn extension_serves_mtls_and_plain_health_probes() {
     let agent_secret = pki.path("agent-cert");
     let agent_ca = Ca::new("Agent CA");
     let agent = agent_ca.client("steadybit-agent");
-    pki::write_secret_dir(&agent_secret, &[("tls.crt", &agent.cert_pem), ("tls.key", &agent.key_pem)]);
+    pki::write_secret_dir(
+        &agent_secret,
+        &[("tls.crt", &agent.cert_pem), ("tls.key", &agent.key_pem)],
+    );
     let (agent_cert, agent_key) = pki.write_leaf(&agent, "agent");
     let mut ext = start(&[
-        ("STEADYBIT_EXTENSION_TLS_SERVER_CERT", pki.server_cert.display().to_string()),
-        ("STEADYBIT_EXTENSION_TLS_SERVER_KEY", pki.server_key.display().to_string()),
-        ("STEADYBIT_EXTENSION_TLS_CLIENT_CAS", agent_secret.display().to_string()),
+        (
+            "STEADYBIT_EXTENSION_TLS_SERVER_CERT",
+            pki.server_cert.display().to_string(),
+        ),
+        (
+            "STEADYBIT_EXTENSION_TLS_SERVER_KEY",
+            pki.server_key.display().to_string(),
+        ),
+        (
+            "STEADYBIT_EXTENSION_TLS_CLIENT_CAS",
+            agent_secret.display().to_string(),
+        ),
     ])
     .await;
 
     let url = format!("https://localhost:{}/", ext.port);
-    let index = json(&curl_with_cert(&pki.ca_path, &url, ext.port, &agent_cert, &agent_key, &[]).await);
+    let index =
+        json(&curl_with_cert(&pki.ca_path, &url, ext.port, &agent_cert, &agent_key, &[]).await);
     assert!(index["actions"].is_array(), "{index}");
-    assert!(!curl(&pki.ca_path, &url, ext.port, &[]).await.status.success(), "no client certificate");
+    assert!(
+        !curl(&pki.ca_path, &url, ext.port, &[])
+            .await
+            .status
+            .success(),
+        "no client certificate"
+    );
 
     let health = curl(
         &pki.ca_path,
@@ -124,27 +148,42 @@ async fn extension_refuses_to_start_half_configured() {
         .expect("run extension");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("STEADYBIT_EXTENSION_TLS_SERVER_KEY"), "{stderr}");
+    assert!(
+        stderr.contains("STEADYBIT_EXTENSION_TLS_SERVER_KEY"),
+        "{stderr}"
+    );
 
     let output = Command::new(extension_binary())
         .env_clear()
         .env("STEADYBIT_EXTENSION_PORT", "0")
         .env("STEADYBIT_EXTENSION_TLS_SERVER_CERT", &pki.server_cert)
         .env("STEADYBIT_EXTENSION_TLS_SERVER_KEY", &pki.server_key)
-        .env("STEADYBIT_EXTENSION_TLS_CLIENT_CAS", pki.path("missing-ca.crt"))
+        .env(
+            "STEADYBIT_EXTENSION_TLS_CLIENT_CAS",
+            pki.path("missing-ca.crt"),
+        )
         .output()
         .await
         .expect("run extension");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("missing-ca.crt") && stderr.contains("no such file"), "{stderr}");
+    assert!(
+        stderr.contains("missing-ca.crt") && stderr.contains("no such file"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extension_without_tls_variables_speaks_plain_http() {
     let pki = Pki::new();
     let mut ext = start(&[]).await;
-    let out = curl(&pki.ca_path, &format!("http://localhost:{}/", ext.port), ext.port, &[]).await;
+    let out = curl(
+        &pki.ca_path,
+        &format!("http://localhost:{}/", ext.port),
+        ext.port,
+        &[],
+    )
+    .await;
     assert!(json(&out)["discoveries"].is_array());
     ext.child.start_kill().expect("kill");
 }
