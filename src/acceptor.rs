@@ -18,23 +18,30 @@ use std::time::Duration;
 
 use rustls::server::ServerConnection;
 use rustls::server::danger::ClientCertVerifier;
-use rustls::{CertificateError, Error as TlsError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::Semaphore;
 
 use crate::config::TlsConfig;
+use crate::failure::{
+    AcceptorStats, Counters, Gauge, GaugeKind, HandshakeError, HandshakeFailure, LogLimiter,
+    capture_refused, classify_io, classify_tls,
+};
 use crate::peer::ConnectionInfo;
-use crate::verify::ChainTooLarge;
 
 /// The default handshake deadline.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default cap on handshakes in progress at once.
+pub const DEFAULT_MAX_CONCURRENT_HANDSHAKES: usize = 4096;
 
-/// Runs TLS handshakes for a [`TlsConfig`]. Cheap to clone; clones share limits.
+/// Runs TLS handshakes for a [`TlsConfig`]. Cheap to clone; clones share limits, counters and
+/// the log rate limit.
 #[derive(Debug, Clone)]
 pub struct TlsAcceptor {
     config: TlsConfig,
     handshake_timeout: Duration,
-    handshakes: Option<Arc<Semaphore>>,
+    handshakes: Arc<Semaphore>,
+    counters: Arc<Counters>,
+    limiter: Arc<LogLimiter>,
 }
 
 impl From<TlsConfig> for TlsAcceptor {
@@ -44,12 +51,14 @@ impl From<TlsConfig> for TlsAcceptor {
 }
 
 impl TlsAcceptor {
-    /// An acceptor with the default deadline (10 s) and no cap on concurrent handshakes.
+    /// An acceptor with the default deadline (10 s) and cap on concurrent handshakes (4096).
     pub fn new(config: TlsConfig) -> Self {
         Self {
             config,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            handshakes: None,
+            handshakes: Arc::new(Semaphore::new(DEFAULT_MAX_CONCURRENT_HANDSHAKES)),
+            counters: Arc::default(),
+            limiter: Arc::default(),
         }
     }
 
@@ -61,12 +70,26 @@ impl TlsAcceptor {
         self
     }
 
-    /// At most `max` handshakes run at once; further connections wait for a slot within their
-    /// deadline. Established connections are not counted.
+    /// At most `max` handshakes run at once (default 4096); further clients wait for a slot
+    /// within their deadline. A slot is taken when the client's first bytes arrive, so
+    /// connections that send nothing never hold one. Established connections are not counted.
     #[must_use]
     pub fn max_concurrent_handshakes(mut self, max: usize) -> Self {
-        self.handshakes = Some(Arc::new(Semaphore::new(max.max(1))));
+        self.handshakes = Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS)));
         self
+    }
+
+    /// Rate limit of the `warn` lines for refused client certificates: at most `burst` per
+    /// `window`, then one line says how many were suppressed. Default: 10 per 10 s.
+    #[must_use]
+    pub fn log_rate_limit(mut self, burst: u32, window: Duration) -> Self {
+        self.limiter = Arc::new(LogLimiter::new(burst, window));
+        self
+    }
+
+    /// A snapshot of this acceptor's counters (shared with its clones).
+    pub fn stats(&self) -> AcceptorStats {
+        self.counters.snapshot()
     }
 
     /// The configuration handshakes are run against.
@@ -88,17 +111,27 @@ impl TlsAcceptor {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let outcome =
-            tokio::time::timeout(self.handshake_timeout, self.handshake(io, remote_addr)).await;
+        let in_progress = Gauge::new(&self.counters, GaugeKind::InProgress);
+        let (outcome, refused) = capture_refused(tokio::time::timeout(
+            self.handshake_timeout,
+            self.handshake(io, remote_addr),
+        ))
+        .await;
+        drop(in_progress);
         let (error, linger) = match outcome {
-            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Ok(stream)) => {
+                self.counters.succeeded();
+                return Ok(stream);
+            }
             Ok(Err(failed)) => (failed.error, failed.linger),
             Err(_) => (
                 HandshakeError::new(HandshakeFailure::Timeout, remote_addr, None),
                 None,
             ),
         };
-        error.log();
+        let error = error.with_presented(refused);
+        self.counters.failed(error.kind());
+        error.log(&self.limiter);
         if let Some((io, response)) = linger {
             linger_close(io, response).await;
         }
@@ -114,15 +147,6 @@ impl TlsAcceptor {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let fail = |kind, source| HandshakeError::new(kind, remote_addr, source);
-        let _permit = match &self.handshakes {
-            Some(semaphore) => Some(
-                semaphore
-                    .acquire()
-                    .await
-                    .map_err(|_| Failed::new(fail(HandshakeFailure::Io, None)))?,
-            ),
-            None => None,
-        };
 
         // Large enough for a typical ClientHello in one read, as rustls would do itself.
         let mut first = Vec::with_capacity(2048);
@@ -131,6 +155,12 @@ impl TlsAcceptor {
             Ok(_) => {}
             Err(e) => return Err(Failed::new(fail(classify_io(&e), Some(e)))),
         }
+        // Only clients that have started talking compete for handshake slots.
+        let _permit = self
+            .handshakes
+            .acquire()
+            .await
+            .map_err(|_| Failed::new(fail(HandshakeFailure::Io, None)))?;
         if first[0] != TLS_HANDSHAKE_RECORD {
             let (kind, response) = if first[0].is_ascii_uppercase() {
                 (HandshakeFailure::PlainHttp, Some(PLAIN_HTTP_RESPONSE))
@@ -143,6 +173,7 @@ impl TlsAcceptor {
             });
         }
 
+        let legacy_version = client_hello_version(&first);
         let active = self.config.active();
         let acceptor = tokio_rustls::TlsAcceptor::from(active.server_config.clone());
         let stream = match acceptor
@@ -152,8 +183,14 @@ impl TlsAcceptor {
         {
             Ok(stream) => stream,
             Err((e, io)) => {
+                let mut kind = classify_io(&e);
+                // A pre-TLS 1.2 hello fails on whichever missing extension rustls checks
+                // first; what the client lacks is the protocol version.
+                if legacy_version.is_some_and(|v| v < TLS12_VERSION) && is_incompatible(&e) {
+                    kind = HandshakeFailure::ProtocolVersion;
+                }
                 return Err(Failed {
-                    error: fail(classify_io(&e), Some(e)),
+                    error: fail(kind, Some(e)),
                     linger: Some((io, None)),
                 });
             }
@@ -178,6 +215,7 @@ impl TlsAcceptor {
         Ok(TlsStream {
             inner: stream,
             info,
+            _active: Gauge::new(&self.counters, GaugeKind::Active),
         })
     }
 }
@@ -198,6 +236,39 @@ impl<IO> Failed<IO> {
 }
 
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+const TLS12_VERSION: u16 = 0x0303;
+
+/// The `legacy_version` of a ClientHello at the start of `bytes`: the highest version a
+/// pre-TLS 1.3 client offers (TLS 1.3 clients say 1.2 here).
+fn client_hello_version(bytes: &[u8]) -> Option<u16> {
+    // record header (5) + handshake type (1) + length (3), then the version.
+    match bytes {
+        [
+            TLS_HANDSHAKE_RECORD,
+            _,
+            _,
+            _,
+            _,
+            0x01,
+            _,
+            _,
+            _,
+            major,
+            minor,
+            ..,
+        ] => Some(u16::from_be_bytes([*major, *minor])),
+        _ => None,
+    }
+}
+
+fn is_incompatible(error: &io::Error) -> bool {
+    matches!(
+        error
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::PeerIncompatible(_))
+    )
+}
 
 const PLAIN_HTTP_RESPONSE: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
 Content-Type: text/plain; charset=utf-8\r\n\
@@ -239,6 +310,7 @@ where
 pub struct TlsStream<IO> {
     inner: tokio_rustls::server::TlsStream<Rewind<IO>>,
     info: ConnectionInfo,
+    _active: Gauge,
 }
 
 impl<IO> TlsStream<IO> {
@@ -359,238 +431,5 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
-/// Why a handshake failed, coarse enough to count and to alert on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum HandshakeFailure {
-    /// The client sent a plain-HTTP request to the TLS port (it was answered with a 400).
-    PlainHttp,
-    /// The client sent something that is not TLS at all.
-    NotTls,
-    /// No protocol version in common (e.g. a TLS 1.0/1.1-only client).
-    ProtocolVersion,
-    /// Client authentication is required and the client sent no certificate.
-    NoClientCertificate,
-    /// The client certificate does not chain to a trusted CA and is not pinned.
-    UnknownCa,
-    /// The client certificate has expired.
-    Expired,
-    /// The client certificate is not valid yet.
-    NotYetValid,
-    /// The client certificate is revoked.
-    Revoked,
-    /// A signature does not verify: on the certificate, or the handshake signature made with
-    /// the certificate's key.
-    BadSignature,
-    /// The certificate may not be used for client authentication (extended key usage), or a
-    /// CA certificate was presented as the client's own.
-    WrongKeyUsage,
-    /// The client's certificate chain exceeds the configured cap.
-    ChainTooLarge,
-    /// Another problem with the client certificate (malformed, unsupported algorithm, …).
-    BadCertificate,
-    /// The client aborted the handshake with an alert (typically: it does not trust the
-    /// server certificate).
-    PeerAlert,
-    /// Another TLS protocol violation.
-    Protocol,
-    /// The client did not finish within the deadline.
-    Timeout,
-    /// The client closed the connection during the handshake.
-    PeerClosed,
-    /// Another I/O error.
-    Io,
-}
-
-impl HandshakeFailure {
-    /// Every class, for iterating counters.
-    pub const ALL: [HandshakeFailure; 17] = [
-        Self::PlainHttp,
-        Self::NotTls,
-        Self::ProtocolVersion,
-        Self::NoClientCertificate,
-        Self::UnknownCa,
-        Self::Expired,
-        Self::NotYetValid,
-        Self::Revoked,
-        Self::BadSignature,
-        Self::WrongKeyUsage,
-        Self::ChainTooLarge,
-        Self::BadCertificate,
-        Self::PeerAlert,
-        Self::Protocol,
-        Self::Timeout,
-        Self::PeerClosed,
-        Self::Io,
-    ];
-
-    /// A stable snake_case name, for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PlainHttp => "plain_http",
-            Self::NotTls => "not_tls",
-            Self::ProtocolVersion => "protocol_version",
-            Self::NoClientCertificate => "no_client_certificate",
-            Self::UnknownCa => "unknown_ca",
-            Self::Expired => "expired",
-            Self::NotYetValid => "not_yet_valid",
-            Self::Revoked => "revoked",
-            Self::BadSignature => "bad_signature",
-            Self::WrongKeyUsage => "wrong_key_usage",
-            Self::ChainTooLarge => "chain_too_large",
-            Self::BadCertificate => "bad_certificate",
-            Self::PeerAlert => "peer_alert",
-            Self::Protocol => "protocol",
-            Self::Timeout => "timeout",
-            Self::PeerClosed => "peer_closed",
-            Self::Io => "io",
-        }
-    }
-
-    /// Whether a client certificate was presented and refused: worth a warning, as it is how
-    /// "the agent cannot connect" shows up.
-    pub fn is_client_certificate_rejection(self) -> bool {
-        matches!(
-            self,
-            Self::UnknownCa
-                | Self::Expired
-                | Self::NotYetValid
-                | Self::Revoked
-                | Self::BadSignature
-                | Self::WrongKeyUsage
-                | Self::ChainTooLarge
-                | Self::BadCertificate
-        )
-    }
-}
-
-impl std::fmt::Display for HandshakeFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A failed handshake: its class, the peer's address and the underlying error.
-#[derive(Debug, thiserror::Error)]
-#[error("TLS handshake with {} failed ({kind}){}", peer_display(.remote_addr), source_display(.source))]
-pub struct HandshakeError {
-    kind: HandshakeFailure,
-    remote_addr: Option<SocketAddr>,
-    #[source]
-    source: Option<io::Error>,
-}
-
-fn peer_display(addr: &Option<SocketAddr>) -> String {
-    addr.map_or_else(|| "peer".to_owned(), |a| a.to_string())
-}
-
-fn source_display(source: &Option<io::Error>) -> String {
-    source
-        .as_ref()
-        .map_or_else(String::new, |e| format!(": {e}"))
-}
-
-impl HandshakeError {
-    fn new(
-        kind: HandshakeFailure,
-        remote_addr: Option<SocketAddr>,
-        source: Option<io::Error>,
-    ) -> Self {
-        Self {
-            kind,
-            remote_addr,
-            source,
-        }
-    }
-
-    /// The class of failure.
-    pub fn kind(&self) -> HandshakeFailure {
-        self.kind
-    }
-
-    /// The peer's address, when known.
-    pub fn remote_addr(&self) -> Option<SocketAddr> {
-        self.remote_addr
-    }
-
-    /// The rustls error behind the failure, if it was one.
-    pub fn tls_error(&self) -> Option<&TlsError> {
-        self.source
-            .as_ref()
-            .and_then(|e| e.get_ref())
-            .and_then(|e| e.downcast_ref::<TlsError>())
-    }
-
-    fn log(&self) {
-        let remote = peer_display(&self.remote_addr);
-        let reason = self.kind.as_str();
-        let detail = source_display(&self.source);
-        if self.kind.is_client_certificate_rejection() {
-            tracing::warn!(%remote, reason, "client certificate rejected{detail}");
-        } else if self.kind == HandshakeFailure::NoClientCertificate {
-            tracing::info!(%remote, reason, "client sent no certificate but one is required");
-        } else {
-            tracing::debug!(%remote, reason, "TLS handshake failed{detail}");
-        }
-    }
-}
-
-fn classify_io(error: &io::Error) -> HandshakeFailure {
-    if let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<TlsError>()) {
-        return classify_tls(tls);
-    }
-    match error.kind() {
-        io::ErrorKind::UnexpectedEof
-        | io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::BrokenPipe => HandshakeFailure::PeerClosed,
-        io::ErrorKind::TimedOut => HandshakeFailure::Timeout,
-        _ => HandshakeFailure::Io,
-    }
-}
-
-pub(crate) fn classify_tls(error: &TlsError) -> HandshakeFailure {
-    use rustls::PeerIncompatible as P;
-    match error {
-        TlsError::NoCertificatesPresented => HandshakeFailure::NoClientCertificate,
-        TlsError::InvalidCertificate(cert) => match cert {
-            CertificateError::UnknownIssuer => HandshakeFailure::UnknownCa,
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                HandshakeFailure::Expired
-            }
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                HandshakeFailure::NotYetValid
-            }
-            CertificateError::Revoked => HandshakeFailure::Revoked,
-            CertificateError::BadSignature => HandshakeFailure::BadSignature,
-            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
-                HandshakeFailure::WrongKeyUsage
-            }
-            CertificateError::Other(other) if other.0.downcast_ref::<ChainTooLarge>().is_some() => {
-                HandshakeFailure::ChainTooLarge
-            }
-            CertificateError::Other(other) => {
-                let text = other.to_string();
-                // webpki's CaUsedAsEndEntity surfaces as an opaque "other" error.
-                if text.contains("CaUsedAsEndEntity") || text.contains("EndEntityUsedAsCa") {
-                    HandshakeFailure::WrongKeyUsage
-                } else {
-                    HandshakeFailure::BadCertificate
-                }
-            }
-            _ => HandshakeFailure::BadCertificate,
-        },
-        TlsError::PeerIncompatible(
-            P::SupportedVersionsExtensionRequired
-            | P::Tls12NotOffered
-            | P::Tls12NotOfferedOrEnabled
-            | P::ServerDoesNotSupportTls12Or13,
-        ) => HandshakeFailure::ProtocolVersion,
-        TlsError::AlertReceived(_) => HandshakeFailure::PeerAlert,
-        TlsError::InvalidMessage(_) => HandshakeFailure::Protocol,
-        _ => HandshakeFailure::Protocol,
     }
 }

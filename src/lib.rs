@@ -10,6 +10,7 @@
 //! ```no_run
 //! use std::convert::Infallible;
 //!
+//! use bytes::Bytes;
 //! use http_body_util::Full;
 //! use tower_mtls::{PeerCertificates, Server, TlsConfig};
 //!
@@ -29,7 +30,7 @@
 //!         .and_then(|peer| peer.identity().ok())
 //!         .and_then(|id| id.common_name().map(str::to_owned))
 //!         .unwrap_or_default();
-//!     Ok::<_, Infallible>(http::Response::new(Full::from(format!("hello {who}\n"))))
+//!     Ok::<_, Infallible>(http::Response::new(Full::<Bytes>::from(format!("hello {who}\n"))))
 //! });
 //!
 //! Server::bind("0.0.0.0:8443").await?.tls(tls).serve(app).await?;
@@ -37,7 +38,7 @@
 //! ```
 //!
 //! A Steadybit extension gets the same from its environment with
-//! [`ExtensionEnv::from_env`] (see [`env`]), and narrows who may call which route with
+//! [`ExtensionEnv::from_env`] (see [`env`](mod@env)), and narrows who may call which route with
 //! [`ClientCertLayer`]:
 //!
 //! ```no_run
@@ -101,17 +102,19 @@ mod config;
 mod crypto;
 pub mod env;
 mod error;
+mod failure;
 mod identity;
 mod load;
 mod peer;
-// pub mod policy;
+pub mod policy;
 mod reload;
 mod serve;
 mod verify;
 
 pub use acceptor::{
-    DEFAULT_HANDSHAKE_TIMEOUT, HandshakeError, HandshakeFailure, TlsAcceptor, TlsStream,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES, TlsAcceptor, TlsStream,
 };
+pub use failure::{AcceptorStats, HandshakeError, HandshakeFailure, PresentedCertificate};
 pub use config::{CertificateSummary, ClientAuth, TlsConfig, TlsConfigBuilder};
 pub use crypto::default_provider;
 pub use env::ExtensionEnv;
@@ -123,10 +126,17 @@ pub use identity::{
 pub use peer::{
     AddConnectionInfo, AddConnectionInfoLayer, ConnectionInfo, PeerCertificates, TlsInfo,
 };
-// pub use policy::ClientCertLayer;
+pub use policy::ClientCertLayer;
+pub use policy::{AllowedClient, ClientCertPolicy, MatchedRule, RejectReason, Rejection, Rule};
 pub use reload::{DEFAULT_WATCH_INTERVAL, ReloadEvent, ReloadHandle, ReloadOutcome, ReloadReport};
-pub use serve::{DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, ListenAddr, Server};
+pub use serve::{
+    DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ListenAddr, Server,
+};
 pub use verify::{ChainTooLarge, TrustSummary};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// Re-exported so users name the same versions this crate uses.
 pub use rustls;

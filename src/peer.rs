@@ -210,7 +210,7 @@ impl ConnectionInfo {
 ///
 /// ```no_run
 /// # async fn demo(acceptor: tower_mtls::TlsAcceptor, tcp: tokio::net::TcpStream,
-/// #               addr: std::net::SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+/// #               addr: std::net::SocketAddr) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// use hyper_util::rt::{TokioExecutor, TokioIo};
 /// use hyper_util::service::TowerToHyperService;
 /// use tower_mtls::AddConnectionInfo;

@@ -39,6 +39,8 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// The default grace period of a graceful shutdown.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
+/// The default cap on open connections (handshakes included).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 /// The default time a client has to send a complete HTTP/1 request head.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -115,7 +117,7 @@ pub struct Server {
     http: auto::Builder<TokioExecutor>,
     shutdown: Option<ShutdownSignal>,
     grace: Duration,
-    max_connections: Option<usize>,
+    max_connections: usize,
 }
 
 impl fmt::Debug for Server {
@@ -200,7 +202,7 @@ impl Server {
             http,
             shutdown: None,
             grace: DEFAULT_GRACE_PERIOD,
-            max_connections: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 
@@ -241,10 +243,11 @@ impl Server {
         self
     }
 
-    /// At most `max` connections are open at once (handshakes included); the accept loop
-    /// waits for one to close before accepting another. Default: unlimited.
+    /// At most `max` connections are open at once (handshakes included; default 16384); the
+    /// accept loop waits for one to close before accepting another, so further clients wait
+    /// in the kernel's listen backlog. Connections already open are served as usual.
     pub fn max_connections(mut self, max: usize) -> Self {
-        self.max_connections = Some(max.max(1));
+        self.max_connections = max.clamp(1, Semaphore::MAX_PERMITS);
         self
     }
 
@@ -300,16 +303,13 @@ impl Server {
         let mut signal = shutdown.unwrap_or_else(|| Box::pin(std::future::pending()));
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         let tracker = Arc::new(Tracker::default());
-        let slots = max_connections.map(|n| Arc::new(Semaphore::new(n)));
+        let slots = Arc::new(Semaphore::new(max_connections));
 
         loop {
-            let slot = match &slots {
-                Some(slots) => tokio::select! {
-                    biased;
-                    () = &mut signal => break,
-                    permit = slots.clone().acquire_owned() => permit.ok(),
-                },
-                None => None,
+            let slot = tokio::select! {
+                biased;
+                () = &mut signal => break,
+                permit = slots.clone().acquire_owned() => permit.ok(),
             };
             let accepted = tokio::select! {
                 biased;

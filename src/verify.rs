@@ -312,19 +312,23 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        self.check_limits(end_entity, intermediates)?;
-        if let Some(pin) = self
-            .pinned
-            .iter()
-            .find(|p| p.der.as_ref() == end_entity.as_ref())
-        {
-            pin.check(now)?;
-            return Ok(ClientCertVerified::assertion());
+        let result = self.check_limits(end_entity, intermediates).and_then(|()| {
+            if let Some(pin) = self
+                .pinned
+                .iter()
+                .find(|p| p.der.as_ref() == end_entity.as_ref())
+            {
+                return pin.check(now).map(|()| ClientCertVerified::assertion());
+            }
+            match &self.webpki {
+                Some(webpki) => webpki.verify_client_cert(end_entity, intermediates, now),
+                None => Err(Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+            }
+        });
+        if result.is_err() {
+            crate::failure::note_refused(end_entity);
         }
-        match &self.webpki {
-            Some(webpki) => webpki.verify_client_cert(end_entity, intermediates, now),
-            None => Err(Error::InvalidCertificate(CertificateError::UnknownIssuer)),
-        }
+        result
     }
 
     fn verify_tls12_signature(
