@@ -98,12 +98,7 @@ impl Traffic {
                 errors
             }
         });
-        Traffic {
-            stop,
-            ok,
-            failed,
-            task,
-        }
+        Traffic { stop, ok, task }
     }
 
     /// Waits until at least `n` more requests succeeded.
