@@ -9,23 +9,31 @@
 //! STEADYBIT_EXTENSION_TLS_CLIENT_CAS=/etc/extension/certificates/agent-cert,/etc/extension/certificates/ca.crt
 //! STEADYBIT_EXTENSION_UNIX_SOCKET=/run/extension.sock   # instead of the TCP port
 //! TOWER_MTLS_CLIENT_CRLS=/etc/extension/crls            # optional revocation lists
+//! TOWER_MTLS_CLIENT_ALLOW='cn=steadybit-agent & o=Steadybit'   # optional client policy
 //! cargo run --example extension
 //! ```
 //!
 //! `GET /` answers the extension index. The health server answers `/health/liveness` and
-//! `/health/readiness` in plain HTTP, outside TLS, for Kubernetes probes. Certificates and
-//! trust are reloaded live when their files change. A configuration error exits non-zero.
+//! `/health/readiness` in plain HTTP, outside TLS and outside the client policy, for Kubernetes
+//! probes. Certificates, trust and CRLs are reloaded live when their files change. Handshake
+//! counters are logged every minute and at shutdown. A configuration error — including an
+//! invalid policy — exits non-zero with the error.
 
-use std::net::{Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use axum::Json;
 use axum::routing::get;
 use serde_json::json;
-use tower_mtls::{ClientAuth, DEFAULT_WATCH_INTERVAL, ExtensionEnv, Server};
+use tower_mtls::env::vars;
+use tower_mtls::{
+    ClientAuth, ClientCertLayer, ClientCertPolicy, DEFAULT_WATCH_INTERVAL, ExtensionEnv, Server,
+    TlsAcceptor,
+};
 
 const DEFAULT_PORT: u16 = 8080;
 const DEFAULT_HEALTH_PORT: u16 = 8081;
+const STATS_INTERVAL: Duration = Duration::from_secs(60);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -46,8 +54,15 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let env = ExtensionEnv::from_env()?;
+    let policy = match std::env::var(vars::CLIENT_ALLOW) {
+        Ok(text) if !text.trim().is_empty() => Some(
+            text.parse::<ClientCertPolicy>()
+                .map_err(|e| format!("{}: {e}", vars::CLIENT_ALLOW))?,
+        ),
+        _ => None,
+    };
 
-    let index = axum::Router::new().route(
+    let mut index = axum::Router::new().route(
         "/",
         get(|| async {
             Json(json!({
@@ -59,20 +74,29 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             }))
         }),
     );
+    if let Some(policy) = &policy {
+        if env.tls.as_ref().map(|t| t.client_auth()) != Some(ClientAuth::Required) {
+            return Err(format!(
+                "{} is set, but client certificates are not required: set {}",
+                vars::CLIENT_ALLOW,
+                vars::TLS_CLIENT_CAS
+            )
+            .into());
+        }
+        tracing::info!(%policy, "client policy on the service port");
+        index = index.layer(ClientCertLayer::require().with_policy(policy.clone()));
+    }
 
     let mut server = match &env.unix_socket {
         Some(path) => Server::bind_unix(path).await?,
-        None => {
-            Server::bind(SocketAddr::from((
-                Ipv6Addr::UNSPECIFIED,
-                env.port_or(DEFAULT_PORT),
-            )))
-            .await?
-        }
+        None => Server::bind_all_interfaces(env.port_or(DEFAULT_PORT)).await?,
     };
+    let mut acceptor = None;
     let _watch = match &env.tls {
         Some(tls) => {
-            server = server.tls(tls.clone());
+            let tls_acceptor = TlsAcceptor::new(tls.clone());
+            server = server.tls(tls_acceptor.clone());
+            acceptor = Some(tls_acceptor);
             Some(tls.watch(DEFAULT_WATCH_INTERVAL))
         }
         None => None,
@@ -81,9 +105,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         None => "plain HTTP".to_owned(),
         Some(tls) => match tls.client_auth() {
             ClientAuth::Required => format!(
-                "HTTPS, client certificates required ({} CAs, {} pinned)",
+                "HTTPS, client certificates required ({} CAs, {} pinned, {} CRLs)",
                 tls.trust_summary().anchors,
-                tls.trust_summary().pinned
+                tls.trust_summary().pinned,
+                tls.trust_summary().crls
             ),
             ClientAuth::Optional => "HTTPS, client certificates optional".to_owned(),
             ClientAuth::None => "HTTPS, no client authentication".to_owned(),
@@ -100,12 +125,20 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             "/health/readiness",
             get(|| async { Json(json!({"status": "UP"})) }),
         );
-    let health_server = Server::bind(SocketAddr::from((
-        Ipv6Addr::UNSPECIFIED,
-        env.health_port_or(DEFAULT_HEALTH_PORT),
-    )))
-    .await?;
+    let health_server =
+        Server::bind_all_interfaces(env.health_port_or(DEFAULT_HEALTH_PORT)).await?;
     tracing::info!(listen = %health_server.local_addr()?, "health probes serving plain HTTP");
+
+    if let Some(acceptor) = acceptor.clone() {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(STATS_INTERVAL);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                tracing::info!(stats = %acceptor.stats(), "TLS");
+            }
+        });
+    }
 
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let stopped = |tx: &tokio::sync::broadcast::Sender<()>| {
@@ -130,23 +163,26 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let _ = stop_tx.send(());
     service.await??;
     probes.await??;
+    if let Some(acceptor) = acceptor {
+        tracing::info!(stats = %acceptor.stats(), "TLS at shutdown");
+    }
     Ok(())
 }
 
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
                 }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
     #[cfg(not(unix))]

@@ -137,6 +137,27 @@ impl Server {
         Ok(Self::from_tcp(TcpListener::bind(addr).await?))
     }
 
+    /// Binds `port` on all interfaces, like Go's `":port"`: IPv6 and IPv4 (dual-stack `[::]`),
+    /// or IPv4 `0.0.0.0` alone where the host has no IPv6.
+    pub async fn bind_all_interfaces(port: u16) -> io::Result<Self> {
+        let dual = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
+        match TcpListener::bind(dual).await {
+            Ok(listener) => Ok(Self::from_tcp(listener)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::AddrInUse | io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                Err(e)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no IPv6 on this host; listening on IPv4 only");
+                Self::bind(SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port))).await
+            }
+        }
+    }
+
     /// Serves on an already bound TCP listener.
     pub fn from_tcp(listener: TcpListener) -> Self {
         Self::new(Listener::Tcp(listener))

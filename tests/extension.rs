@@ -33,6 +33,34 @@ struct Extension {
     child: Child,
     port: u16,
     health_port: u16,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Extension {
+    /// Stops the extension with SIGTERM, as Kubernetes does, and returns its whole log.
+    async fn terminate(mut self) -> (bool, Vec<String>) {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let exit = tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("exits in time")
+            .expect("exit status");
+        // The drain task ends at EOF, after the last line.
+        let done = async {
+            while std::sync::Arc::strong_count(&self.log) > 1 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(PATIENCE, done)
+            .await
+            .expect("log drained");
+        let log = self.log.lock().expect("log").clone();
+        (exit.success(), log)
+    }
 }
 
 /// Starts the example with `vars` and waits until both listeners are logged.
@@ -70,11 +98,18 @@ async fn start(vars: &[(&str, String)]) -> Extension {
         .await
         .expect("extension starts");
     // Keep draining the log so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().expect("log").push(line);
+        }
+    });
     Extension {
         child,
         port: ports[0],
         health_port: ports[1],
+        log,
     }
 }
 
@@ -186,4 +221,95 @@ async fn extension_without_tls_variables_speaks_plain_http() {
     .await;
     assert!(json(&out)["discoveries"].is_array());
     ext.child.start_kill().expect("kill");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extension_applies_the_client_policy_to_the_service_port_only() {
+    let pki = Pki::new();
+    let agent = pki
+        .ca
+        .issue(&LeafSpec::client("steadybit-agent").org("Steadybit"));
+    let other = pki
+        .ca
+        .issue(&LeafSpec::client("other-workload").org("Steadybit"));
+    let (agent_cert, agent_key) = pki.write_leaf(&agent, "agent");
+    let (other_cert, other_key) = pki.write_leaf(&other, "other");
+    let ext = start(&[
+        (
+            "STEADYBIT_EXTENSION_TLS_SERVER_CERT",
+            pki.server_cert.display().to_string(),
+        ),
+        (
+            "STEADYBIT_EXTENSION_TLS_SERVER_KEY",
+            pki.server_key.display().to_string(),
+        ),
+        (
+            "STEADYBIT_EXTENSION_TLS_CLIENT_CAS",
+            pki.ca_path.display().to_string(),
+        ),
+        (
+            "TOWER_MTLS_CLIENT_ALLOW",
+            "cn=steadybit-agent & o=Steadybit".to_owned(),
+        ),
+    ])
+    .await;
+    let url = format!("https://localhost:{}/", ext.port);
+    let index =
+        json(&curl_with_cert(&pki.ca_path, &url, ext.port, &agent_cert, &agent_key, &[]).await);
+    assert!(index["actions"].is_array(), "{index}");
+
+    let denied = curl_with_cert(
+        &pki.ca_path,
+        &url,
+        ext.port,
+        &other_cert,
+        &other_key,
+        &["--write-out", "\n%{http_code}"],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&denied.stdout);
+    assert!(text.ends_with("403"), "{text}");
+    assert!(text.contains("client_certificate_not_allowed"), "{text}");
+
+    let health = curl(
+        &pki.ca_path,
+        &format!("http://localhost:{}/health/readiness", ext.health_port),
+        ext.health_port,
+        &[],
+    )
+    .await;
+    assert!(json(&health)["status"] == "UP");
+
+    let (clean, log) = ext.terminate().await;
+    assert!(clean, "{log:#?}");
+    let shutdown_stats = log
+        .iter()
+        .find(|l| l.contains("TLS at shutdown"))
+        .unwrap_or_else(|| panic!("no stats line at shutdown: {log:#?}"));
+    assert!(
+        shutdown_stats.contains("handshakes ok=2"),
+        "{shutdown_stats}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extension_refuses_an_invalid_policy() {
+    let pki = Pki::new();
+    let output = Command::new(extension_binary())
+        .env_clear()
+        .env("STEADYBIT_EXTENSION_PORT", "0")
+        .env("STEADYBIT_EXTENSION_HEALTH_PORT", "0")
+        .env("STEADYBIT_EXTENSION_TLS_SERVER_CERT", &pki.server_cert)
+        .env("STEADYBIT_EXTENSION_TLS_SERVER_KEY", &pki.server_key)
+        .env("STEADYBIT_EXTENSION_TLS_CLIENT_CAS", &pki.ca_path)
+        .env("TOWER_MTLS_CLIENT_ALLOW", "cn=agent & colour=blue")
+        .output()
+        .await
+        .expect("run extension");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("TOWER_MTLS_CLIENT_ALLOW") && stderr.contains("colour"),
+        "{stderr}"
+    );
 }
