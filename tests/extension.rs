@@ -10,23 +10,8 @@ use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The example's binary, next to this test's (built by `cargo test` / nextest).
 fn extension_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir");
-    let binary = profile_dir.join("examples").join("extension");
-    if !binary.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--example", "extension"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building the extension example failed");
-    }
-    binary
+    example_binary("extension")
 }
 
 struct Extension {

@@ -219,6 +219,26 @@ impl Pki {
     }
 }
 
+/// An example's binary, next to the test's (`cargo test` builds the examples); built on demand
+/// when a test runner did not.
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let binary = profile_dir.join("examples").join(name);
+    if !binary.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building the {name} example failed");
+    }
+    binary
+}
+
 /// Runs `curl` against `url` with the PKI's CA; `extra` adds arguments (e.g. `--cert`).
 /// Returns the output (stdout holds the body).
 pub async fn curl(ca: &Path, url: &str, port: u16, extra: &[&str]) -> Output {
