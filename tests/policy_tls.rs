@@ -1,0 +1,197 @@
+//! `ClientCertLayer` through real TLS: curl and the crate's client against an axum app, with
+//! certificates built to try the known spoofs.
+
+mod support;
+
+use std::path::Path;
+
+use axum::Router;
+use axum::extract::Extension;
+use axum::routing::get;
+use support::*;
+use tower_mtls::policy::Rule;
+use tower_mtls::{AllowedClient, ClientCertLayer, SpiffeId, TlsAcceptor};
+
+async fn hello(Extension(client): Extension<AllowedClient>) -> String {
+    let cn = client
+        .identity()
+        .and_then(|id| id.common_name().map(str::to_owned))
+        .unwrap_or_default();
+    format!("hello {cn}")
+}
+
+fn app() -> Router {
+    Router::new()
+        .route(
+            "/by-subject",
+            get(hello).layer(
+                ClientCertLayer::require().allow(
+                    Rule::named("agent")
+                        .subject_cn("agent")
+                        .subject_o("Steadybit"),
+                ),
+            ),
+        )
+        .route(
+            "/by-org",
+            get(hello).layer(ClientCertLayer::require().allow_subject_o("Steadybit")),
+        )
+        .route(
+            "/by-spiffe",
+            get(hello).layer(ClientCertLayer::require().allow_spiffe_id(
+                SpiffeId::parse("spiffe://example.org/ns/steadybit/sa/agent").expect("id"),
+            )),
+        )
+        .route(
+            "/by-issuer",
+            get(hello).layer(ClientCertLayer::require().allow_issuer_cn("Good Issuer CA")),
+        )
+}
+
+/// `GET path` with curl and a client certificate; returns (status, body).
+async fn status(
+    pki: &Pki,
+    server: &TestServer,
+    leaf: &Leaf,
+    name: &str,
+    path: &str,
+) -> (u16, String) {
+    let (cert, key) = pki.write_leaf(leaf, name);
+    get_with(pki, server, &cert, &key, path).await
+}
+
+async fn get_with(
+    pki: &Pki,
+    server: &TestServer,
+    cert: &Path,
+    key: &Path,
+    path: &str,
+) -> (u16, String) {
+    let out = curl_with_cert(
+        &pki.ca_path,
+        &server.url(path),
+        server.port(),
+        cert,
+        key,
+        &["--write-out", "\n%{http_code}"],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    (code.parse().expect("status"), body.to_owned())
+}
+
+async fn start(pki: &Pki) -> TestServer {
+    let tls = pki
+        .builder()
+        .client_trust(&pki.ca_path)
+        .build()
+        .expect("config");
+    TestServer::start_service(Some(TlsAcceptor::new(tls)), app()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_and_denied_by_subject_and_spiffe_id() {
+    let pki = Pki::new();
+    let server = start(&pki).await;
+    let agent = pki.ca.issue(
+        &LeafSpec::client("agent")
+            .org("Steadybit")
+            .uri("spiffe://example.org/ns/steadybit/sa/agent"),
+    );
+    let (code, body) = status(&pki, &server, &agent, "agent", "/by-subject").await;
+    assert_eq!((code, body.as_str()), (200, "hello agent"));
+    let (code, _) = status(&pki, &server, &agent, "agent", "/by-spiffe").await;
+    assert_eq!(code, 200);
+
+    let stranger = pki.ca.issue(&LeafSpec::client("intruder").org("Steadybit"));
+    let (code, body) = status(&pki, &server, &stranger, "intruder", "/by-subject").await;
+    assert_eq!(code, 403);
+    assert!(
+        body.contains("\"error\":\"client_certificate_not_allowed\""),
+        "{body}"
+    );
+    let (code, _) = status(&pki, &server, &stranger, "intruder", "/by-spiffe").await;
+    assert_eq!(code, 403);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comma_inside_the_common_name_does_not_forge_an_organization() {
+    let pki = Pki::new();
+    let server = start(&pki).await;
+    // One CN whose value is "agent, O=Steadybit"; no O attribute at all.
+    let spoof = pki.ca.issue(&LeafSpec::client("agent, O=Steadybit"));
+    for path in ["/by-subject", "/by-org"] {
+        let (code, body) = status(&pki, &server, &spoof, "spoof", path).await;
+        assert_eq!(code, 403, "{path}: {body}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_appended_certificate_does_not_forge_the_issuer() {
+    let pki = Pki::new();
+    let server = start(&pki).await;
+    let good_issuer = pki.ca.intermediate("Good Issuer CA");
+    let other_issuer = pki.ca.intermediate("Other Issuer CA");
+
+    let honest = good_issuer.issue_with_chain(&LeafSpec::client("honest"));
+    let (code, body) = status(&pki, &server, &honest, "honest", "/by-issuer").await;
+    assert_eq!((code, body.as_str()), (200, "hello honest"));
+
+    // Issued by the other intermediate; the client appends the good issuer's certificate to
+    // its chain as well. The chain verifies, but the leaf's issuer is what it is.
+    let mut spoof = other_issuer.issue_with_chain(&LeafSpec::client("spoof"));
+    spoof.chain_pem = format!("{}{}", spoof.chain_pem, good_issuer.cert_pem);
+    let (code, body) = status(&pki, &server, &spoof, "spoof", "/by-issuer").await;
+    assert_eq!(code, 403, "{body}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_uri_sans_mean_no_spiffe_id() {
+    let pki = Pki::new();
+    let server = start(&pki).await;
+    let ambiguous = pki.ca.issue(
+        &LeafSpec::client("agent")
+            .org("Steadybit")
+            .uri("spiffe://example.org/ns/steadybit/sa/agent")
+            .uri("spiffe://example.org/ns/other/sa/admin"),
+    );
+    let (code, body) = status(&pki, &server, &ambiguous, "ambiguous", "/by-spiffe").await;
+    assert_eq!(code, 403, "{body}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_http2_request_on_one_connection_is_authorized() {
+    let pki = Pki::new();
+    let server = start(&pki).await;
+    let agent = pki.ca.issue(&LeafSpec::client("agent").org("Steadybit"));
+    let intruder = pki.ca.issue(&LeafSpec::client("intruder").org("Steadybit"));
+    for (leaf, expected) in [(&agent, 200), (&intruder, 403)] {
+        let conn = pki
+            .client(Some(leaf))
+            .connect(server.addr, "localhost")
+            .await
+            .expect("connect");
+        assert_eq!(conn.alpn_protocol(), Some(&b"h2"[..]));
+        let mut streams = tokio::task::JoinSet::new();
+        let conn = std::sync::Arc::new(conn);
+        for _ in 0..20 {
+            let conn = conn.clone();
+            streams
+                .spawn(async move { conn.get("/by-subject").await.expect("h2 stream").status() });
+        }
+        while let Some(status) = streams.join_next().await {
+            assert_eq!(status.expect("task"), expected);
+        }
+    }
+    server.stop().await;
+}
