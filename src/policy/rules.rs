@@ -1,0 +1,627 @@
+//! Allow rules: what a client certificate must show to pass a
+//! [`ClientCertLayer`](super::ClientCertLayer).
+//!
+//! A [`Rule`] is a list of matchers that must **all** hold; a policy is a list of rules of
+//! which **any** may match. Everything a matcher compares is prepared when the rule is built
+//! (fingerprints as bytes, DNS patterns lowercased and split), so matching a request only
+//! reads the [`ClientIdentity`] the connection parsed once.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::identity::{ClientIdentity, DistinguishedName, Fingerprint, SpiffeId, oid};
+
+type Predicate = Arc<dyn Fn(&ClientIdentity) -> bool + Send + Sync + 'static>;
+
+/// One allow rule: a certificate matches when **every** matcher in it holds.
+///
+/// Build it with the chained methods; add it to a layer with
+/// [`ClientCertLayer::allow`](super::ClientCertLayer::allow) or to a
+/// [`ClientCertPolicy`](super::ClientCertPolicy). Each single-matcher rule also has a shortcut on
+/// the layer (`allow_subject_cn`, `allow_dns_name`, …).
+///
+/// ```
+/// use tower_mtls::policy::{DnsPattern, Rule};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // An agent certificate issued by our own CA, for a name under agents.example.com.
+/// let rule = Rule::named("agents")
+///     .issuer_o("Steadybit CA")
+///     .subject_ou("agents")
+///     .dns_name("*.agents.example.com".parse::<DnsPattern>()?);
+/// assert_eq!(rule.to_string(), "issuer.o=Steadybit CA & ou=agents & dns=*.agents.example.com");
+/// # Ok(()) }
+/// ```
+///
+/// # How values compare
+///
+/// * Subject and issuer attributes: the attribute's decoded text must equal the value exactly
+///   (case-sensitive); with several attributes of one type (two `OU`s), any may match. Names are
+///   compared as (OID, value) pairs, never as formatted DN strings, so a CN that contains
+///   `, O=Steadybit` does not satisfy an `O` matcher. Issuer matchers read the **leaf's** issuer
+///   name, which the leaf's signature binds — never a certificate the client appended.
+/// * DNS names: ASCII case-insensitive; see [`DnsPattern`] for the wildcard.
+/// * URIs: exact.
+/// * Email addresses: the local part exactly, the domain (after the last `@`) ASCII
+///   case-insensitive.
+/// * IP addresses: as [`IpAddr`], IPv4-mapped IPv6 addresses equal their IPv4 form.
+/// * SPIFFE ID: exact; the certificate has one only when it carries exactly one URI SAN and it is
+///   a valid SPIFFE ID. SPIFFE trust domain: ASCII case-insensitive (trust domains are lowercase
+///   by specification).
+/// * Fingerprints: the SHA-256 of the whole certificate, or of its SubjectPublicKeyInfo (a pin
+///   that survives re-issuing a certificate for the same key).
+///
+/// A rule without matchers matches nothing: an accidentally empty rule must not open the door.
+#[derive(Clone, Default)]
+pub struct Rule {
+    name: Option<Arc<str>>,
+    matchers: Vec<Matcher>,
+}
+
+impl Rule {
+    /// An empty rule; add matchers with the chained methods.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty rule with a name, reported in denial logs and in
+    /// [`MatchedRule::name`](super::MatchedRule::name).
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: Some(Arc::from(name.into())),
+            matchers: Vec::new(),
+        }
+    }
+
+    /// The rule's name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    pub(crate) fn shared_name(&self) -> Option<&Arc<str>> {
+        self.name.as_ref()
+    }
+
+    /// Whether the rule has no matchers (and so matches nothing).
+    pub fn is_empty(&self) -> bool {
+        self.matchers.is_empty()
+    }
+
+    /// Whether `identity` satisfies every matcher of this rule. An empty rule matches nothing.
+    pub fn matches(&self, identity: &ClientIdentity) -> bool {
+        !self.matchers.is_empty() && self.matchers.iter().all(|m| m.matches(identity))
+    }
+
+    fn with(mut self, matcher: Matcher) -> Self {
+        self.matchers.push(matcher);
+        self
+    }
+
+    /// The subject has a common name (`CN`) equal to `value`.
+    pub fn subject_cn(self, value: impl Into<String>) -> Self {
+        self.subject_attribute(oid::COMMON_NAME, value)
+    }
+
+    /// The subject has an organization (`O`) equal to `value`.
+    pub fn subject_o(self, value: impl Into<String>) -> Self {
+        self.subject_attribute(oid::ORGANIZATION, value)
+    }
+
+    /// The subject has an organizational unit (`OU`) equal to `value`.
+    pub fn subject_ou(self, value: impl Into<String>) -> Self {
+        self.subject_attribute(oid::ORGANIZATIONAL_UNIT, value)
+    }
+
+    /// The subject has an attribute of type `oid` (dotted form, see [`oid`](crate::oid)) equal
+    /// to `value`.
+    pub fn subject_attribute(self, oid: impl Into<String>, value: impl Into<String>) -> Self {
+        self.with(Matcher::Subject(Attribute::new(oid, value)))
+    }
+
+    /// The leaf's issuer name has a common name (`CN`) equal to `value`.
+    pub fn issuer_cn(self, value: impl Into<String>) -> Self {
+        self.issuer_attribute(oid::COMMON_NAME, value)
+    }
+
+    /// The leaf's issuer name has an organization (`O`) equal to `value`.
+    pub fn issuer_o(self, value: impl Into<String>) -> Self {
+        self.issuer_attribute(oid::ORGANIZATION, value)
+    }
+
+    /// The leaf's issuer name has an organizational unit (`OU`) equal to `value`.
+    pub fn issuer_ou(self, value: impl Into<String>) -> Self {
+        self.issuer_attribute(oid::ORGANIZATIONAL_UNIT, value)
+    }
+
+    /// The leaf's issuer name has an attribute of type `oid` (dotted form) equal to `value`.
+    pub fn issuer_attribute(self, oid: impl Into<String>, value: impl Into<String>) -> Self {
+        self.with(Matcher::Issuer(Attribute::new(oid, value)))
+    }
+
+    /// A SAN DNS name matches `pattern` (ASCII case-insensitive; see [`DnsPattern`]).
+    pub fn dns_name(self, pattern: DnsPattern) -> Self {
+        self.with(Matcher::DnsName(pattern))
+    }
+
+    /// A SAN URI equals `uri` exactly.
+    pub fn uri(self, uri: impl Into<String>) -> Self {
+        self.with(Matcher::Uri(uri.into().into_boxed_str()))
+    }
+
+    /// A SAN email address equals `address`: the local part exactly, the domain ASCII
+    /// case-insensitive.
+    pub fn email(self, address: impl Into<String>) -> Self {
+        self.with(Matcher::Email(EmailMatcher::new(address.into())))
+    }
+
+    /// A SAN IP address equals `ip` (an IPv4-mapped IPv6 address equals its IPv4 form).
+    pub fn ip_address(self, ip: IpAddr) -> Self {
+        self.with(Matcher::IpAddress(ip.to_canonical()))
+    }
+
+    /// The certificate's SPIFFE ID equals `id`.
+    pub fn spiffe_id(self, id: SpiffeId) -> Self {
+        self.with(Matcher::SpiffeId(id))
+    }
+
+    /// The certificate's SPIFFE ID is in `trust_domain` (e.g. `prod.example.org`; a leading
+    /// `spiffe://` is ignored; ASCII case-insensitive).
+    pub fn spiffe_trust_domain(self, trust_domain: impl Into<String>) -> Self {
+        let domain = trust_domain.into();
+        let domain = domain.strip_prefix("spiffe://").unwrap_or(&domain);
+        self.with(Matcher::SpiffeTrustDomain(
+            domain.to_ascii_lowercase().into_boxed_str(),
+        ))
+    }
+
+    /// The SHA-256 of the whole certificate equals `fingerprint`.
+    pub fn sha256(self, fingerprint: Fingerprint) -> Self {
+        self.with(Matcher::Sha256(fingerprint))
+    }
+
+    /// The SHA-256 of the certificate's SubjectPublicKeyInfo equals `fingerprint`: a pin on the
+    /// key that survives re-issuing the certificate.
+    pub fn spki_sha256(self, fingerprint: Fingerprint) -> Self {
+        self.with(Matcher::SpkiSha256(fingerprint))
+    }
+
+    /// `predicate` returns `true` for the certificate. It runs on every request that reaches
+    /// this rule, so keep it cheap.
+    pub fn predicate<F>(self, predicate: F) -> Self
+    where
+        F: Fn(&ClientIdentity) -> bool + Send + Sync + 'static,
+    {
+        self.with(Matcher::Predicate(Arc::new(predicate)))
+    }
+}
+
+impl fmt::Debug for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rule")
+            .field("name", &self.name)
+            .field("matchers", &format_args!("{self}"))
+            .finish()
+    }
+}
+
+/// The text form of the policy syntax (`key=value & key=value`); a predicate shows as
+/// `<predicate>`, which does not parse back.
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.matchers.is_empty() {
+            return f.write_str("<empty rule>");
+        }
+        for (i, matcher) in self.matchers.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" & ")?;
+            }
+            write!(f, "{matcher}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+enum Matcher {
+    Subject(Attribute),
+    Issuer(Attribute),
+    DnsName(DnsPattern),
+    Uri(Box<str>),
+    Email(EmailMatcher),
+    IpAddress(IpAddr),
+    SpiffeId(SpiffeId),
+    SpiffeTrustDomain(Box<str>),
+    Sha256(Fingerprint),
+    SpkiSha256(Fingerprint),
+    Predicate(Predicate),
+}
+
+impl Matcher {
+    // Kept out of the loops over rules and matchers: inlined, the compiler hoists loads of every
+    // identity field any arm might read in front of the loop, which cost more than the call.
+    #[inline(never)]
+    fn matches(&self, id: &ClientIdentity) -> bool {
+        match self {
+            Self::Subject(attr) => attr.matches(id.subject()),
+            Self::Issuer(attr) => attr.matches(id.issuer()),
+            Self::DnsName(pattern) => id.dns_names().iter().any(|name| pattern.matches(name)),
+            Self::Uri(uri) => id.uris().iter().any(|u| u.as_str() == &**uri),
+            Self::Email(email) => id.emails().iter().any(|e| email.matches(e)),
+            Self::IpAddress(ip) => id.ip_addresses().iter().any(|a| a.to_canonical() == *ip),
+            Self::SpiffeId(spiffe) => id
+                .spiffe_id()
+                .is_some_and(|s| s.as_str() == spiffe.as_str()),
+            // Stored lowercase; a parsed SPIFFE ID's trust domain is lowercase by validation.
+            Self::SpiffeTrustDomain(domain) => id
+                .spiffe_id()
+                .is_some_and(|s| s.trust_domain() == &**domain),
+            Self::Sha256(fp) => id.sha256() == *fp,
+            Self::SpkiSha256(fp) => id.spki_sha256() == *fp,
+            Self::Predicate(predicate) => predicate(id),
+        }
+    }
+}
+
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Subject(attr) => attr.write(f, ""),
+            Self::Issuer(attr) => attr.write(f, "issuer."),
+            Self::DnsName(pattern) => write_pair(f, "dns", pattern.as_str()),
+            Self::Uri(uri) => write_pair(f, "uri", uri),
+            Self::Email(email) => write_pair(f, "email", &email.address),
+            Self::IpAddress(ip) => write!(f, "ip={ip}"),
+            Self::SpiffeId(id) => write_pair(f, "spiffe", id.as_str()),
+            Self::SpiffeTrustDomain(domain) => write_pair(f, "spiffe-domain", domain),
+            Self::Sha256(fp) => write!(f, "sha256={fp}"),
+            Self::SpkiSha256(fp) => write!(f, "spki-sha256={fp}"),
+            Self::Predicate(_) => f.write_str("<predicate>"),
+        }
+    }
+}
+
+fn write_pair(f: &mut fmt::Formatter<'_>, key: &str, value: &str) -> fmt::Result {
+    f.write_str(key)?;
+    f.write_str("=")?;
+    write_value(f, value)
+}
+
+/// Writes `value` bare when the policy parser would read it back unchanged, else quoted.
+pub(crate) fn write_value(f: &mut fmt::Formatter<'_>, value: &str) -> fmt::Result {
+    let edge_space = |c: Option<char>| c.is_some_and(super::parse::is_space);
+    let needs_quotes = value.is_empty()
+        || edge_space(value.chars().next())
+        || edge_space(value.chars().next_back())
+        || value.contains(['&', '|', '"', '\\', '\n']);
+    if !needs_quotes {
+        return f.write_str(value);
+    }
+    f.write_str("\"")?;
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            f.write_str("\\")?;
+        }
+        fmt::Write::write_char(f, c)?;
+    }
+    f.write_str("\"")
+}
+
+#[derive(Clone)]
+struct Attribute {
+    oid: Box<str>,
+    value: Box<str>,
+}
+
+impl Attribute {
+    fn new(oid: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            oid: oid.into().into_boxed_str(),
+            value: value.into().into_boxed_str(),
+        }
+    }
+
+    fn matches(&self, name: &DistinguishedName) -> bool {
+        name.contains(&self.oid, &self.value)
+    }
+
+    fn write(&self, f: &mut fmt::Formatter<'_>, prefix: &str) -> fmt::Result {
+        f.write_str(prefix)?;
+        match &*self.oid {
+            oid::COMMON_NAME => f.write_str("cn")?,
+            oid::ORGANIZATION => f.write_str("o")?,
+            oid::ORGANIZATIONAL_UNIT => f.write_str("ou")?,
+            other => f.write_str(other)?,
+        }
+        f.write_str("=")?;
+        write_value(f, &self.value)
+    }
+}
+
+#[derive(Clone)]
+struct EmailMatcher {
+    address: Box<str>,
+    /// Byte index of the last `@`, splitting local part and domain.
+    at: Option<usize>,
+}
+
+impl EmailMatcher {
+    fn new(address: String) -> Self {
+        let at = address.rfind('@');
+        Self {
+            address: address.into_boxed_str(),
+            at,
+        }
+    }
+
+    fn matches(&self, candidate: &str) -> bool {
+        let Some(at) = self.at else {
+            return candidate == &*self.address;
+        };
+        let (local, domain) = self.address.split_at(at);
+        match candidate.rfind('@') {
+            Some(i) => {
+                let (c_local, c_domain) = candidate.split_at(i);
+                c_local == local && c_domain.eq_ignore_ascii_case(domain)
+            }
+            None => false,
+        }
+    }
+}
+
+/// A DNS name to match a SAN DNS name against, optionally with an RFC 6125 wildcard.
+///
+/// * Matching is ASCII case-insensitive; one trailing dot on either side is ignored.
+/// * `*` is allowed only as the whole left-most label (`*.agents.example.com`) and then stands
+///   for exactly one non-empty label of letters, digits, `-` or `_`: it never crosses a dot
+///   (`a.b.agents.example.com` does not match) and never matches the bare parent
+///   (`agents.example.com`). A wildcard needs at least two labels after it (`*.com` is refused).
+/// * A certificate's own wildcard name (`*.example.com` in its SAN) matches no pattern: a
+///   pattern's `*` stands only for a real label, and a pattern cannot spell `*` literally. Pin
+///   such a certificate by fingerprint instead.
+/// * International names must be given in their ASCII (`xn--`) form, as certificates carry them.
+///
+/// ```
+/// use tower_mtls::policy::DnsPattern;
+///
+/// let pattern: DnsPattern = "*.Agents.Example.com".parse().unwrap();
+/// assert!(pattern.matches("node-1.agents.example.com"));
+/// assert!(!pattern.matches("a.node-1.agents.example.com"));
+/// assert!(!pattern.matches("agents.example.com"));
+/// assert!("foo.*.example.com".parse::<DnsPattern>().is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct DnsPattern {
+    /// Lowercased, without trailing dot; starts with `*.` when `wildcard`.
+    text: Box<str>,
+    wildcard: bool,
+}
+
+/// Why a text is not a valid [`DnsPattern`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid DNS name pattern ({reason}): {pattern:?}")]
+pub struct InvalidDnsPattern {
+    pattern: String,
+    reason: &'static str,
+}
+
+impl InvalidDnsPattern {
+    /// What is wrong with the pattern.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
+impl DnsPattern {
+    /// Validates and normalizes a DNS name or wildcard pattern.
+    pub fn new(pattern: &str) -> Result<Self, InvalidDnsPattern> {
+        let fail = |reason| InvalidDnsPattern {
+            pattern: pattern.to_owned(),
+            reason,
+        };
+        let name = pattern.strip_suffix('.').unwrap_or(pattern);
+        if name.is_empty() {
+            return Err(fail("empty name"));
+        }
+        if name.len() > 253 {
+            return Err(fail("longer than 253 bytes"));
+        }
+        let mut wildcard = false;
+        let mut labels = 0usize;
+        for (i, label) in name.split('.').enumerate() {
+            labels += 1;
+            if label.is_empty() {
+                return Err(fail("empty label"));
+            }
+            if label.len() > 63 {
+                return Err(fail("label longer than 63 bytes"));
+            }
+            if label == "*" && i == 0 {
+                wildcard = true;
+                continue;
+            }
+            if label.contains('*') {
+                return Err(fail("'*' may only be the whole left-most label"));
+            }
+            if !label.bytes().all(is_label_byte) {
+                return Err(fail(
+                    "only letters, digits, '-' and '_' are allowed (write international names in their xn-- form)",
+                ));
+            }
+        }
+        if wildcard && labels < 3 {
+            return Err(fail("a wildcard needs at least two labels after it"));
+        }
+        Ok(Self {
+            text: name.to_ascii_lowercase().into_boxed_str(),
+            wildcard,
+        })
+    }
+
+    /// The normalized pattern: lowercase, without a trailing dot.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the pattern has a wildcard label.
+    pub fn is_wildcard(&self) -> bool {
+        self.wildcard
+    }
+
+    /// Whether the DNS name `name` (as found in a certificate) matches this pattern.
+    pub fn matches(&self, name: &str) -> bool {
+        let name = name.strip_suffix('.').unwrap_or(name).as_bytes();
+        let pattern = self.text.as_bytes();
+        if !self.wildcard {
+            return name.eq_ignore_ascii_case(pattern);
+        }
+        // `text` is "*.rest": compare ".rest" and check the one label in front of it.
+        let suffix = pattern.get(1..).unwrap_or_default();
+        let Some(split) = name.len().checked_sub(suffix.len()) else {
+            return false;
+        };
+        let (label, tail) = name.split_at(split);
+        !label.is_empty()
+            && label.iter().all(|&b| is_label_byte(b))
+            && tail.eq_ignore_ascii_case(suffix)
+    }
+}
+
+fn is_label_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+impl FromStr for DnsPattern {
+    type Err = InvalidDnsPattern;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl fmt::Display for DnsPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for DnsPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DnsPattern({:?})", self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_dns_names_compare_case_insensitively() {
+        let p = DnsPattern::new("Agent.Example.COM.").unwrap();
+        assert_eq!(p.as_str(), "agent.example.com");
+        assert!(!p.is_wildcard());
+        assert!(p.matches("agent.example.com"));
+        assert!(p.matches("AGENT.example.com."));
+        assert!(!p.matches("agent.example.co"));
+        assert!(!p.matches("xagent.example.com"));
+        assert!(!p.matches("a.agent.example.com"));
+    }
+
+    #[test]
+    fn a_wildcard_stands_for_exactly_one_label() {
+        let p = DnsPattern::new("*.agents.example.com").unwrap();
+        assert!(p.is_wildcard());
+        assert!(p.matches("node-1.agents.example.com"));
+        assert!(p.matches("Node_1.AGENTS.example.com"));
+        assert!(!p.matches("agents.example.com"));
+        assert!(!p.matches(".agents.example.com"));
+        assert!(!p.matches("a.b.agents.example.com"));
+        assert!(!p.matches("xagents.example.com"));
+        assert!(
+            !p.matches("*.agents.example.com"),
+            "a SAN wildcard is no label"
+        );
+        assert!(!p.matches("nodé.agents.example.com"));
+    }
+
+    #[test]
+    fn a_certificate_wildcard_matches_no_pattern() {
+        let wildcard = DnsPattern::new("*.example.com").unwrap();
+        assert!(!wildcard.matches("*.example.com"));
+        let exact = DnsPattern::new("x.example.com").unwrap();
+        assert!(!exact.matches("*.example.com"));
+        assert!(DnsPattern::new("*").is_err());
+    }
+
+    #[test]
+    fn invalid_patterns_are_refused_with_a_reason() {
+        for (pattern, reason) in [
+            ("", "empty name"),
+            (".", "empty name"),
+            ("a..b", "empty label"),
+            (
+                "foo.*.example.com",
+                "'*' may only be the whole left-most label",
+            ),
+            (
+                "f*.example.com",
+                "'*' may only be the whole left-most label",
+            ),
+            (
+                "*.*.example.com",
+                "'*' may only be the whole left-most label",
+            ),
+            ("*.com", "a wildcard needs at least two labels after it"),
+            ("*", "a wildcard needs at least two labels after it"),
+            (
+                "exa mple.com",
+                "only letters, digits, '-' and '_' are allowed (write international names in their xn-- form)",
+            ),
+            (
+                "bücher.de",
+                "only letters, digits, '-' and '_' are allowed (write international names in their xn-- form)",
+            ),
+        ] {
+            let err = DnsPattern::new(pattern).unwrap_err();
+            assert_eq!(err.reason(), reason, "{pattern:?}");
+        }
+        assert!(DnsPattern::new(&"a".repeat(64)).is_err());
+        assert!(DnsPattern::new(&["a"; 128].join(".")).is_err());
+    }
+
+    #[test]
+    fn email_local_part_is_exact_and_domain_case_insensitive() {
+        let m = EmailMatcher::new("Agent@Example.com".into());
+        assert!(m.matches("Agent@example.COM"));
+        assert!(!m.matches("agent@example.com"));
+        assert!(!m.matches("Agent@example.org"));
+        assert!(!m.matches("Agentexample.com"));
+        let quoted = EmailMatcher::new("\"a@b\"@example.com".into());
+        assert!(quoted.matches("\"a@b\"@EXAMPLE.com"));
+        let bare = EmailMatcher::new("no-at-sign".into());
+        assert!(bare.matches("no-at-sign"));
+        assert!(!bare.matches("no-at-sign@x"));
+    }
+
+    #[test]
+    fn empty_rules_match_nothing_and_display_says_so() {
+        assert!(Rule::new().is_empty());
+        assert_eq!(Rule::new().to_string(), "<empty rule>");
+    }
+
+    #[test]
+    fn display_quotes_values_that_need_it() {
+        let rule = Rule::new()
+            .subject_cn("agent, O=Steadybit")
+            .subject_o(" padded")
+            .subject_ou("a&b|c\"d\\e")
+            .subject_attribute(oid::SERIAL_NUMBER, "42")
+            .issuer_cn("")
+            .predicate(|_| true);
+        assert_eq!(
+            rule.to_string(),
+            r#"cn=agent, O=Steadybit & o=" padded" & ou="a&b|c\"d\\e" & 2.5.4.5=42 & issuer.cn="" & <predicate>"#
+        );
+    }
+}
