@@ -367,3 +367,46 @@ async fn tls12_can_be_switched_off() {
     assert!(ok, "{text}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_request_head_is_closed() {
+    use std::sync::Arc;
+    use tower_mtls::rustls;
+    let pki = Pki::new();
+    let server = Server::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .header_read_timeout(Some(Duration::from_millis(300)));
+    let server = TestServer::spawn(
+        server,
+        Some(TlsAcceptor::new(mtls(&pki))),
+        tower::service_fn(whoami),
+    );
+
+    // A real TLS session, then an HTTP/1.1 request head that never ends.
+    let leaf = pki.ca.client("slowloris");
+    let client = pki.client(Some(&leaf));
+    let mut config = (**client.tls_config()).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(server.addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.expect("handshake");
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .expect("write");
+    tls.flush().await.expect("flush");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, tls.read_to_end(&mut rest))
+        .await
+        .expect("closed in time");
+    // hyper closes the connection (some versions answer 408 first).
+    assert!(read.is_ok() || rest.is_empty(), "{read:?}");
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    still_serving(&pki, &server).await;
+    server.stop().await;
+}
