@@ -475,34 +475,17 @@ async fn http2_and_http11_requests_all_carry_the_peer() {
     let (cert, key) = pki.write_leaf(&client_leaf, "agent");
     let server = TestServer::start(mtls(&pki)).await;
 
-    let h2 = json(
-        &curl_with_cert(
-            &pki.ca_path,
-            &server.url("/"),
-            server.port(),
-            &cert,
-            &key,
-            &["--http2"],
-        )
-        .await,
-    );
-    assert_eq!(h2["http"], "HTTP/2.0");
-    assert_eq!(h2["alpn"], "h2");
-    assert_eq!(h2["cn"], "agent");
-    let h1 = json(
-        &curl_with_cert(
-            &pki.ca_path,
-            &server.url("/"),
-            server.port(),
-            &cert,
-            &key,
-            &["--http1.1"],
-        )
-        .await,
-    );
-    assert_eq!(h1["http"], "HTTP/1.1");
-    assert_eq!(h1["alpn"], "http/1.1");
-    assert_eq!(h1["cn"], "agent");
+    for (flag, version, alpn) in [
+        ("--http2", "HTTP/2.0", "h2"),
+        ("--http1.1", "HTTP/1.1", "http/1.1"),
+    ] {
+        let url = server.url("/");
+        let body =
+            json(&curl_with_cert(&pki.ca_path, &url, server.port(), &cert, &key, &[flag]).await);
+        assert_eq!(body["http"], version);
+        assert_eq!(body["alpn"], alpn);
+        assert_eq!(body["cn"], "agent");
+    }
 
     // Many requests on one connection, each with the extensions: HTTP/2 streams concurrently,
     // HTTP/1.1 keep-alive in turn.
