@@ -1,0 +1,3 @@
+module towermtls.bench/goserver
+
+go 1.19

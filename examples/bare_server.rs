@@ -1,0 +1,167 @@
+//! The floor of the loopback comparison (`benches/compare.sh`): a bare tokio-rustls + hyper
+//! server, with the rustls configuration this crate builds by default but none of its code.
+//!
+//! ```text
+//! cargo run --release --example bare_server -- \
+//!     --cert server.crt --key server.key --ca ca.crt [--port 8443] [--app static|axum]
+//! ```
+//!
+//! It requires a client certificate that chains to `--ca` (rustls' `WebPkiClientVerifier`),
+//! speaks HTTP/1.1 and HTTP/2 (ALPN), and answers every request with the `extension`
+//! example's index document. `--app static` (the default) answers with fixed bytes, as the
+//! nginx and Go servers of the comparison do; `--app axum` serves the very axum router the
+//! `extension` example serves, so that the two differ only by what this crate adds.
+//!
+//! The accept loop accepts, sets `TCP_NODELAY` and spawns; the task runs the handshake and
+//! then hyper-util's auto connection builder (shared by all connections, no timers).
+
+#[path = "../benches/support/floor.rs"]
+mod floor;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::routing::get;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+/// The `extension` example's index document, as serde_json renders it (keys sorted).
+const INDEX: &[u8] = br#"{"actions":[],"discoveries":[],"eventListeners":[],"targetAttributes":[],"targetTypes":[]}"#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum App {
+    /// Fixed bytes through `hyper::service::service_fn`.
+    Static,
+    /// The `extension` example's axum router.
+    Axum,
+}
+
+struct Args {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+    port: u16,
+    app: App,
+}
+
+fn parse_args() -> Args {
+    let usage =
+        "usage: bare_server --cert FILE --key FILE --ca FILE [--port N] [--app static|axum]";
+    let (mut cert, mut key, mut ca, mut port, mut app) = (None, None, None, 8443, App::Static);
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .unwrap_or_else(|| panic!("{flag} needs a value\n{usage}"));
+        match flag.as_str() {
+            "--cert" => cert = Some(PathBuf::from(value)),
+            "--key" => key = Some(PathBuf::from(value)),
+            "--ca" => ca = Some(PathBuf::from(value)),
+            "--port" => port = value.parse().expect("--port: a port number"),
+            "--app" => {
+                app = match value.as_str() {
+                    "static" => App::Static,
+                    "axum" => App::Axum,
+                    other => panic!("--app {other}: static or axum\n{usage}"),
+                }
+            }
+            other => panic!("unknown argument {other}\n{usage}"),
+        }
+    }
+    Args {
+        cert: cert.expect(usage),
+        key: key.expect(usage),
+        ca: ca.expect(usage),
+        port,
+        app,
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args();
+    let chain = CertificateDer::pem_file_iter(&args.cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(&args.key)?;
+    let mut roots = RootCertStore::empty();
+    for ca in CertificateDer::pem_file_iter(&args.ca)? {
+        roots.add(ca?)?;
+    }
+    let config = floor::server_config(&tower_mtls::default_provider(), chain, key, Some(roots))?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let http = Arc::new(auto::Builder::new(TokioExecutor::new()));
+
+    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port))).await?;
+    println!(
+        "bare_server ({:?}) on https://{}",
+        args.app,
+        listener.local_addr()?
+    );
+    let router = axum::Router::new().route(
+        "/",
+        get(|| async {
+            Json(json!({
+                "actions": [],
+                "discoveries": [],
+                "targetTypes": [],
+                "targetAttributes": [],
+                "eventListeners": [],
+            }))
+        }),
+    );
+
+    let app = args.app;
+    // The accept loop runs on the runtime like every connection (as the crate's `Server` does
+    // when an application spawns it): accepting on `main`'s thread would hand each connection
+    // to a worker thread and wake it, one futex call per connection.
+    tokio::spawn(async move {
+        loop {
+            let tcp = match listener.accept().await {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    eprintln!("accept: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, http, router) = (acceptor.clone(), http.clone(), router.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let io = TokioIo::new(tls);
+                let _ = match app {
+                    App::Static => {
+                        http.serve_connection(io, hyper::service::service_fn(index))
+                            .await
+                    }
+                    App::Axum => {
+                        http.serve_connection(io, TowerToHyperService::new(router))
+                            .await
+                    }
+                };
+            });
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+async fn index(_req: http::Request<Incoming>) -> Result<http::Response<Full<Bytes>>, Infallible> {
+    Ok(http::Response::builder()
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from_static(INDEX)))
+        .expect("a valid response"))
+}
