@@ -25,6 +25,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::routing::get;
 use serde_json::json;
+use tower::Layer;
 use tower_mtls::env::vars;
 use tower_mtls::{
     ClientAuth, ClientCertLayer, ClientCertPolicy, DEFAULT_WATCH_INTERVAL, ExtensionEnv, Server,
@@ -62,7 +63,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         _ => None,
     };
 
-    let mut index = axum::Router::new().route(
+    let index = axum::Router::new().route(
         "/",
         get(|| async {
             Json(json!({
@@ -84,7 +85,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             .into());
         }
         tracing::info!(%policy, "client policy on the service port");
-        index = index.layer(ClientCertLayer::require().with_policy(policy.clone()));
     }
 
     let mut server = match &env.unix_socket {
@@ -147,11 +147,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             let _ = rx.recv().await;
         }
     };
-    let service = tokio::spawn(
-        server
-            .with_graceful_shutdown(stopped(&stop_tx))
-            .serve(index),
-    );
+    // The policy wraps the whole router (cheaper than `Router::layer`, which boxes and clones
+    // every route per request); the health router stays outside it.
+    let server = server.with_graceful_shutdown(stopped(&stop_tx));
+    let service = match policy {
+        Some(policy) => {
+            tokio::spawn(server.serve(ClientCertLayer::require().with_policy(policy).layer(index)))
+        }
+        None => tokio::spawn(server.serve(index)),
+    };
     let probes = tokio::spawn(
         health_server
             .with_graceful_shutdown(stopped(&stop_tx))

@@ -43,10 +43,14 @@
 //!
 //! ```no_run
 //! # async fn run(router: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+//! use tower::Layer;
 //! use tower_mtls::{ClientCertLayer, ExtensionEnv, Server};
 //!
 //! let env = ExtensionEnv::from_env()?;
-//! let app = router.layer(ClientCertLayer::require().allow_subject_cn("steadybit-agent"));
+//! // Wrapping the whole router is the cheapest; `route_layer` guards single routes.
+//! let app = ClientCertLayer::require()
+//!     .allow_subject_cn("steadybit-agent")
+//!     .layer(router);
 //! let mut server = Server::bind(("0.0.0.0", env.port_or(8080))).await?;
 //! if let Some(tls) = env.tls {
 //!     server = server.tls(tls);
@@ -114,11 +118,11 @@ mod verify;
 pub use acceptor::{
     DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES, TlsAcceptor, TlsStream,
 };
-pub use failure::{AcceptorStats, HandshakeError, HandshakeFailure, PresentedCertificate};
 pub use config::{CertificateSummary, ClientAuth, TlsConfig, TlsConfigBuilder};
 pub use crypto::default_provider;
 pub use env::ExtensionEnv;
 pub use error::ConfigError;
+pub use failure::{AcceptorStats, HandshakeError, HandshakeFailure, PresentedCertificate};
 pub use identity::{
     ClientIdentity, DistinguishedName, Fingerprint, IdentityError, NameAttribute,
     ParseFingerprintError, SpiffeId, SpiffeIdError, oid,

@@ -474,11 +474,13 @@ impl ConnCtx {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
+        // The handshake and the HTTP connection live in boxes: the task keeps two pointers, not
+        // room for both state machines (and the moved-from stream) for the connection's life.
+        let http = self.http.clone();
         match self.tls.take() {
             Some(acceptor) => {
-                let handshake = acceptor.accept(io, remote);
                 let stream = tokio::select! {
-                    result = handshake => match result {
+                    result = Box::pin(acceptor.accept(io, remote)) => match result {
                         Ok(stream) => stream,
                         // The acceptor has logged the failure.
                         Err(_) => return,
@@ -486,26 +488,27 @@ impl ConnCtx {
                     _ = self.phase.wait_for(|p| *p != Phase::Running) => return,
                 };
                 let service = AddConnectionInfo::new(service, stream.info().clone());
-                self.serve_http(stream, service, remote).await;
+                let conn = Box::pin(http.serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(service),
+                ));
+                self.serve_http(conn, remote).await;
             }
-            None => self.serve_http(io, service, remote).await,
+            None => {
+                let conn = Box::pin(http.serve_connection_with_upgrades(
+                    TokioIo::new(io),
+                    TowerToHyperService::new(service),
+                ));
+                self.serve_http(conn, remote).await;
+            }
         }
     }
 
-    async fn serve_http<IO, S, B>(mut self, io: IO, service: S, remote: Option<SocketAddr>)
+    /// Drives one HTTP connection to its end; shuts it down gracefully when the server drains.
+    async fn serve_http<C>(mut self, mut conn: Pin<Box<C>>, remote: Option<SocketAddr>)
     where
-        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<BoxError>,
-        B: Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<BoxError>,
+        C: Future<Output = Result<(), BoxError>> + GracefulShutdown,
     {
-        let conn = self
-            .http
-            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
-        tokio::pin!(conn);
         if *self.phase.borrow() != Phase::Running {
             conn.as_mut().graceful_shutdown();
         }
@@ -527,5 +530,25 @@ impl ConnCtx {
                 }
             }
         }
+    }
+}
+
+/// hyper-util's connection, as [`ConnCtx::serve_http`] drives it (one impl, for TLS and plain
+/// streams alike).
+trait GracefulShutdown {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S> GracefulShutdown for auto::UpgradeableConnection<'_, I, S, TokioExecutor>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<BoxError>,
+    S::ResBody: Body + Send + 'static,
+    <S::ResBody as Body>::Error: Into<BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        auto::UpgradeableConnection::graceful_shutdown(self);
     }
 }

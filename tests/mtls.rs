@@ -834,11 +834,17 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
         .await
         .expect("listener closes");
     release_tx.send(()).expect("release");
-    let response = tokio::time::timeout(PATIENCE, slow)
+    let response = match tokio::time::timeout(PATIENCE, slow)
         .await
         .expect("in time")
         .expect("task")
-        .expect("slow request completes");
+    {
+        Ok(response) => response,
+        Err(e) => panic!(
+            "the in-flight request failed: {e:?} (alert {:?})",
+            e.alert()
+        ),
+    };
     assert_eq!(response.status(), 200);
     tokio::time::timeout(PATIENCE, stopping)
         .await
