@@ -264,15 +264,8 @@ async fn refused_client_chains_get_their_class() {
     let acceptor = TlsAcceptor::new(tls);
     let server = TestServer::start(acceptor.clone()).await;
     let refuse = |leaf: Leaf| {
-        let client = pki.client(Some(&leaf));
-        let addr = server.addr;
-        async move {
-            client
-                .get(addr, "localhost", "/")
-                .await
-                .expect_err("refused")
-                .alert()
-        }
+        let (pki, addr) = (&pki, server.addr);
+        async move { refusal_alert(pki, Some(&leaf), addr).await }
     };
 
     // A normal two-certificate chain fits.

@@ -164,15 +164,8 @@ async fn the_crate_client_sees_the_matching_alerts() {
     let pki = Pki::new();
     let server = TestServer::start(mtls(&pki)).await;
     let alert_for = |leaf: Option<Leaf>| {
-        let client = pki.client(leaf.as_ref());
-        let addr = server.addr;
-        async move {
-            let err = client
-                .get(addr, "localhost", "/")
-                .await
-                .expect_err("must be refused");
-            err.alert()
-        }
+        let (pki, addr) = (&pki, server.addr);
+        async move { refusal_alert(pki, leaf.as_ref(), addr).await }
     };
     assert_eq!(
         alert_for(None).await,
@@ -863,15 +856,8 @@ async fn forged_and_not_yet_valid_certificates_get_their_alerts() {
     let future = pki.ca.issue(&LeafSpec::client("future").not_yet_valid());
     let server = TestServer::start(mtls(&pki)).await;
     let alert = |leaf: Leaf| {
-        let client = pki.client(Some(&leaf));
-        let addr = server.addr;
-        async move {
-            client
-                .get(addr, "localhost", "/")
-                .await
-                .expect_err("refused")
-                .alert()
-        }
+        let (pki, addr) = (&pki, server.addr);
+        async move { refusal_alert(pki, Some(&leaf), addr).await }
     };
     assert_eq!(alert(forged).await, Some(AlertDescription::DecryptError));
     // rustls reports a certificate outside its validity period, either side, as expired.

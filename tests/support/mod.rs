@@ -219,6 +219,20 @@ impl Pki {
     }
 }
 
+/// Connects with `leaf` (or no certificate) to a server that must refuse it; returns the TLS
+/// alert the client received.
+pub async fn refusal_alert(
+    pki: &Pki,
+    leaf: Option<&Leaf>,
+    addr: std::net::SocketAddr,
+) -> Option<tower_mtls::rustls::AlertDescription> {
+    pki.client(leaf)
+        .get(addr, "localhost", "/")
+        .await
+        .expect_err("the server must refuse this client")
+        .alert()
+}
+
 /// An example's binary, next to the test's (`cargo test` builds the examples); built on demand
 /// when a test runner did not.
 pub fn example_binary(name: &str) -> PathBuf {
