@@ -178,22 +178,29 @@ async fn a_thousand_silent_and_a_thousand_dribbling_clients_do_not_lock_out_a_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_clients_are_closed_at_the_deadline() {
+async fn silent_and_dribbling_clients_are_closed_at_the_deadline() {
     let pki = Pki::new();
-    let acceptor = TlsAcceptor::new(mtls(&pki)).handshake_timeout(Duration::from_millis(300));
+    let acceptor = TlsAcceptor::new(mtls(&pki)).handshake_timeout(Duration::from_secs(1));
     let server = TestServer::start(acceptor.clone()).await;
-    let mut silent = Vec::new();
-    for _ in 0..200 {
-        silent.push(TcpStream::connect(server.addr).await.expect("connect"));
+    let mut stalled = Vec::new();
+    for i in 0..2000 {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+        if i % 2 == 1 {
+            stream
+                .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+                .await
+                .expect("dribble");
+        }
+        stalled.push(stream);
     }
-    for mut stream in silent {
+    for mut stream in stalled {
         let mut buf = [0u8; 8];
         let read = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
             .await
             .expect("closed in time");
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     }
-    failures_reach(&acceptor, HandshakeFailure::Timeout, 200).await;
+    failures_reach(&acceptor, HandshakeFailure::Timeout, 2000).await;
     assert_eq!(acceptor.stats().handshakes_in_progress, 0);
     still_serving(&pki, &server).await;
     server.stop().await;
