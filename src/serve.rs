@@ -273,6 +273,8 @@ impl Server {
     }
 
     /// How long an HTTP/1 client has to send a request head (default 30 s; `None`: forever).
+    /// hyper runs the same timer while a keep-alive connection waits for its next request, so
+    /// this is also how long an idle HTTP/1 connection is kept.
     pub fn header_read_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.http.http1().header_read_timeout(timeout);
         self

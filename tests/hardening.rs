@@ -410,3 +410,36 @@ async fn a_client_that_never_finishes_its_request_head_is_closed() {
     still_serving(&pki, &server).await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http1_keep_alive_connection_is_closed_at_the_header_read_timeout() {
+    let pki = Pki::new();
+    let server = Server::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .header_read_timeout(Some(Duration::from_millis(300)));
+    let acceptor = TlsAcceptor::new(mtls(&pki));
+    let server = TestServer::spawn(server, Some(acceptor.clone()), tower::service_fn(whoami));
+    let leaf = pki.ca.client("idler");
+    let client = tower_mtls::client::Client::builder()
+        .trust_server_ca_pem(pki.ca.cert_pem.clone())
+        .identity_pem(leaf.cert_pem.clone(), leaf.key_pem.clone())
+        .alpn_protocols(vec![b"http/1.1".to_vec()])
+        .build()
+        .expect("client");
+    let conn = client
+        .connect(server.addr, "localhost")
+        .await
+        .expect("connect");
+    assert_eq!(conn.get("/").await.expect("first request").status(), 200);
+    // Idle after the response: the server waits for the next head, under the same timeout.
+    let closed = async {
+        while acceptor.stats().active_connections > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, closed)
+        .await
+        .expect("the idle connection is closed");
+    server.stop().await;
+}
