@@ -16,12 +16,10 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
-use x509_parser::certificate::X509Certificate;
-use x509_parser::prelude::FromDer;
 
 use crate::crypto::default_provider;
 use crate::error::ConfigError;
-use crate::identity::{Fingerprint, hex, system_time};
+use crate::identity::{ClientIdentity, Fingerprint};
 use crate::load::{self, LoadedFile, Source};
 use crate::reload::ReloadState;
 use crate::verify::{ChainLimits, ClientVerifier, TrustSummary};
@@ -71,14 +69,12 @@ pub struct CertificateSummary {
 
 impl CertificateSummary {
     pub(crate) fn of(der: &CertificateDer<'_>) -> Result<Self, String> {
-        let (_, cert) = X509Certificate::from_der(der.as_ref()).map_err(|e| e.to_string())?;
+        let id = ClientIdentity::parse(der.as_ref()).map_err(|e| e.to_string())?;
         Ok(Self {
-            subject: crate::identity::ClientIdentity::parse(der.as_ref())
-                .map(|id| id.subject().to_string())
-                .unwrap_or_else(|_| cert.subject().to_string()),
-            serial: hex(cert.raw_serial()),
-            not_after: system_time(cert.validity().not_after.timestamp()),
-            sha256: Fingerprint::of(der.as_ref()),
+            subject: id.subject().to_string(),
+            serial: id.serial_hex(),
+            not_after: id.not_after(),
+            sha256: id.sha256(),
         })
     }
 }

@@ -273,7 +273,7 @@ fn decode_utf32be(data: &[u8]) -> Option<String> {
         .collect()
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -611,7 +611,7 @@ fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
     }
 }
 
-pub(crate) fn system_time(unix_seconds: i64) -> SystemTime {
+fn system_time(unix_seconds: i64) -> SystemTime {
     let magnitude = Duration::from_secs(unix_seconds.unsigned_abs());
     let time = if unix_seconds >= 0 {
         SystemTime::UNIX_EPOCH.checked_add(magnitude)
