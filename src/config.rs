@@ -22,7 +22,7 @@ use crate::error::ConfigError;
 use crate::identity::{ClientIdentity, Fingerprint};
 use crate::load::{self, LoadedFile, Source};
 use crate::reload::ReloadState;
-use crate::verify::{ChainLimits, ClientVerifier, TrustSummary};
+use crate::verify::{ChainLimits, ClientAccepted, ClientRefused, ClientVerifier, TrustSummary};
 
 /// Whether the server asks clients for a certificate, and whether it insists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,6 +105,7 @@ pub struct TlsConfigBuilder {
     tls12: bool,
     alpn: Vec<Vec<u8>>,
     chain_limits: ChainLimits,
+    require_fresh_crls: bool,
 }
 
 impl Default for TlsConfigBuilder {
@@ -119,6 +120,7 @@ impl Default for TlsConfigBuilder {
             tls12: true,
             alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
             chain_limits: ChainLimits::default(),
+            require_fresh_crls: false,
         }
     }
 }
@@ -180,6 +182,16 @@ impl TlsConfigBuilder {
         let n = self.client_crls.len() + 1;
         self.client_crls
             .push(Source::memory(&format!("client CRL #{n}"), bytes));
+        self
+    }
+
+    /// Refuse a client whose certificate's issuer has a CRL that is past its nextUpdate
+    /// (default: no — a stale CRL is still applied, and logged at `warn` at startup and on
+    /// every reload that keeps it). A refused client gets an `unknown_ca` alert and is counted
+    /// as [`HandshakeFailure::StaleCrl`](crate::HandshakeFailure::StaleCrl). Issuers without
+    /// any CRL are not affected.
+    pub fn require_fresh_crls(mut self, required: bool) -> Self {
+        self.require_fresh_crls = required;
         self
     }
 
@@ -271,6 +283,7 @@ impl TlsConfigBuilder {
             tls12: self.tls12,
             alpn: self.alpn,
             chain_limits: self.chain_limits,
+            require_fresh_crls: self.require_fresh_crls,
         };
         let inputs = spec.read()?;
         let active = spec.build(&inputs)?;
@@ -296,6 +309,7 @@ pub(crate) struct Spec {
     tls12: bool,
     alpn: Vec<Vec<u8>>,
     chain_limits: ChainLimits,
+    pub(crate) require_fresh_crls: bool,
 }
 
 /// Everything read from the sources, before anything is built from it.
@@ -526,6 +540,26 @@ impl TlsConfig {
             .into_iter()
             .map(Path::to_path_buf)
             .collect()
+    }
+
+    /// Judges a client certificate chain (leaf first) as a handshake at `time` would: the same
+    /// trust anchors, pinned certificates, CRLs and limits, through the same code. It cannot
+    /// check what only a live handshake proves — that the client holds the leaf's key.
+    pub fn verify_client_chain(
+        &self,
+        chain: &[CertificateDer<'_>],
+        time: SystemTime,
+    ) -> Result<ClientAccepted, ClientRefused> {
+        let active = self.active();
+        let Some(verifier) = &active.verifier else {
+            return Err(ClientRefused {
+                kind: crate::HandshakeFailure::UnknownCa,
+                reason:
+                    "client authentication is off: this configuration trusts no client certificate"
+                        .into(),
+            });
+        };
+        verifier.judge(chain, time)
     }
 
     pub(crate) fn active(&self) -> Arc<Active> {

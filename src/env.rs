@@ -9,6 +9,7 @@
 //! | `STEADYBIT_EXTENSION_UNIX_SOCKET` | serve on this Unix socket instead of TCP |
 //! | `STEADYBIT_EXTENSION_HEALTH_PORT` | plain-HTTP port for the Kubernetes probes |
 //! | `TOWER_MTLS_CLIENT_CRLS` | *(this crate's addition)* comma-separated CRL files or directories |
+//! | `TOWER_MTLS_CLIENT_CRLS_REQUIRE_FRESH` | *(this crate's addition)* `true`: refuse clients whose issuer's CRL is past its nextUpdate |
 //!
 //! The rules are those of Steadybit's Go extension-kit: TLS is on when any of the certificate,
 //! key or client CAs is set, and then certificate **and** key are required; client CAs make
@@ -38,6 +39,9 @@ pub mod vars {
     pub const HEALTH_PORT: &str = "STEADYBIT_EXTENSION_HEALTH_PORT";
     /// Comma-separated CRL files or directories (this crate's addition to the contract).
     pub const CLIENT_CRLS: &str = "TOWER_MTLS_CLIENT_CRLS";
+    /// `true` refuses clients whose issuer's CRL is past its nextUpdate (this crate's
+    /// addition; default `false`: a stale CRL is still applied, and warned about).
+    pub const CLIENT_CRLS_REQUIRE_FRESH: &str = "TOWER_MTLS_CLIENT_CRLS_REQUIRE_FRESH";
     /// A client-certificate policy in text form (this crate's addition; see
     /// [`ClientCertLayer`](crate::ClientCertLayer)).
     pub const CLIENT_ALLOW: &str = "TOWER_MTLS_CLIENT_ALLOW";
@@ -156,6 +160,23 @@ fn tls_builder(
     let key = get(vars::TLS_SERVER_KEY);
     let cas = list(get(vars::TLS_CLIENT_CAS));
     let crls = list(get(vars::CLIENT_CRLS));
+    let require_fresh = match get(vars::CLIENT_CRLS_REQUIRE_FRESH).as_deref() {
+        None => None,
+        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Some(true),
+        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Some(false),
+        Some(other) => {
+            return Err(ConfigError::Env {
+                variable: vars::CLIENT_CRLS_REQUIRE_FRESH,
+                reason: format!("expected true or false, got {other:?}"),
+            });
+        }
+    };
+    if require_fresh == Some(true) && crls.is_empty() {
+        return Err(ConfigError::Env {
+            variable: vars::CLIENT_CRLS_REQUIRE_FRESH,
+            reason: format!("set to true, but {} is not set", vars::CLIENT_CRLS),
+        });
+    }
     if cert.is_none() && key.is_none() && cas.is_empty() {
         if !crls.is_empty() {
             return Err(ConfigError::Env {
@@ -224,6 +245,9 @@ fn tls_builder(
     }
     for crl in crls {
         builder = builder.client_crl(crl);
+    }
+    if let Some(fresh) = require_fresh {
+        builder = builder.require_fresh_crls(fresh);
     }
     Ok(Some(builder))
 }

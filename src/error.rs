@@ -86,11 +86,14 @@ pub enum ConfigError {
         /// The key file.
         key: PathBuf,
     },
-    /// A trust source (file or directory) yielded no certificate.
-    #[error("{}: no certificate found in this trust source", path.display())]
+    /// A trust source (file or directory) yielded no certificate that can authenticate a
+    /// client.
+    #[error("{}: {reason}", path.display())]
     EmptyTrustSource {
         /// The file or directory.
         path: PathBuf,
+        /// Why nothing was usable: no certificate at all, or what each skipped one was.
+        reason: String,
     },
     /// A trust certificate cannot serve as a trust anchor or pinned certificate.
     #[error("{}: certificate #{index} cannot be trusted for client authentication: {reason}", path.display())]

@@ -45,6 +45,9 @@ pub enum HandshakeFailure {
     NotYetValid,
     /// The client certificate is revoked.
     Revoked,
+    /// The CRL of the client certificate's issuer is past its nextUpdate and the configuration
+    /// requires fresh CRLs ([`TlsConfigBuilder::require_fresh_crls`](crate::TlsConfigBuilder::require_fresh_crls)).
+    StaleCrl,
     /// A signature does not verify: on the certificate, or the handshake signature made with
     /// the certificate's key.
     BadSignature,
@@ -68,7 +71,7 @@ pub enum HandshakeFailure {
     Io,
 }
 
-const CLASSES: usize = 17;
+const CLASSES: usize = 18;
 
 impl HandshakeFailure {
     /// Every class, for iterating counters.
@@ -81,6 +84,7 @@ impl HandshakeFailure {
         Self::Expired,
         Self::NotYetValid,
         Self::Revoked,
+        Self::StaleCrl,
         Self::BadSignature,
         Self::WrongKeyUsage,
         Self::ChainTooLarge,
@@ -103,6 +107,7 @@ impl HandshakeFailure {
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
             Self::Revoked => "revoked",
+            Self::StaleCrl => "stale_crl",
             Self::BadSignature => "bad_signature",
             Self::WrongKeyUsage => "wrong_key_usage",
             Self::ChainTooLarge => "chain_too_large",
@@ -123,6 +128,7 @@ impl HandshakeFailure {
                 | Self::Expired
                 | Self::NotYetValid
                 | Self::Revoked
+                | Self::StaleCrl
                 | Self::BadSignature
                 | Self::WrongKeyUsage
                 | Self::ChainTooLarge
@@ -333,6 +339,8 @@ pub(crate) fn classify_tls(error: &TlsError) -> HandshakeFailure {
                 HandshakeFailure::NotYetValid
             }
             CertificateError::Revoked => HandshakeFailure::Revoked,
+            CertificateError::ExpiredRevocationList
+            | CertificateError::ExpiredRevocationListContext { .. } => HandshakeFailure::StaleCrl,
             CertificateError::BadSignature => HandshakeFailure::BadSignature,
             CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
                 HandshakeFailure::WrongKeyUsage

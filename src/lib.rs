@@ -136,7 +136,7 @@ pub use reload::{DEFAULT_WATCH_INTERVAL, ReloadEvent, ReloadHandle, ReloadOutcom
 pub use serve::{
     DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ListenAddr, Server,
 };
-pub use verify::{ChainTooLarge, TrustSummary};
+pub use verify::{ChainTooLarge, ClientAccepted, ClientRefused, TrustSummary, TrustedBy};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

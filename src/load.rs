@@ -268,6 +268,7 @@ pub(crate) fn trust_certificates(
     if out.is_empty() {
         return Err(ConfigError::EmptyTrustSource {
             path: source.name().to_owned(),
+            reason: "no certificate found in this trust source".into(),
         });
     }
     Ok(out)

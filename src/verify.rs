@@ -198,7 +198,10 @@ impl ClientVerifier {
 
         if roots.is_empty() && pinned.is_empty() {
             let path = trust.first().map(|c| c.path.clone()).unwrap_or_default();
-            return Err(ConfigError::EmptyTrustSource { path });
+            return Err(ConfigError::EmptyTrustSource {
+                path,
+                reason: "no certificate found that can authenticate a client".into(),
+            });
         }
 
         let summary = TrustSummary {
@@ -260,6 +263,45 @@ impl ClientVerifier {
             )));
         }
         Ok(())
+    }
+}
+
+impl ClientVerifier {
+    /// The offline verdict: see [`TlsConfig::verify_client_chain`](crate::TlsConfig::verify_client_chain).
+    pub(crate) fn judge(
+        &self,
+        chain: &[CertificateDer<'_>],
+        time: std::time::SystemTime,
+    ) -> Result<ClientAccepted, ClientRefused> {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err(ClientRefused {
+                kind: crate::HandshakeFailure::NoClientCertificate,
+                reason: "no certificate presented".into(),
+            });
+        };
+        let secs = time
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let now = UnixTime::since_unix_epoch(secs);
+        let subject = crate::identity::ClientIdentity::parse(leaf.as_ref())
+            .map(|id| id.subject().to_string())
+            .unwrap_or_else(|_| "<unparsable>".into());
+        match self.verify_client_cert(leaf, intermediates, now) {
+            Ok(_) => Ok(ClientAccepted {
+                subject,
+                trusted_by: if self.pinned.iter().any(|p| p.der.as_ref() == leaf.as_ref()) {
+                    TrustedBy::Pinned
+                } else {
+                    TrustedBy::Anchor {
+                        subject: String::new(),
+                    }
+                },
+            }),
+            Err(e) => Err(ClientRefused {
+                kind: crate::failure::classify_tls(&e),
+                reason: e.to_string(),
+            }),
+        }
     }
 }
 
@@ -352,4 +394,40 @@ impl ClientCertVerifier for ClientVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
     }
+}
+
+/// How the offline verdict ([`TlsConfig::verify_client_chain`](crate::TlsConfig::verify_client_chain))
+/// came to trust a client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrustedBy {
+    /// The chain verified up to this trusted CA.
+    Anchor {
+        /// The CA's subject, RFC 4514.
+        subject: String,
+    },
+    /// The leaf is one of the pinned end-entity certificates.
+    Pinned,
+}
+
+/// A client certificate chain the configuration accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientAccepted {
+    /// The leaf's subject, RFC 4514.
+    pub subject: String,
+    /// What vouched for it.
+    pub trusted_by: TrustedBy,
+}
+
+/// A client certificate chain the configuration refuses, with the class a handshake would
+/// count and the reason it would log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {reason}")]
+#[non_exhaustive]
+pub struct ClientRefused {
+    /// The failure class, as [`AcceptorStats`](crate::AcceptorStats) counts it.
+    pub kind: crate::HandshakeFailure,
+    /// What exactly is wrong (for a revoked certificate: which CRL file revoked it).
+    pub reason: String,
 }
