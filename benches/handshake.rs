@@ -690,6 +690,18 @@ fn handshake_sync(
     client_config: &Arc<ClientConfig>,
     timer: &mut Timer,
 ) -> (ServerConnection, ClientConnection) {
+    // The crate stores a session only for handshakes run in its resumption scope (its acceptor
+    // opens one per connection); the bare server's store takes any. Same work for both.
+    tower_mtls::resumption_scope_sync(|| {
+        handshake_sync_unscoped(server_config, client_config, timer)
+    })
+}
+
+fn handshake_sync_unscoped(
+    server_config: &Arc<ServerConfig>,
+    client_config: &Arc<ClientConfig>,
+    timer: &mut Timer,
+) -> (ServerConnection, ClientConnection) {
     let mut client =
         ClientConnection::new(client_config.clone(), server_name()).expect("client connection");
     let mut server =

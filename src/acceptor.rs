@@ -17,14 +17,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::server::ServerConnection;
-use rustls::server::danger::ClientCertVerifier;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::Semaphore;
 
 use crate::config::TlsConfig;
 use crate::failure::{
     AcceptorStats, Counters, Gauge, GaugeKind, HandshakeError, HandshakeFailure, LogLimiter,
-    capture_refused, classify_io, classify_tls,
+    capture_refused, classify_io,
 };
 use crate::peer::ConnectionInfo;
 
@@ -112,9 +111,8 @@ impl TlsAcceptor {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let in_progress = Gauge::new(&self.counters, GaugeKind::InProgress);
-        let (outcome, refused) = capture_refused(tokio::time::timeout(
-            self.handshake_timeout,
-            self.handshake(io, remote_addr),
+        let (outcome, refused) = capture_refused(crate::session::resumption_scope(
+            tokio::time::timeout(self.handshake_timeout, self.handshake(io, remote_addr)),
         ))
         .await;
         drop(in_progress);
@@ -196,22 +194,9 @@ impl TlsAcceptor {
             }
         };
 
+        // A resumed session's client chain is not verified again by rustls; the session store
+        // only resumes sessions whose verification still holds (see `session`).
         let info = ConnectionInfo::from_connection(stream.get_ref().1, remote_addr);
-        // rustls restores a resumed session's client chain without verifying it again.
-        if info.tls().is_resumed() {
-            if let (Some(peer), Some(verifier)) = (info.peer(), &active.verifier) {
-                if let Err(e) = verifier.verify_client_cert(
-                    peer.leaf(),
-                    &peer.chain()[1..],
-                    rustls::pki_types::UnixTime::now(),
-                ) {
-                    return Err(Failed::new(fail(
-                        classify_tls(&e),
-                        Some(io::Error::new(io::ErrorKind::InvalidData, e)),
-                    )));
-                }
-            }
-        }
         Ok(TlsStream {
             inner: stream,
             info,

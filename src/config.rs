@@ -22,7 +22,9 @@ use crate::error::ConfigError;
 use crate::identity::{ClientIdentity, Fingerprint};
 use crate::load::{self, LoadedFile, Source};
 use crate::reload::ReloadState;
-use crate::verify::{ChainLimits, ClientAccepted, ClientRefused, ClientVerifier, TrustSummary};
+use crate::verify::{
+    ChainLimits, ClientAccepted, ClientRefused, ClientVerifier, TrustNote, TrustSummary,
+};
 
 /// Whether the server asks clients for a certificate, and whether it insists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -287,6 +289,7 @@ impl TlsConfigBuilder {
         };
         let inputs = spec.read()?;
         let active = spec.build(&inputs)?;
+        active.log_trust();
         Ok(TlsConfig {
             shared: Arc::new(Shared {
                 active: RwLock::new(Arc::new(active)),
@@ -331,6 +334,18 @@ pub(crate) struct Active {
     pub(crate) verifier: Option<Arc<ClientVerifier>>,
     pub(crate) server_certificate: CertificateSummary,
     pub(crate) trust: TrustSummary,
+    /// What to tell the operator about the trust when this generation is applied.
+    pub(crate) trust_notes: Vec<TrustNote>,
+}
+
+impl Active {
+    /// Logs the trust in use: each CA, pinned certificate and CRL, and every warning about
+    /// them. Called when a generation is applied (startup, successful reload).
+    pub(crate) fn log_trust(&self) {
+        for note in &self.trust_notes {
+            note.log();
+        }
+    }
 }
 
 impl Spec {
@@ -405,12 +420,18 @@ impl Spec {
                 reason,
             }
         })?;
-        let (verifier, trust) = match self.client_auth {
-            ClientAuth::None => (None, TrustSummary::default()),
+        let (verifier, trust, trust_notes) = match self.client_auth {
+            ClientAuth::None => (None, TrustSummary::default(), Vec::new()),
             mode => {
-                let (verifier, summary) =
-                    ClientVerifier::build(&trust, &crls, mode, self.chain_limits, &self.provider)?;
-                (Some(verifier), summary)
+                let (verifier, summary, notes) = ClientVerifier::build(
+                    &trust,
+                    &crls,
+                    mode,
+                    self.chain_limits,
+                    self.require_fresh_crls,
+                    &self.provider,
+                )?;
+                (Some(verifier), summary, notes)
             }
         };
         let server_config = self.server_config(
@@ -425,6 +446,7 @@ impl Spec {
             verifier,
             server_certificate,
             trust,
+            trust_notes,
         })
     }
 
@@ -475,6 +497,10 @@ impl Spec {
         };
         let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
         config.alpn_protocols = self.alpn.clone();
+        if self.client_auth != ClientAuth::None {
+            // Sessions expire with the client verification they were made from.
+            config.session_storage = Arc::new(crate::session::BoundedSessions::new());
+        }
         Ok(Arc::new(config))
     }
 }

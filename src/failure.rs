@@ -182,14 +182,14 @@ impl PresentedCertificate {
 }
 
 tokio::task_local! {
-    /// The leaf the verifier refused during this handshake, if any.
-    static REFUSED: RefCell<Option<Vec<u8>>>;
+    /// The leaf the verifier refused during this handshake, if any, and why.
+    static REFUSED: RefCell<Option<(Vec<u8>, Option<String>)>>;
 }
 
 /// Runs a handshake future with a slot in which the verifier notes a refused certificate.
 pub(crate) async fn capture_refused<F: std::future::Future>(
     handshake: F,
-) -> (F::Output, Option<PresentedCertificate>) {
+) -> (F::Output, Option<(PresentedCertificate, Option<String>)>) {
     REFUSED
         .scope(RefCell::new(None), async {
             let output = handshake.await;
@@ -197,16 +197,17 @@ pub(crate) async fn capture_refused<F: std::future::Future>(
                 .try_with(|slot| slot.borrow_mut().take())
                 .ok()
                 .flatten()
-                .map(|der| PresentedCertificate::of(&der));
+                .map(|(der, detail)| (PresentedCertificate::of(&der), detail));
             (output, refused)
         })
         .await
 }
 
-/// Called by the verifier when it refuses `end_entity` (a no-op outside an acceptor).
-pub(crate) fn note_refused(end_entity: &CertificateDer<'_>) {
+/// Called by the verifier when it refuses `end_entity`, with what exactly was wrong (a no-op
+/// outside an acceptor).
+pub(crate) fn note_refused(end_entity: &CertificateDer<'_>, detail: Option<String>) {
     let _ = REFUSED.try_with(|slot| {
-        *slot.borrow_mut() = Some(end_entity.as_ref().to_vec());
+        *slot.borrow_mut() = Some((end_entity.as_ref().to_vec(), detail));
     });
 }
 
@@ -218,6 +219,7 @@ pub struct HandshakeError {
     kind: HandshakeFailure,
     remote_addr: Option<SocketAddr>,
     presented: Option<PresentedCertificate>,
+    detail: Option<String>,
     #[source]
     source: Option<io::Error>,
 }
@@ -242,13 +244,26 @@ impl HandshakeError {
             kind,
             remote_addr,
             presented: None,
+            detail: None,
             source,
         }
     }
 
-    pub(crate) fn with_presented(mut self, presented: Option<PresentedCertificate>) -> Self {
-        self.presented = presented;
+    pub(crate) fn with_presented(
+        mut self,
+        refused: Option<(PresentedCertificate, Option<String>)>,
+    ) -> Self {
+        if let Some((presented, detail)) = refused {
+            self.presented = Some(presented);
+            self.detail = detail;
+        }
         self
+    }
+
+    /// What the verifier said about the refused certificate, when it said more than the class
+    /// (for a revoked certificate: which CRL file revoked it).
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
     }
 
     /// The class of failure.
@@ -299,12 +314,14 @@ impl HandshakeError {
                 Some(p) => (p.subject.as_str(), p.issuer.as_str(), p.sha256.to_string()),
                 None => ("-", "-", "-".to_owned()),
             };
+            let verdict = self.detail.as_deref().unwrap_or("-");
             tracing::warn!(
                 %remote,
                 reason,
                 subject,
                 issuer,
                 sha256,
+                verdict,
                 suppressed,
                 "client certificate rejected{detail}"
             );
@@ -348,15 +365,13 @@ pub(crate) fn classify_tls(error: &TlsError) -> HandshakeFailure {
             CertificateError::Other(other) if other.0.downcast_ref::<ChainTooLarge>().is_some() => {
                 HandshakeFailure::ChainTooLarge
             }
-            CertificateError::Other(other) => {
-                // webpki's CaUsedAsEndEntity surfaces as an opaque "other" error.
-                let text = format!("{other:?}");
-                if text.contains("CaUsedAsEndEntity") || text.contains("EndEntityUsedAsCa") {
+            CertificateError::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
+                // rustls has no variant for these; the verifier keeps webpki's typed error.
+                Some(webpki::Error::CaUsedAsEndEntity | webpki::Error::EndEntityUsedAsCa) => {
                     HandshakeFailure::WrongKeyUsage
-                } else {
-                    HandshakeFailure::BadCertificate
                 }
-            }
+                _ => HandshakeFailure::BadCertificate,
+            },
             _ => HandshakeFailure::BadCertificate,
         },
         TlsError::PeerIncompatible(

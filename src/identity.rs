@@ -130,7 +130,7 @@ pub struct DistinguishedName {
 }
 
 impl DistinguishedName {
-    fn from_x509(name: &X509Name<'_>) -> Self {
+    pub(crate) fn from_x509(name: &X509Name<'_>) -> Self {
         let mut attributes = Vec::new();
         for (rdn, set) in name.iter().enumerate() {
             for atv in set.iter() {
@@ -237,8 +237,13 @@ fn write_rfc4514_value(f: &mut fmt::Formatter<'_>, value: &str) -> fmt::Result {
 }
 
 fn decode_directory_string(any: &Any<'_>) -> String {
+    decode_directory_string_opt(any).unwrap_or_else(|| format!("#{}", hex(any.data)))
+}
+
+/// The text of a directory-string value, `None` for other types or undecodable bytes.
+pub(crate) fn decode_directory_string_opt(any: &Any<'_>) -> Option<String> {
     let data = any.data;
-    let decoded = match any.tag() {
+    match any.tag() {
         Tag::Utf8String
         | Tag::PrintableString
         | Tag::Ia5String
@@ -248,8 +253,7 @@ fn decode_directory_string(any: &Any<'_>) -> String {
         Tag::BmpString => decode_utf16be(data),
         Tag::UniversalString => decode_utf32be(data),
         _ => None,
-    };
-    decoded.unwrap_or_else(|| format!("#{}", hex(data)))
+    }
 }
 
 fn decode_utf16be(data: &[u8]) -> Option<String> {

@@ -103,6 +103,7 @@
 mod acceptor;
 pub mod client;
 mod config;
+mod crl;
 mod crypto;
 pub mod env;
 mod error;
@@ -113,6 +114,7 @@ mod peer;
 pub mod policy;
 mod reload;
 mod serve;
+mod session;
 mod verify;
 
 pub use acceptor::{
@@ -136,6 +138,7 @@ pub use reload::{DEFAULT_WATCH_INTERVAL, ReloadEvent, ReloadHandle, ReloadOutcom
 pub use serve::{
     DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ListenAddr, Server,
 };
+pub use session::{resumption_scope, resumption_scope_sync};
 pub use verify::{ChainTooLarge, ClientAccepted, ClientRefused, TrustSummary, TrustedBy};
 
 #[cfg(doctest)]

@@ -237,6 +237,10 @@ pub(crate) struct TrustCert {
     pub(crate) der: CertificateDer<'static>,
     pub(crate) path: PathBuf,
     pub(crate) index: usize,
+    /// The trust source (file or directory) it was configured through.
+    pub(crate) source: PathBuf,
+    /// Whether that source is a directory (a mounted secret).
+    pub(crate) from_directory: bool,
 }
 
 /// Every certificate of one trust source, in file order.
@@ -263,6 +267,8 @@ pub(crate) fn trust_certificates(
             der,
             path: file.path.clone(),
             index: i + 1,
+            source: source.name().to_owned(),
+            from_directory: read.directory,
         }));
     }
     if out.is_empty() {

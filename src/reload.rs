@@ -147,6 +147,7 @@ impl TlsConfig {
                         .unwrap_or_else(PoisonError::into_inner);
                     std::mem::replace(&mut *slot, active.clone())
                 };
+                active.log_trust();
                 let report = Arc::new(ReloadReport {
                     server_certificate: active.server_certificate.clone(),
                     previous_server_certificate: previous.server_certificate.clone(),

@@ -1,0 +1,143 @@
+//! Session resumption that never outlives what the full handshake verified.
+//!
+//! rustls restores a resumed session's client chain without verifying it again. Every built
+//! configuration has its own session store, so a change of trust (a CA or CRL reload) already
+//! orphans older sessions; what can change within one configuration is **time**: the client
+//! certificate (or an intermediate) expires, or — with fresh CRLs required — its issuer's CRL
+//! goes stale. So each stored session carries the moment until which its verification holds,
+//! and a session past it is not resumed: the client falls back to a full handshake, which
+//! refuses the certificate with the proper TLS alert (`certificate_expired`, …) instead of the
+//! connection being cut after a resumption.
+//!
+//! The verifier learns the bound during the handshake and hands it to the store through a
+//! task-local slot that the acceptor opens around each handshake. A handshake run outside that
+//! slot (someone using the `ServerConfig` with their own acceptor) stores no session at all:
+//! resumption is then lost, never unbounded.
+
+use std::cell::Cell;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls::server::StoresServerSessions;
+
+/// Sessions the store keeps (rustls's default).
+pub(crate) const SESSIONS: usize = 256;
+
+tokio::task_local! {
+    /// The moment (Unix seconds) until which this handshake's client verification holds;
+    /// `None` while no client certificate has been verified.
+    static VERIFIED_UNTIL: Cell<Option<u64>>;
+}
+
+/// Runs one connection's TLS handshake so that its session can be resumed safely.
+///
+/// [`TlsAcceptor`](crate::TlsAcceptor) does this itself. Only code that drives a rustls
+/// `ServerConnection` built from [`TlsConfig::server_config`](crate::TlsConfig::server_config)
+/// on its own (its own tokio-rustls accept, an in-memory benchmark) needs it: outside a scope,
+/// a configuration with client authentication stores no session, so clients always get a full,
+/// fully verified handshake. Wrap exactly one connection's handshake in each scope.
+pub async fn resumption_scope<F: Future>(handshake: F) -> F::Output {
+    VERIFIED_UNTIL.scope(Cell::new(None), handshake).await
+}
+
+/// [`resumption_scope`] for a handshake driven synchronously (`ServerConnection` fed by hand).
+pub fn resumption_scope_sync<R>(handshake: impl FnOnce() -> R) -> R {
+    VERIFIED_UNTIL.sync_scope(Cell::new(None), handshake)
+}
+
+/// Called by the verifier when it accepts a client certificate whose verification holds until
+/// `until` (Unix seconds, inclusive).
+pub(crate) fn note_verified(until: u64) {
+    let _ = VERIFIED_UNTIL.try_with(|slot| slot.set(Some(until)));
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A session store whose entries expire with the client verification they were made from.
+pub(crate) struct BoundedSessions {
+    inner: Arc<dyn StoresServerSessions>,
+}
+
+impl BoundedSessions {
+    pub(crate) fn new() -> Self {
+        Self {
+            inner: rustls::server::ServerSessionMemoryCache::new(SESSIONS),
+        }
+    }
+}
+
+impl fmt::Debug for BoundedSessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoundedSessions").finish_non_exhaustive()
+    }
+}
+
+/// Unwraps a stored session, or `None` once its bound has passed.
+fn open(stored: Vec<u8>) -> Option<Vec<u8>> {
+    let (bound, _) = stored.split_first_chunk::<8>()?;
+    let until = u64::from_be_bytes(*bound);
+    if now() > until {
+        tracing::debug!(
+            "not resuming a session whose client certificate verification has run out; \
+             the client gets a full handshake"
+        );
+        return None;
+    }
+    Some(stored[8..].to_vec())
+}
+
+impl StoresServerSessions for BoundedSessions {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        // Outside an acceptor's handshake the bound is unknown: store nothing.
+        let Ok(verified) = VERIFIED_UNTIL.try_with(Cell::get) else {
+            return false;
+        };
+        let until = verified.unwrap_or(u64::MAX);
+        let mut stored = Vec::with_capacity(8 + value.len());
+        stored.extend_from_slice(&until.to_be_bytes());
+        stored.extend_from_slice(&value);
+        self.inner.put(key, stored)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.inner.get(key).and_then(open)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.inner.take(key).and_then(open)
+    }
+
+    fn can_cache(&self) -> bool {
+        self.inner.can_cache()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sessions_are_kept_until_their_bound_and_only_inside_a_handshake() {
+        let store = BoundedSessions::new();
+        assert!(!store.put(b"outside".to_vec(), b"v".to_vec()));
+        resumption_scope(async {
+            assert!(store.put(b"anonymous".to_vec(), b"a".to_vec()));
+            note_verified(now() + 3600);
+            assert!(store.put(b"valid".to_vec(), b"b".to_vec()));
+            note_verified(now().saturating_sub(1));
+            assert!(store.put(b"expired".to_vec(), b"c".to_vec()));
+        })
+        .await;
+        assert_eq!(store.get(b"anonymous"), Some(b"a".to_vec()));
+        assert_eq!(store.take(b"valid"), Some(b"b".to_vec()));
+        assert_eq!(store.take(b"valid"), None);
+        assert_eq!(store.get(b"expired"), None);
+        assert_eq!(store.get(b"outside"), None);
+    }
+}
