@@ -239,7 +239,9 @@ impl Client {
             .await
             .map_err(ClientError::Connect)?;
         let _ = tcp.set_nodelay(true);
-        self.handshake(tcp, server_name).await
+        let mut conn = self.handshake(tcp, server_name).await?;
+        conn.authority = authority(server_name, Some(addr.port()));
+        Ok(conn)
     }
 
     /// Connects to a Unix socket, then as [`connect`](Self::connect).
@@ -288,6 +290,7 @@ impl Client {
         };
         Ok(Connection {
             sender,
+            authority: authority(server_name, None),
             driver: Mutex::new(Some(driver)),
             tls_error,
             alpn,
@@ -305,6 +308,19 @@ impl Client {
         path: &str,
     ) -> Result<http::Response<Bytes>, ClientError> {
         self.connect(addr, server_name).await?.get(path).await
+    }
+}
+
+/// `host[:port]`, with an IPv6 literal in brackets.
+fn authority(host: &str, port: Option<u16>) -> String {
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    match port {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
     }
 }
 
@@ -384,6 +400,8 @@ enum Sender {
 /// shared reference; HTTP/1.1 requests take turns.
 pub struct Connection {
     sender: Sender,
+    /// `host[:port]` for the `Host` header or `:authority`: the name the server was verified as.
+    authority: String,
     /// The task driving the connection; its error explains a failed request (e.g. the
     /// server's TLS alert).
     driver: Mutex<Option<tokio::task::JoinHandle<Result<(), hyper::Error>>>>,
@@ -480,12 +498,13 @@ impl Connection {
         Ok(http::Response::from_parts(parts, body))
     }
 
-    /// `GET path` (with a `Host: localhost` header on HTTP/1.1).
+    /// `GET path`, addressed to the server name the connection was made for (the `Host`
+    /// header on HTTP/1.1, `:authority` on HTTP/2), with the port when it was made over TCP.
     pub async fn get(&self, path: &str) -> Result<http::Response<Bytes>, ClientError> {
         let mut builder = http::Request::get(path);
         builder = match &self.sender {
-            Sender::H1(_) => builder.header(http::header::HOST, "localhost"),
-            Sender::H2(_) => builder.uri(format!("https://localhost{path}")),
+            Sender::H1(_) => builder.header(http::header::HOST, &self.authority),
+            Sender::H2(_) => builder.uri(format!("https://{}{path}", self.authority)),
         };
         let request = builder
             .body(Full::new(Bytes::new()))

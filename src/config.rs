@@ -17,7 +17,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 
-use crate::crypto::default_provider;
+use crate::crypto::{Sha256, default_provider};
 use crate::error::ConfigError;
 use crate::identity::{ClientIdentity, Fingerprint};
 use crate::load::{self, LoadedFile, Source};
@@ -364,25 +364,26 @@ impl Spec {
 
     /// Reads every source. Errors name the file that could not be read.
     pub(crate) fn read(&self) -> Result<Inputs, ConfigError> {
-        fn note(digest_input: &mut Vec<u8>, file: &LoadedFile) {
-            digest_input.extend_from_slice(file.path.as_os_str().as_encoded_bytes());
-            digest_input.push(0);
-            digest_input.extend_from_slice(&(file.bytes.len() as u64).to_be_bytes());
-            digest_input.extend_from_slice(&file.bytes);
+        // Path, length and bytes of each file, so that moving bytes between files changes it.
+        fn note(digest: &mut Sha256, file: &LoadedFile) {
+            digest.update(file.path.as_os_str().as_encoded_bytes());
+            digest.update(&[0]);
+            digest.update(&(file.bytes.len() as u64).to_be_bytes());
+            digest.update(&file.bytes);
         }
         let cert_file = self.server_cert.read_file()?;
         let key_file = self.server_key.read_file()?;
-        let mut identity = Vec::new();
+        let mut identity = Sha256::new();
         note(&mut identity, &cert_file);
         note(&mut identity, &key_file);
 
-        let mut trust_input = Vec::new();
+        let mut trust_digest = Sha256::new();
         let mut read_all = |sources: &[Source]| -> Result<Vec<_>, ConfigError> {
             let mut out = Vec::new();
             for (i, source) in sources.iter().enumerate() {
                 let read = source.read()?;
-                read.files.iter().for_each(|f| note(&mut trust_input, f));
-                trust_input.push(0xff);
+                read.files.iter().for_each(|f| note(&mut trust_digest, f));
+                trust_digest.update(&[0xff]);
                 out.push((i, read));
             }
             Ok(out)
@@ -394,8 +395,8 @@ impl Spec {
             key_file,
             trust,
             crls,
-            identity_digest: Fingerprint::of(&identity),
-            trust_digest: Fingerprint::of(&trust_input),
+            identity_digest: Fingerprint::from_bytes(identity.finish()),
+            trust_digest: Fingerprint::from_bytes(trust_digest.finish()),
         })
     }
 

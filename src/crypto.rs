@@ -39,6 +39,32 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     out
 }
 
+/// An incremental SHA-256, for digests of many inputs without joining them first.
+pub(crate) struct Sha256(
+    #[cfg(feature = "aws-lc-rs")] aws_lc_rs::digest::Context,
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))] ring::digest::Context,
+);
+
+impl Sha256 {
+    pub(crate) fn new() -> Self {
+        #[cfg(feature = "aws-lc-rs")]
+        let context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+        let context = ring::digest::Context::new(&ring::digest::SHA256);
+        Self(context)
+    }
+
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub(crate) fn finish(self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.0.finish().as_ref());
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +76,14 @@ mod tests {
             hex,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn incremental_sha256_equals_the_one_shot_digest() {
+        let mut h = Sha256::new();
+        h.update(b"a");
+        h.update(b"bc");
+        assert_eq!(h.finish(), sha256(b"abc"));
     }
 
     #[test]

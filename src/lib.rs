@@ -84,6 +84,7 @@
 //! * `aws-lc-rs` (default): rustls with the aws-lc-rs provider.
 //! * `ring`: rustls with ring. With both enabled aws-lc-rs is used; the crate always passes its
 //!   provider explicitly and never panics over an ambiguous process default.
+//! * `client`: [`client`](mod@client), a small HTTPS client that presents a client certificate.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -101,6 +102,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod acceptor;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 mod config;
 mod crl;

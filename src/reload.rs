@@ -107,9 +107,20 @@ impl ReloadState {
 
 impl TlsConfig {
     /// Re-reads every source now and swaps in the rebuilt configuration if anything changed
-    /// and it is valid. Blocking file I/O: call it from a blocking context (or use
-    /// [`ReloadHandle::reload_now`]).
-    pub fn reload(&self) -> ReloadOutcome {
+    /// and it is valid. The file I/O runs on Tokio's blocking pool.
+    pub async fn reload(&self) -> ReloadOutcome {
+        let config = self.clone();
+        match tokio::task::spawn_blocking(move || config.blocking_reload()).await {
+            Ok(outcome) => outcome,
+            Err(e) => ReloadOutcome::Rejected(Arc::new(ConfigError::Tls(rustls::Error::General(
+                format!("reload task failed: {e}"),
+            )))),
+        }
+    }
+
+    /// [`reload`](Self::reload) on the calling thread: blocking file I/O, for code outside an
+    /// async context.
+    pub fn blocking_reload(&self) -> ReloadOutcome {
         let shared = &self.shared;
         // One reload at a time; a poisoned lock only means an earlier reload panicked.
         let mut digests = shared
@@ -217,11 +228,13 @@ impl TlsConfig {
 
     /// Starts watching the configuration's files on the current Tokio runtime, reloading when
     /// their contents change: new handshakes use new material within about `interval`
-    /// (see [`DEFAULT_WATCH_INTERVAL`]). The watch stops when the handle is dropped.
+    /// (see [`DEFAULT_WATCH_INTERVAL`]). The watch stops when the handle is dropped, so keep
+    /// it for as long as the server runs.
     ///
     /// # Panics
     ///
     /// Outside a Tokio runtime, like `tokio::spawn`.
+    #[must_use = "the watch stops when the handle is dropped: keep it while the server runs"]
     pub fn watch(&self, interval: Duration) -> ReloadHandle {
         let config = self.clone();
         let task = tokio::spawn(async move {
@@ -230,12 +243,9 @@ impl TlsConfig {
             ticker.tick().await;
             loop {
                 ticker.tick().await;
-                let config = config.clone();
-                if tokio::task::spawn_blocking(move || config.reload())
-                    .await
-                    .is_err()
-                {
-                    tracing::error!("TLS reload task panicked; the watch goes on");
+                if let ReloadOutcome::Rejected(e) = config.reload().await {
+                    // Reported by the reload itself once it persists; the watch goes on.
+                    tracing::trace!(error = %e, "TLS reload rejected");
                 }
             }
         });
@@ -248,6 +258,7 @@ impl TlsConfig {
 
 /// Drives and observes reloads of a watched [`TlsConfig`]. Dropping it stops the watch.
 #[derive(Debug)]
+#[must_use = "the watch stops when the handle is dropped: keep it while the server runs"]
 pub struct ReloadHandle {
     config: TlsConfig,
     task: JoinHandle<()>,
@@ -256,13 +267,7 @@ pub struct ReloadHandle {
 impl ReloadHandle {
     /// Reloads now, off the async threads, and returns the outcome.
     pub async fn reload_now(&self) -> ReloadOutcome {
-        let config = self.config.clone();
-        match tokio::task::spawn_blocking(move || config.reload()).await {
-            Ok(outcome) => outcome,
-            Err(e) => ReloadOutcome::Rejected(Arc::new(ConfigError::Tls(rustls::Error::General(
-                format!("reload task failed: {e}"),
-            )))),
-        }
+        self.config.reload().await
     }
 
     /// Subscribes to reload events, as [`TlsConfig::subscribe`].

@@ -507,9 +507,22 @@ impl ConnCtx {
     }
 
     /// Drives one HTTP connection to its end; shuts it down gracefully when the server drains.
-    async fn serve_http<C>(mut self, mut conn: Pin<Box<C>>, remote: Option<SocketAddr>)
-    where
-        C: Future<Output = Result<(), BoxError>> + GracefulShutdown,
+    ///
+    /// Takes hyper-util's upgradeable connection itself (for TLS and plain streams alike):
+    /// hyper-util's `GracefulConnection` trait covers only the non-upgradeable one, and HTTP/1
+    /// upgrades (WebSockets) must keep working.
+    async fn serve_http<I, S, B>(
+        mut self,
+        mut conn: Pin<Box<auto::UpgradeableConnection<'_, I, S, TokioExecutor>>>,
+        remote: Option<SocketAddr>,
+    ) where
+        S: hyper::service::Service<http::Request<Incoming>, Response = http::Response<B>>,
+        S::Future: 'static,
+        S::Error: Into<BoxError>,
+        B: Body + 'static,
+        B::Error: Into<BoxError>,
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        TokioExecutor: auto::HttpServerConnExec<S::Future, B>,
     {
         if *self.phase.borrow() != Phase::Running {
             conn.as_mut().graceful_shutdown();
@@ -532,25 +545,5 @@ impl ConnCtx {
                 }
             }
         }
-    }
-}
-
-/// hyper-util's connection, as [`ConnCtx::serve_http`] drives it (one impl, for TLS and plain
-/// streams alike).
-trait GracefulShutdown {
-    fn graceful_shutdown(self: Pin<&mut Self>);
-}
-
-impl<I, S> GracefulShutdown for auto::UpgradeableConnection<'_, I, S, TokioExecutor>
-where
-    S: hyper::service::HttpService<Incoming>,
-    S::Error: Into<BoxError>,
-    S::ResBody: Body + Send + 'static,
-    <S::ResBody as Body>::Error: Into<BoxError>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    TokioExecutor: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
-{
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        auto::UpgradeableConnection::graceful_shutdown(self);
     }
 }
