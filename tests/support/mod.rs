@@ -472,11 +472,14 @@ pub async fn handshake_verdict(
     leaf: &Leaf,
 ) -> Verdict {
     let before = acceptor.stats();
-    match pki
-        .client(Some(leaf))
-        .get(server.addr, "localhost", "/")
-        .await
-    {
+    // rustls's client refuses to be configured with a certificate it cannot parse itself
+    // (e.g. with an unknown critical extension): such chains go through a raw client.
+    let client = tower_mtls::client::Client::builder()
+        .trust_server_ca_pem(pki.ca.cert_pem.clone())
+        .identity_pem(leaf.chain_pem.clone(), leaf.key_pem.clone())
+        .build()
+        .unwrap_or_else(|_| raw_client(pki, &leaf.chain_pem, &leaf.key_pem));
+    match client.get(server.addr, "localhost", "/").await {
         Ok(response) => {
             assert_eq!(response.status(), 200, "accepted but not served");
             Verdict::Accepted
@@ -539,4 +542,52 @@ pub fn mismatches(
         .filter(|(_, (g, e))| g != e)
         .map(|(name, (g, e))| format!("{context}: {name}: expected {e:?}, got {g:?}"))
         .collect()
+}
+
+/// Presents a fixed chain and signs with a fixed key, whatever the server asks for and
+/// without checking that they belong together.
+#[derive(Debug)]
+struct FixedIdentity(std::sync::Arc<tower_mtls::rustls::sign::CertifiedKey>);
+
+impl tower_mtls::rustls::client::ResolvesClientCert for FixedIdentity {
+    fn resolve(
+        &self,
+        _: &[&[u8]],
+        _: &[tower_mtls::rustls::SignatureScheme],
+    ) -> Option<std::sync::Arc<tower_mtls::rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A client (trusting `pki`'s CA for the server) that presents `chain_pem` and signs with
+/// `key_pem`, with no check at all on either: for certificates rustls's own client refuses to
+/// load, and for a key that does not belong to the certificate.
+pub fn raw_client(pki: &Pki, chain_pem: &str, key_pem: &str) -> tower_mtls::client::Client {
+    use tower_mtls::rustls::pki_types::pem::PemObject;
+    use tower_mtls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = tower_mtls::default_provider();
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .expect("load key");
+    let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("chain PEM");
+    let certified = tower_mtls::rustls::sign::CertifiedKey::new(chain, signing);
+    let mut roots = tower_mtls::rustls::RootCertStore::empty();
+    roots.add(pki.ca.der.clone()).expect("root");
+    let mut config = tower_mtls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(std::sync::Arc::new(FixedIdentity(std::sync::Arc::new(
+            certified,
+        ))));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tower_mtls::client::Client::from_config(std::sync::Arc::new(config))
 }
