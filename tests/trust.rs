@@ -311,7 +311,7 @@ fn a_v1_trust_certificate_is_refused_and_the_error_says_why() {
     let result = pki.builder().client_trust(&path).build();
     let (p, index, _) = unusable(&result).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((p, index), (path, 1));
-    let text = result.err().expect("error").to_string().to_lowercase();
+    let text = result.expect_err("error").to_string().to_lowercase();
     assert!(
         text.contains("version") || text.contains("v1"),
         "the message should mention the version: {text}"
