@@ -35,8 +35,9 @@ async fn check_every_order(
                 continue;
             }
         };
-        let got = handshake_verdicts(pki, tls, &leaves).await;
+        let got = handshake_verdicts(pki, tls.clone(), &leaves).await;
         wrong.extend(mismatches(&label, &names, &got, &expected));
+        wrong.extend(offline_disagreements(&label, &names, &tls, &leaves, &got));
     }
     wrong
 }
@@ -198,6 +199,45 @@ async fn two_trusted_cas_with_one_name_keep_their_own_crls() {
         ],
     )
     .await;
+    assert_none(wrong);
+}
+
+#[test]
+fn the_offline_refusal_names_the_authoritative_crl_file() {
+    let pki = Pki::new();
+    let ca = Ca::new("Authoritative CA");
+    let x = ca.client("x");
+    let old = pki.path("old.crl");
+    let new = pki.path("new.crl");
+    std::fs::write(
+        &old,
+        ca.crl_with(&CrlSpec::new(1, (2024, 1, 1)).revoking(&[&x])),
+    )
+    .expect("write");
+    std::fs::write(
+        &new,
+        ca.crl_with(&CrlSpec::new(2, (2025, 1, 1)).revoking(&[&x])),
+    )
+    .expect("write");
+    let mut wrong = Vec::new();
+    for order in [[&old, &new], [&new, &old]] {
+        let tls = pki
+            .builder()
+            .client_trust_pem(ca.cert_pem.clone())
+            .client_crl(order[0])
+            .client_crl(order[1])
+            .build()
+            .expect("config");
+        match tls.verify_client_chain(&chain_der(&x), std::time::SystemTime::now()) {
+            Err(refused)
+                if refused.kind == HandshakeFailure::Revoked
+                    && refused.reason.contains(&new.display().to_string()) => {}
+            other => wrong.push(format!(
+                "order {order:?}: expected Revoked naming {}, got {other:?}",
+                new.display()
+            )),
+        }
+    }
     assert_none(wrong);
 }
 
@@ -478,8 +518,16 @@ impl Stale {
         let clients = self.clients();
         let names: Vec<&str> = clients.iter().map(|c| c.0).collect();
         let leaves: Vec<&Leaf> = clients.iter().map(|c| c.1).collect();
-        let got = handshake_verdicts(&self.pki, tls, &leaves).await;
-        mismatches("stale CRL", &names, &got, expected)
+        let got = handshake_verdicts(&self.pki, tls.clone(), &leaves).await;
+        let mut wrong = mismatches("stale CRL", &names, &got, expected);
+        wrong.extend(offline_disagreements(
+            "stale CRL",
+            &names,
+            &tls,
+            &leaves,
+            &got,
+        ));
+        wrong
     }
 }
 
@@ -605,18 +653,22 @@ async fn a_crl_that_spells_its_issuer_differently_still_revokes() {
                 continue;
             }
         };
-        let got =
-            handshake_verdicts(&pki, tls, &[&revoked, &fine, &pinned_revoked, &pinned_fine]).await;
+        let names = [
+            "CA path revoked",
+            "CA path fine",
+            "pinned revoked",
+            "pinned fine",
+        ];
+        let leaves = [&revoked, &fine, &pinned_revoked, &pinned_fine];
+        let got = handshake_verdicts(&pki, tls.clone(), &leaves).await;
         wrong.extend(mismatches(
             &spelling,
-            &[
-                "CA path revoked",
-                "CA path fine",
-                "pinned revoked",
-                "pinned fine",
-            ],
+            &names,
             &got,
             &[REVOKED, Accepted, REVOKED, Accepted],
+        ));
+        wrong.extend(offline_disagreements(
+            &spelling, &names, &tls, &leaves, &got,
         ));
     }
     assert_none(wrong);

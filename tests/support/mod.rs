@@ -591,3 +591,25 @@ pub fn raw_client(pki: &Pki, chain_pem: &str, key_pem: &str) -> tower_mtls::clie
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     tower_mtls::client::Client::from_config(std::sync::Arc::new(config))
 }
+
+/// Where the offline verdict ([`offline_verdict`]) disagrees with the handshake's class.
+pub fn offline_disagreements(
+    context: &str,
+    names: &[&str],
+    tls: &tower_mtls::TlsConfig,
+    leaves: &[&Leaf],
+    handshakes: &[Verdict],
+) -> Vec<String> {
+    names
+        .iter()
+        .zip(leaves.iter().zip(handshakes))
+        .filter_map(|(name, (leaf, handshake))| {
+            let offline = offline_verdict(tls, leaf);
+            (offline.kind() != handshake.kind()).then(|| {
+                format!(
+                    "{context}: {name}: the offline verdict {offline:?} disagrees with the handshake {handshake:?}"
+                )
+            })
+        })
+        .collect()
+}
