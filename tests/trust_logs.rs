@@ -417,3 +417,38 @@ async fn a_wrong_handshake_signature_on_the_ca_path_is_logged_with_the_presented
         .expect("config");
     check_wrong_signature_logged(&pki, tls, &leaf, "wrong-signature-ca-issued").await;
 }
+
+// ---- E ----
+
+#[test]
+fn trust_certificates_that_cannot_authenticate_clients_are_skipped_with_a_warning() {
+    capture();
+    let pki = Pki::new();
+    let issuer = Ca::new("Skipped Issuer");
+    let other = Ca::new("Skipped Test Other CA");
+    let mut wrong = Vec::new();
+    for (what, eku) in [
+        ("any-eku", rcgen::ExtendedKeyUsagePurpose::Any),
+        ("server-auth", rcgen::ExtendedKeyUsagePurpose::ServerAuth),
+    ] {
+        let leaf = issuer.issue(&LeafSpec::client(what).eku(vec![eku]));
+        let (path, _) = leaf.write(pki.dir.path(), what);
+        let tls = pki
+            .builder()
+            .client_trust_pem(other.cert_pem.clone())
+            .client_trust(&path)
+            .build()
+            .expect("other trust remains");
+        if tls.trust_summary().pinned != 0 {
+            wrong.push(format!("{what}: pinned ({:?})", tls.trust_summary()));
+        }
+        let marker = path.display().to_string();
+        if logged(Level::WARN, "", &marker).is_empty() {
+            wrong.push(format!(
+                "{what}: no warning naming {marker}; everything about it: {:#?}",
+                everything_about(&marker)
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
