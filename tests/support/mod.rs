@@ -348,3 +348,268 @@ pub async fn s_client(
     );
     (text.contains("HTTP/1.1 200"), text)
 }
+
+/// One CRL input handed to a builder: a path (file or directory) or in-memory bytes.
+#[derive(Debug, Clone)]
+pub enum CrlInput {
+    Path(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// Adds `inputs` to `builder`, in order.
+pub fn with_crls(
+    mut builder: tower_mtls::TlsConfigBuilder,
+    inputs: &[CrlInput],
+) -> tower_mtls::TlsConfigBuilder {
+    for input in inputs {
+        builder = match input {
+            CrlInput::Path(path) => builder.client_crl(path),
+            CrlInput::Bytes(bytes) => builder.client_crl_bytes(bytes.clone()),
+        };
+    }
+    builder
+}
+
+/// Every ordering of `0..n`.
+pub fn permutations(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![Vec::new()];
+    }
+    let mut out = Vec::new();
+    for rest in permutations(n - 1) {
+        for at in 0..=rest.len() {
+            let mut p = rest.clone();
+            p.insert(at, n - 1);
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Every way of handing the PEM CRLs `crls` to a builder: for each permutation, as the files
+/// of one directory (named so that the directory order is the permutation), as one source
+/// per file (sources in permutation order), and as the PEM blocks of one file. Files are
+/// written under `dir`. Returns a label for each arrangement and its inputs.
+pub fn crl_arrangements(dir: &Path, crls: &[String]) -> Vec<(String, Vec<CrlInput>)> {
+    let mut out = Vec::new();
+    for (k, perm) in permutations(crls.len()).into_iter().enumerate() {
+        let order = format!("{perm:?}");
+        let sub = dir.join(format!("crl-perm-{k}"));
+        std::fs::create_dir_all(sub.join("dir")).expect("CRL dir");
+        for (pos, i) in perm.iter().enumerate() {
+            std::fs::write(
+                sub.join("dir").join(format!("{pos:02}-crl{i}.pem")),
+                &crls[*i],
+            )
+            .expect("write CRL");
+        }
+        out.push((
+            format!("directory, files in order {order}"),
+            vec![CrlInput::Path(sub.join("dir"))],
+        ));
+        let mut sources = Vec::new();
+        for i in &perm {
+            let path = sub.join(format!("source-crl{i}.pem"));
+            std::fs::write(&path, &crls[*i]).expect("write CRL");
+            sources.push(CrlInput::Path(path));
+        }
+        out.push((format!("one source per file, in order {order}"), sources));
+        let joined: String = perm.iter().map(|i| crls[*i].as_str()).collect();
+        let one = sub.join("bundle.pem");
+        std::fs::write(&one, &joined).expect("write CRL bundle");
+        out.push((
+            format!("one file, PEM blocks in order {order}"),
+            vec![CrlInput::Path(one)],
+        ));
+    }
+    out
+}
+
+/// What happened to a client: accepted, or refused with the class the acceptor counted and
+/// the alert the client received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted,
+    Refused(
+        tower_mtls::HandshakeFailure,
+        Option<tower_mtls::rustls::AlertDescription>,
+    ),
+}
+
+impl Verdict {
+    /// The refusal class, if refused.
+    pub fn kind(&self) -> Option<tower_mtls::HandshakeFailure> {
+        match self {
+            Verdict::Accepted => None,
+            Verdict::Refused(kind, _) => Some(*kind),
+        }
+    }
+}
+
+/// Runs `tls` on a fresh server and connects once with each client (new client each time,
+/// no resumption across them). A refused client's class is read from the acceptor's
+/// counters.
+pub async fn handshake_verdicts(
+    pki: &Pki,
+    tls: tower_mtls::TlsConfig,
+    clients: &[&Leaf],
+) -> Vec<Verdict> {
+    let acceptor = TlsAcceptor::new(tls);
+    let server = TestServer::start(acceptor.clone()).await;
+    let mut verdicts = Vec::new();
+    for leaf in clients {
+        verdicts.push(handshake_verdict(pki, &acceptor, &server, leaf).await);
+    }
+    server.stop().await;
+    verdicts
+}
+
+/// One connection of `leaf` to `server` (served by `acceptor`).
+pub async fn handshake_verdict(
+    pki: &Pki,
+    acceptor: &TlsAcceptor,
+    server: &TestServer,
+    leaf: &Leaf,
+) -> Verdict {
+    let before = acceptor.stats();
+    // rustls's client refuses to be configured with a certificate it cannot parse itself
+    // (e.g. with an unknown critical extension): such chains go through a raw client.
+    let client = tower_mtls::client::Client::builder()
+        .trust_server_ca_pem(pki.ca.cert_pem.clone())
+        .identity_pem(leaf.chain_pem.clone(), leaf.key_pem.clone())
+        .build()
+        .unwrap_or_else(|_| raw_client(pki, &leaf.chain_pem, &leaf.key_pem));
+    match client.get(server.addr, "localhost", "/").await {
+        Ok(response) => {
+            assert_eq!(response.status(), 200, "accepted but not served");
+            Verdict::Accepted
+        }
+        Err(err) => {
+            let alert = err.alert();
+            let after = tokio::time::timeout(PATIENCE, async {
+                loop {
+                    let now = acceptor.stats();
+                    if now.handshakes_failed() > before.handshakes_failed() {
+                        return now;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("the refusal ({err}) is counted"));
+            let kind = tower_mtls::HandshakeFailure::ALL
+                .into_iter()
+                .find(|k| after.failures(*k) > before.failures(*k))
+                .expect("a class was counted");
+            Verdict::Refused(kind, alert)
+        }
+    }
+}
+
+/// The chain a leaf presents, as DER.
+pub fn chain_der(leaf: &Leaf) -> Vec<tower_mtls::rustls::pki_types::CertificateDer<'static>> {
+    use tower_mtls::rustls::pki_types::CertificateDer;
+    use tower_mtls::rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(leaf.chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("chain PEM")
+}
+
+/// The offline verdict on `leaf`'s chain now, as a [`Verdict`] (no alert).
+pub fn offline_verdict(tls: &tower_mtls::TlsConfig, leaf: &Leaf) -> Verdict {
+    match tls.verify_client_chain(&chain_der(leaf), std::time::SystemTime::now()) {
+        Ok(_) => Verdict::Accepted,
+        Err(refused) => Verdict::Refused(refused.kind, None),
+    }
+}
+
+/// The verdict expected for a revoked client: class `Revoked`, alert `certificate_revoked`.
+pub const REVOKED: Verdict = Verdict::Refused(
+    tower_mtls::HandshakeFailure::Revoked,
+    Some(tower_mtls::rustls::AlertDescription::CertificateRevoked),
+);
+
+/// Compares verdicts with expectations; returns one line per mismatch.
+pub fn mismatches(
+    context: &str,
+    names: &[&str],
+    got: &[Verdict],
+    expected: &[Verdict],
+) -> Vec<String> {
+    names
+        .iter()
+        .zip(got.iter().zip(expected))
+        .filter(|(_, (g, e))| g != e)
+        .map(|(name, (g, e))| format!("{context}: {name}: expected {e:?}, got {g:?}"))
+        .collect()
+}
+
+/// Presents a fixed chain and signs with a fixed key, whatever the server asks for and
+/// without checking that they belong together.
+#[derive(Debug)]
+struct FixedIdentity(std::sync::Arc<tower_mtls::rustls::sign::CertifiedKey>);
+
+impl tower_mtls::rustls::client::ResolvesClientCert for FixedIdentity {
+    fn resolve(
+        &self,
+        _: &[&[u8]],
+        _: &[tower_mtls::rustls::SignatureScheme],
+    ) -> Option<std::sync::Arc<tower_mtls::rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A client (trusting `pki`'s CA for the server) that presents `chain_pem` and signs with
+/// `key_pem`, with no check at all on either: for certificates rustls's own client refuses to
+/// load, and for a key that does not belong to the certificate.
+pub fn raw_client(pki: &Pki, chain_pem: &str, key_pem: &str) -> tower_mtls::client::Client {
+    use tower_mtls::rustls::pki_types::pem::PemObject;
+    use tower_mtls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = tower_mtls::default_provider();
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .expect("load key");
+    let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("chain PEM");
+    let certified = tower_mtls::rustls::sign::CertifiedKey::new(chain, signing);
+    let mut roots = tower_mtls::rustls::RootCertStore::empty();
+    roots.add(pki.ca.der.clone()).expect("root");
+    let mut config = tower_mtls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(std::sync::Arc::new(FixedIdentity(std::sync::Arc::new(
+            certified,
+        ))));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tower_mtls::client::Client::from_config(std::sync::Arc::new(config))
+}
+
+/// Where the offline verdict ([`offline_verdict`]) disagrees with the handshake's class.
+pub fn offline_disagreements(
+    context: &str,
+    names: &[&str],
+    tls: &tower_mtls::TlsConfig,
+    leaves: &[&Leaf],
+    handshakes: &[Verdict],
+) -> Vec<String> {
+    names
+        .iter()
+        .zip(leaves.iter().zip(handshakes))
+        .filter_map(|(name, (leaf, handshake))| {
+            let offline = offline_verdict(tls, leaf);
+            (offline.kind() != handshake.kind()).then(|| {
+                format!(
+                    "{context}: {name}: the offline verdict {offline:?} disagrees with the handshake {handshake:?}"
+                )
+            })
+        })
+        .collect()
+}

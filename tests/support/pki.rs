@@ -9,8 +9,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SignatureAlgorithm, date_time_ymd,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, DnValue,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SignatureAlgorithm,
+    date_time_ymd,
 };
 use rustls::pki_types::CertificateDer;
 
@@ -137,33 +138,176 @@ impl Ca {
         self.key.serialize_pem()
     }
 
-    /// A CRL revoking `serials` (big-endian bytes), signed by this CA.
+    /// A CRL revoking `revoked`, signed by this CA: number 1, thisUpdate 2024-01-01,
+    /// nextUpdate 2090-01-01.
     pub fn crl(&self, revoked: &[&Leaf]) -> String {
+        self.crl_with(&CrlSpec::new(1, (2024, 1, 1)).revoking(revoked))
+    }
+
+    /// A CRL as `spec` describes it, signed by this CA, PEM.
+    pub fn crl_with(&self, spec: &CrlSpec) -> String {
+        spec.sign(&self.issuer()).pem().expect("CRL PEM")
+    }
+
+    /// A CRL as `spec` describes it, signed by this CA, DER.
+    pub fn crl_der_with(&self, spec: &CrlSpec) -> Vec<u8> {
+        spec.sign(&self.issuer()).der().to_vec()
+    }
+
+    /// A CRL signed by this CA's key whose issuer field is `issuer_name` instead of this CA's
+    /// subject as encoded in its certificate (see [`Ca::respelled_name`]).
+    pub fn crl_with_issuer_name(&self, spec: &CrlSpec, issuer_name: DistinguishedName) -> String {
+        let mut params = self.params.clone();
+        params.distinguished_name = issuer_name;
+        let issuer = Issuer::from_params(&params, &self.key);
+        spec.sign(&issuer).pem().expect("CRL PEM")
+    }
+
+    /// [`Ca::crl_with`], but the CRL spells this CA's name differently: every attribute as a
+    /// PrintableString instead of rcgen's UTF8String (`printable`), and/or in upper case
+    /// (`upper`). By RFC 5280 rules it is the same name.
+    pub fn respelled_issuer_crl(&self, spec: &CrlSpec, printable: bool, upper: bool) -> String {
+        self.crl_with_issuer_name(spec, self.respelled_name(printable, upper))
+    }
+
+    /// This CA's subject, re-spelled (see [`Ca::respelled_issuer_crl`]).
+    pub fn respelled_name(&self, printable: bool, upper: bool) -> DistinguishedName {
+        let mut name = DistinguishedName::new();
+        for (ty, value) in self.params.distinguished_name.iter() {
+            let text = match value {
+                DnValue::Utf8String(s) => s.clone(),
+                DnValue::PrintableString(s) => s.as_str().to_owned(),
+                other => panic!("unexpected DN value {other:?}"),
+            };
+            let text = if upper { text.to_uppercase() } else { text };
+            let value = if printable {
+                DnValue::PrintableString(text.as_str().try_into().expect("printable"))
+            } else {
+                DnValue::Utf8String(text)
+            };
+            name.push(ty.clone(), value);
+        }
+        name
+    }
+
+    /// A self-signed root CA whose parameters `tweak` may change (extensions, validity, …)
+    /// before it is signed.
+    pub fn with_params(cn: &str, tweak: impl FnOnce(&mut CertificateParams)) -> Ca {
+        let key = Alg::EcdsaP256.generate();
+        let mut params = ca_params(cn);
+        tweak(&mut params);
+        let cert = params.self_signed(&key).expect("self-signed CA");
+        Ca {
+            name: cn.to_owned(),
+            cert_pem: cert.pem(),
+            der: cert.der().clone(),
+            params,
+            key,
+        }
+    }
+
+    /// This CA's certificate and key as a client identity (to present a CA certificate as a
+    /// client's own).
+    pub fn as_leaf(&self) -> Leaf {
+        Leaf {
+            cert_pem: self.cert_pem.clone(),
+            key_pem: self.key.serialize_pem(),
+            der: self.der.clone(),
+            chain_pem: self.cert_pem.clone(),
+        }
+    }
+
+    /// A certificate built from `spec`, whose parameters `tweak` may change before signing.
+    pub fn issue_with(&self, spec: &LeafSpec, tweak: impl FnOnce(&mut CertificateParams)) -> Leaf {
+        let key = spec.alg.generate();
+        let mut params = spec.params();
+        tweak(&mut params);
+        let cert = params.signed_by(&key, &self.issuer()).expect("issue");
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+            chain_pem: cert.pem(),
+        }
+    }
+}
+
+/// What a CRL says: its number, its dates and the serials it revokes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlSpec {
+    /// The CRLNumber extension.
+    pub number: u64,
+    /// thisUpdate (year, month, day).
+    pub this_update: (i32, u8, u8),
+    /// nextUpdate (year, month, day); must be after `this_update`.
+    pub next_update: (i32, u8, u8),
+    /// Serial numbers (big-endian bytes, as [`Leaf::serial`] returns them).
+    pub revoked: Vec<Vec<u8>>,
+}
+
+impl CrlSpec {
+    /// CRL number `number` issued on `this_update`, valid until 2090, revoking nothing.
+    pub fn new(number: u64, this_update: (i32, u8, u8)) -> CrlSpec {
+        CrlSpec {
+            number,
+            this_update,
+            next_update: (2090, 1, 1),
+            revoked: Vec::new(),
+        }
+    }
+
+    /// Also revokes these certificates.
+    pub fn revoking(mut self, leaves: &[&Leaf]) -> CrlSpec {
+        self.revoked.extend(leaves.iter().map(|l| l.serial()));
+        self
+    }
+
+    /// Also revokes this serial number (big-endian bytes).
+    pub fn revoking_serial(mut self, serial: &[u8]) -> CrlSpec {
+        self.revoked.push(serial.to_vec());
+        self
+    }
+
+    /// Sets nextUpdate.
+    pub fn next_update(mut self, date: (i32, u8, u8)) -> CrlSpec {
+        self.next_update = date;
+        self
+    }
+
+    /// Past its nextUpdate: thisUpdate stays, nextUpdate becomes the day after it (make
+    /// `this_update` a past date).
+    pub fn stale(mut self) -> CrlSpec {
+        let (y, m, d) = self.this_update;
+        self.next_update = if d < 28 { (y, m, d + 1) } else { (y + 1, 1, 1) };
+        self
+    }
+
+    fn sign(&self, issuer: &Issuer<'_, &KeyPair>) -> rcgen::CertificateRevocationList {
         use rcgen::{
             CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams,
             SerialNumber,
         };
+        let (y, m, d) = self.this_update;
+        let this_update = date_time_ymd(y, m, d);
+        let (y, m, d) = self.next_update;
         let params = CertificateRevocationListParams {
-            this_update: date_time_ymd(2024, 1, 1),
-            next_update: date_time_ymd(2090, 1, 1),
-            crl_number: SerialNumber::from(1u64),
+            this_update,
+            next_update: date_time_ymd(y, m, d),
+            crl_number: SerialNumber::from(self.number),
             issuing_distribution_point: None,
-            revoked_certs: revoked
+            revoked_certs: self
+                .revoked
                 .iter()
-                .map(|leaf| RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(&leaf.serial()),
-                    revocation_time: date_time_ymd(2024, 1, 1),
+                .map(|serial| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(serial),
+                    revocation_time: this_update,
                     reason_code: Some(RevocationReason::KeyCompromise),
                     invalidity_date: None,
                 })
                 .collect(),
             key_identifier_method: KeyIdMethod::Sha256,
         };
-        params
-            .signed_by(&self.issuer())
-            .expect("CRL")
-            .pem()
-            .expect("CRL PEM")
+        params.signed_by(issuer).expect("CRL")
     }
 }
 
@@ -197,6 +341,10 @@ pub struct LeafSpec {
     pub alg: Alg,
     pub is_ca: bool,
     pub serial: Option<u64>,
+    /// Extra extensions, written after rcgen's own.
+    pub extensions: Vec<CustomExtension>,
+    /// An exact end of validity (to the second), overriding `not_after`.
+    pub not_after_exact: Option<std::time::SystemTime>,
 }
 
 impl LeafSpec {
@@ -213,6 +361,8 @@ impl LeafSpec {
             alg: Alg::EcdsaP256,
             is_ca: false,
             serial: None,
+            extensions: Vec::new(),
+            not_after_exact: None,
         }
     }
 
@@ -290,6 +440,18 @@ impl LeafSpec {
         self
     }
 
+    /// Adds an extension (e.g. an unknown critical one, or a second copy of a standard one).
+    pub fn extension(mut self, extension: CustomExtension) -> Self {
+        self.extensions.push(extension);
+        self
+    }
+
+    /// Valid until exactly `not_after` (second precision; X.509 has no finer).
+    pub fn not_after_time(mut self, not_after: std::time::SystemTime) -> Self {
+        self.not_after_exact = Some(not_after);
+        self
+    }
+
     fn params(&self) -> CertificateParams {
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
@@ -311,6 +473,17 @@ impl LeafSpec {
         if let Some(serial) = self.serial {
             params.serial_number = Some(rcgen::SerialNumber::from(serial));
         }
+        if let Some(exact) = self.not_after_exact {
+            let since_epoch = exact
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970");
+            // Whole seconds, as the certificate will hold them.
+            params.not_after =
+                date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(since_epoch.as_secs());
+        }
+        params
+            .custom_extensions
+            .extend(self.extensions.iter().cloned());
         params
     }
 
