@@ -481,23 +481,15 @@ impl Authority {
             .join(", ")
     }
 
-    /// Judges one certificate (by its serial) at `now` (Unix seconds).
+    /// Judges one certificate (by its serial) at `now` (Unix seconds). With fresh CRLs
+    /// required, a stale CRL refuses every certificate of its issuer, listed or not (as
+    /// rustls-webpki checks expiry first).
     pub(crate) fn check(
         &self,
         serial: &[u8],
         now: u64,
         require_fresh: bool,
     ) -> Result<(), Revoked> {
-        if self.revoked.contains(serial_key(serial)) {
-            return Err(Revoked::Listed {
-                reason: format!(
-                    "revoked by the CRL in {} (issuer {}, CRL number {})",
-                    self.files_display(),
-                    self.issuer,
-                    self.number
-                ),
-            });
-        }
         if require_fresh {
             if let Some(next) = self.next_update {
                 let now = i64::try_from(now).unwrap_or(i64::MAX);
@@ -514,6 +506,16 @@ impl Authority {
                     });
                 }
             }
+        }
+        if self.revoked.contains(serial_key(serial)) {
+            return Err(Revoked::Listed {
+                reason: format!(
+                    "revoked by the CRL in {} (issuer {}, CRL number {})",
+                    self.files_display(),
+                    self.issuer,
+                    self.number
+                ),
+            });
         }
         Ok(())
     }

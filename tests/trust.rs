@@ -398,12 +398,21 @@ async fn an_any_eku_certificate_given_as_trust_is_not_pinned() {
     let pki = Pki::new();
     let other = Ca::new("Other CA");
     let any = any_eku_only(&Ca::new("Any Issuer"), "any-eku");
-    let tls = pki
+    // A source that holds nothing usable is a misconfiguration, even beside good ones …
+    let alone = pki
         .builder()
         .client_trust_pem(other.cert_pem.clone())
         .client_trust_pem(any.cert_pem.clone())
+        .build();
+    let (path, reason) = empty_trust(alone);
+    assert_eq!(path, PathBuf::from("<client trust #2>"));
+    assert!(reason.contains("anyExtendedKeyUsage"), "{reason}");
+    // … while beside a usable certificate in the same source it is skipped with a warning.
+    let tls = pki
+        .builder()
+        .client_trust_pem(format!("{}{}", other.cert_pem, any.cert_pem))
         .build()
-        .expect("skipped with a warning, not an error, when other trust remains");
+        .expect("skipped with a warning, not an error, when its source holds other trust");
     assert_eq!(tls.trust_summary().pinned, 0, "{:?}", tls.trust_summary());
     assert_eq!(tls.trust_summary().anchors, 1);
     let got = handshake_verdicts(&pki, tls, &[&any]).await;
