@@ -23,7 +23,8 @@ use crate::identity::{ClientIdentity, Fingerprint};
 use crate::load::{self, LoadedFile, Source};
 use crate::reload::ReloadState;
 use crate::verify::{
-    ChainLimits, ClientAccepted, ClientRefused, ClientVerifier, TrustNote, TrustSummary,
+    ChainLimits, ClientAccepted, ClientRefused, ClientVerifier, TrustDetails, TrustNote,
+    TrustSummary,
 };
 
 /// Whether the server asks clients for a certificate, and whether it insists.
@@ -567,6 +568,14 @@ impl TlsConfig {
             .into_iter()
             .map(Path::to_path_buf)
             .collect()
+    }
+
+    /// Everything the client trust holds now — each CA, pinned certificate and CRL — and the
+    /// warnings the server logged about it; empty without client authentication.
+    pub fn trust_details(&self) -> TrustDetails {
+        let active = self.active();
+        let hints = active.verifier.as_ref().map_or(&[][..], |v| v.hints());
+        TrustDetails::from_notes(&active.trust_notes, hints)
     }
 
     /// Judges a client certificate chain (leaf first) as a handshake at `time` would: the same

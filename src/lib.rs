@@ -142,7 +142,10 @@ pub use serve::{
     DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ListenAddr, Server,
 };
 pub use session::{resumption_scope, resumption_scope_sync};
-pub use verify::{ChainTooLarge, ClientAccepted, ClientRefused, TrustSummary, TrustedBy};
+pub use verify::{
+    ChainTooLarge, ClientAccepted, ClientRefused, CrlDetails, TrustDetails, TrustSummary,
+    TrustedBy, TrustedCertificate,
+};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -130,6 +130,133 @@ pub struct ClientRefused {
     pub reason: String,
 }
 
+/// One trusted certificate, as [`TrustDetails`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TrustedCertificate {
+    /// Subject, RFC 4514.
+    pub subject: String,
+    /// End of its validity period.
+    pub not_after: SystemTime,
+    /// The file it was read from (or the label of in-memory material).
+    pub path: PathBuf,
+}
+
+/// One configured CRL, as [`TrustDetails`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CrlDetails {
+    /// Its issuer, RFC 4514.
+    pub issuer: String,
+    /// Its CRLNumber in hex (`none` when absent).
+    pub number: String,
+    /// When it says the next CRL is due; `None` when it does not say.
+    pub next_update: Option<SystemTime>,
+    /// The file it was read from.
+    pub path: PathBuf,
+}
+
+/// Everything the client trust of a configuration holds, and every warning the server logs
+/// about it: from [`TlsConfig::trust_details`](crate::TlsConfig::trust_details).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TrustDetails {
+    /// CA certificates used as trust anchors.
+    pub anchors: Vec<TrustedCertificate>,
+    /// End-entity certificates accepted as themselves.
+    pub pinned: Vec<TrustedCertificate>,
+    /// Certificate revocation lists.
+    pub crls: Vec<CrlDetails>,
+    /// The warnings logged when this configuration was applied (skipped certificates, CRLs
+    /// for no configured issuer, directories that also trust a CA, stale CRLs), one line each.
+    pub warnings: Vec<String>,
+    /// Bytes of the CA names the CertificateRequest lists (each DER name plus its 2-byte
+    /// length). JVM clients refuse a CertificateRequest over 32 KiB in all.
+    pub certificate_request_ca_names_bytes: usize,
+}
+
+fn system_time(secs: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+impl TrustDetails {
+    pub(crate) fn from_notes(notes: &[TrustNote], hints: &[DistinguishedName]) -> Self {
+        let mut details = Self {
+            certificate_request_ca_names_bytes: hints.iter().map(|h| h.as_ref().len() + 2).sum(),
+            ..Self::default()
+        };
+        let now = unix_now();
+        for note in notes {
+            match note {
+                TrustNote::Anchor {
+                    subject,
+                    not_after,
+                    path,
+                } => details.anchors.push(TrustedCertificate {
+                    subject: subject.clone(),
+                    not_after: system_time(*not_after),
+                    path: path.clone(),
+                }),
+                TrustNote::Pinned {
+                    subject,
+                    not_after,
+                    path,
+                } => details.pinned.push(TrustedCertificate {
+                    subject: subject.clone(),
+                    not_after: system_time(*not_after),
+                    path: path.clone(),
+                }),
+                TrustNote::Crl {
+                    issuer,
+                    number,
+                    next_update,
+                    path,
+                } => {
+                    if let Some(next) = next_update.filter(|n| *n <= now) {
+                        details.warnings.push(format!(
+                            "{}: CRL of {issuer} is stale: its nextUpdate {} passed {} s ago",
+                            path.display(),
+                            utc(next),
+                            now - next
+                        ));
+                    }
+                    details.crls.push(CrlDetails {
+                        issuer: issuer.clone(),
+                        number: number.clone(),
+                        next_update: next_update.map(system_time),
+                        path: path.clone(),
+                    });
+                }
+                TrustNote::FloatingCrl { issuer, path } => details.warnings.push(format!(
+                    "{}: CRL of {issuer} matches no configured CA and no pinned certificate's \
+                     issuer; it applies only to an intermediate CA of that name that a client \
+                     presents",
+                    path.display()
+                )),
+                TrustNote::Skipped {
+                    path,
+                    index,
+                    subject,
+                    reason,
+                } => details.warnings.push(format!(
+                    "{}: certificate #{index} ({subject}) ignored: {reason}",
+                    path.display()
+                )),
+                TrustNote::MixedDirectory {
+                    directory,
+                    ca_subject,
+                    pinned_subject,
+                } => details.warnings.push(format!(
+                    "{}: the directory trusts the CA {ca_subject} besides the pinned \
+                     {pinned_subject}: every certificate that CA issued is admitted",
+                    directory.display()
+                )),
+            }
+        }
+        details
+    }
+}
+
 /// A trusted CA.
 struct Anchor {
     spki: Vec<u8>,
@@ -646,6 +773,11 @@ impl ClientVerifier {
             summary,
             notes,
         ))
+    }
+
+    /// The CA names the CertificateRequest lists.
+    pub(crate) fn hints(&self) -> &[DistinguishedName] {
+        &self.hints
     }
 
     fn check_limits(

@@ -698,3 +698,49 @@ fn the_offline_verdict_takes_the_time_it_is_given() {
         HandshakeFailure::NoClientCertificate
     );
 }
+
+#[test]
+fn trust_details_list_what_is_trusted_and_what_the_server_warned_about() {
+    let pki = Pki::new();
+    let agent_ca = Ca::new("Agent Issuer");
+    let agent = agent_ca.client("steadybit-agent");
+    let dir = pki.path("agent-secret");
+    support::pki::write_secret_dir(
+        &dir,
+        &[("tls.crt", &agent.cert_pem), ("ca.crt", &agent_ca.cert_pem)],
+    );
+    let crl = pki.path("ca.crl");
+    std::fs::write(&crl, pki.ca.crl(&[])).expect("write CRL");
+    let tls = pki
+        .builder()
+        .client_trust(&pki.ca_path)
+        .client_trust(&dir)
+        .client_crl(&crl)
+        .build()
+        .expect("config");
+    let details = tls.trust_details();
+    let subjects: Vec<_> = details.anchors.iter().map(|a| a.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        [
+            "O=tower-mtls tests,CN=Test Root CA",
+            "O=tower-mtls tests,CN=Agent Issuer"
+        ]
+    );
+    assert_eq!(details.pinned.len(), 1);
+    assert_eq!(details.pinned[0].subject, "CN=steadybit-agent");
+    assert_eq!(details.crls.len(), 1);
+    assert_eq!(details.crls[0].path, crl);
+    assert!(details.crls[0].next_update.is_some());
+    assert_eq!(details.warnings.len(), 1, "{:?}", details.warnings);
+    assert!(
+        details.warnings[0].contains("every certificate that CA issued is admitted"),
+        "{:?}",
+        details.warnings
+    );
+    // Two CA subjects and the pinned leaf's subject (its issuer is already listed).
+    assert!(details.certificate_request_ca_names_bytes > 100);
+    // No client authentication: nothing to list.
+    let plain = pki.builder().build().expect("config");
+    assert_eq!(plain.trust_details(), tower_mtls::TrustDetails::default());
+}
