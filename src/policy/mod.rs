@@ -61,7 +61,11 @@
 //!   in both modes, and the first one logs a warning that explains the mis-wiring.
 //!
 //! Names are matched as structured (OID, value) pairs, and issuer rules read the leaf's own
-//! issuer name: a certificate the client appends to its chain proves nothing.
+//! issuer name: a certificate the client appends to its chain proves nothing. A name with
+//! several common names has none: CN rules never match it, and
+//! [`ClientIdentity::common_name`] returns `None` for it, so what a rule matched is what the
+//! handler reads. A name whose attribute type OIDs are not minimally DER-encoded makes the
+//! certificate unparsable (**403** `client_certificate_unparsable`).
 //!
 //! # Rejections
 //!
