@@ -11,8 +11,10 @@
 //! **One identity.** A name with more than one common name has none
 //! ([`DistinguishedName::common_name`] is `None`), and common-name rules never match it: what a
 //! policy matches is always what a handler reads. Attribute type OIDs must be minimally
-//! DER-encoded, or the certificate does not parse. Control characters never leave this module
-//! raw: the RFC 4514 [`Display`](fmt::Display) of a name escapes them.
+//! DER-encoded, or the certificate does not parse. The RFC 4514 [`Display`](fmt::Display) of a
+//! name escapes control characters, so it is safe for a log line; the values themselves
+//! ([`NameAttribute::value`], [`DistinguishedName::common_name`]) are returned as encoded, and
+//! whoever logs them raw must escape them.
 
 use std::borrow::Cow;
 use std::fmt;
