@@ -143,9 +143,12 @@ fn push_length(out: &mut Vec<u8>, len: usize) {
     }
 }
 
+/// A DER element: tag, contents, the whole element, and the input after it.
+type Tlv<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
 /// One DER element at the start of `input`: its tag, its contents, the whole element and what
 /// follows it. Single-byte tags and lengths up to 4 bytes, which is all X.509 needs here.
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+fn tlv(input: &[u8]) -> Option<Tlv<'_>> {
     let (&tag, rest) = input.split_first()?;
     if tag & 0x1f == 0x1f {
         return None;
@@ -360,19 +363,18 @@ impl Crl {
         let mut authority_key_id = None;
         for ext in crl.extensions() {
             match ext.parsed_extension() {
-                ParsedExtension::IssuingDistributionPoint(idp) => {
+                ParsedExtension::IssuingDistributionPoint(idp)
                     if idp.only_contains_user_certs
                         || idp.only_contains_ca_certs
                         || idp.only_contains_attribute_certs
                         || idp.only_some_reasons.is_some()
-                        || idp.indirect_crl
-                    {
-                        return Err(invalid(
-                            "a partitioned CRL (its issuingDistributionPoint limits its scope) \
-                             cannot prove a certificate unrevoked; configure the issuer's full CRL"
-                                .into(),
-                        ));
-                    }
+                        || idp.indirect_crl =>
+                {
+                    return Err(invalid(
+                        "a partitioned CRL (its issuingDistributionPoint limits its scope) \
+                         cannot prove a certificate unrevoked; configure the issuer's full CRL"
+                            .into(),
+                    ));
                 }
                 ParsedExtension::AuthorityKeyIdentifier(aki) => {
                     authority_key_id = aki.key_identifier.as_ref().map(|k| k.0.to_vec());
@@ -397,7 +399,9 @@ impl Crl {
         Ok(Self {
             path: path.to_owned(),
             issuer: NameKey::of(crl.issuer()),
-            issuer_display: DistinguishedName::from_x509(crl.issuer()).to_string(),
+            issuer_display: DistinguishedName::from_x509(crl.issuer(), "issuer")
+                .map_err(|e| invalid(e.to_string()))?
+                .to_string(),
             number,
             this_update: crl.last_update().timestamp(),
             next_update: crl.next_update().map(|t| t.timestamp()),
@@ -544,8 +548,10 @@ impl Revoked {
 pub(crate) struct Floating {
     by_name: HashMap<NameKey, Vec<Arc<Crl>>>,
     /// (issuer name, issuer SPKI) → what applies; signatures are checked once per key.
-    cache: Mutex<HashMap<(NameKey, Vec<u8>), Option<Arc<Authority>>>>,
+    cache: Mutex<FloatingCache>,
 }
+
+type FloatingCache = HashMap<(NameKey, Vec<u8>), Option<Arc<Authority>>>;
 
 /// Entries the cache of [`Floating`] holds before it starts over.
 const FLOATING_CACHE: usize = 256;

@@ -7,7 +7,16 @@
 //! Names are kept **structured**: a [`DistinguishedName`] is a list of (OID, value) pairs, so a
 //! common name that contains `, O=Steadybit` stays one common name. Compare attributes, never
 //! formatted strings.
+//!
+//! **One identity.** A name with more than one common name has none
+//! ([`DistinguishedName::common_name`] is `None`), and common-name rules never match it: what a
+//! policy matches is always what a handler reads. Attribute type OIDs must be minimally
+//! DER-encoded, or the certificate does not parse. The RFC 4514 [`Display`](fmt::Display) of a
+//! name escapes control characters, so it is safe for a log line; the values themselves
+//! ([`NameAttribute::value`], [`DistinguishedName::common_name`]) are returned as encoded, and
+//! whoever logs them raw must escape them.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -80,6 +89,22 @@ pub enum IdentityError {
         /// The decoder's complaint.
         reason: String,
     },
+    /// An attribute type in the subject or issuer name is an OID that is not minimally
+    /// DER-encoded (a sub-identifier padded with a leading `0x80` byte, a truncated last
+    /// sub-identifier, or no content at all).
+    ///
+    /// Such an OID decodes to the same dotted form as its minimal encoding, so accepting it
+    /// would let one certificate carry a name that other tools read differently (OpenSSL
+    /// refuses such names); the certificate is refused instead.
+    #[error(
+        "the client certificate's {name} name has an attribute type OID that is not minimally DER-encoded (content octets {encoding})"
+    )]
+    NonMinimalOid {
+        /// `"subject"` or `"issuer"`.
+        name: &'static str,
+        /// The OID's content octets, in hex.
+        encoding: String,
+    },
 }
 
 /// One attribute of a [`DistinguishedName`]: an OID and its value.
@@ -130,21 +155,32 @@ pub struct DistinguishedName {
 }
 
 impl DistinguishedName {
-    pub(crate) fn from_x509(name: &X509Name<'_>) -> Self {
+    /// `which` (`"subject"` or `"issuer"`) names the name in errors.
+    pub(crate) fn from_x509(
+        name: &X509Name<'_>,
+        which: &'static str,
+    ) -> Result<Self, IdentityError> {
         let mut attributes = Vec::new();
         for (rdn, set) in name.iter().enumerate() {
             for atv in set.iter() {
+                let oid = atv.attr_type();
+                if !is_minimal_oid(oid.as_bytes()) {
+                    return Err(IdentityError::NonMinimalOid {
+                        name: which,
+                        encoding: hex(oid.as_bytes()),
+                    });
+                }
                 attributes.push(NameAttribute {
-                    oid: atv.attr_type().to_id_string(),
+                    oid: oid.to_id_string(),
                     value: decode_directory_string(atv.attr_value()),
                     rdn,
                 });
             }
         }
-        Self {
+        Ok(Self {
             attributes,
             der: name.as_raw().to_vec(),
-        }
+        })
     }
 
     /// All attributes, in the order the certificate lists them.
@@ -153,6 +189,9 @@ impl DistinguishedName {
     }
 
     /// The values of every attribute with the dotted OID `oid`, in certificate order.
+    ///
+    /// This lists every value, also of a common name that appears more than once (which
+    /// [`common_name`](Self::common_name) refuses to pick from).
     pub fn values<'a>(&'a self, oid: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.attributes
             .iter()
@@ -161,15 +200,32 @@ impl DistinguishedName {
     }
 
     /// Whether some attribute with the dotted OID `oid` has exactly the value `value`.
+    ///
+    /// This is the raw, any-of test. Policy rules use it for every attribute type except the
+    /// common name, which they compare with [`common_name`](Self::common_name) instead, so that
+    /// a name with several CNs matches no CN rule.
     pub fn contains(&self, oid: &str, value: &str) -> bool {
         self.attributes
             .iter()
             .any(|a| a.oid == oid && a.value == value)
     }
 
-    /// The common name: the last CN, the most specific one when a name has several.
+    /// The common name (`CN`), when the name has **exactly one**.
+    ///
+    /// A name with two or more CN attributes has no common name: this returns `None`, and
+    /// common-name rules ([`Rule::subject_cn`](crate::policy::Rule::subject_cn),
+    /// [`Rule::issuer_cn`](crate::policy::Rule::issuer_cn), `cn=` in the text form) never match
+    /// it. Which of several CNs is "the" name is ambiguous, and ambiguity is spoofable: Go's
+    /// `crypto/x509` takes the last CN, OpenSSL-based tools the first, so a certificate with
+    /// `CN=evil` and `CN=steadybit-agent` could satisfy a rule while a handler reads the other
+    /// name. Refusing to pick keeps what a policy matches and what a handler reads the same.
+    /// Every CN is still listed by [`values(oid::COMMON_NAME)`](Self::values).
     pub fn common_name(&self) -> Option<&str> {
-        self.values(oid::COMMON_NAME).last()
+        let mut names = self.values(oid::COMMON_NAME);
+        match (names.next(), names.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
     }
 
     /// Every organization (`O`) value.
@@ -190,7 +246,10 @@ impl DistinguishedName {
 
 impl fmt::Display for DistinguishedName {
     /// RFC 4514: the last RDN first, `+` between attributes of one RDN, special characters
-    /// escaped, unknown OIDs in dotted form.
+    /// escaped, unknown OIDs in dotted form. Control characters — C0 (U+0000–U+001F), DEL
+    /// (U+007F) and C1 (U+0080–U+009F) — are escaped as `\XX` hex pairs of their UTF-8 bytes
+    /// (`\0a` for a new line, `\c2\85` for NEL), so a name never puts a raw control character
+    /// into a log line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut last_rdn = None;
         for attr in self.attributes.iter().rev() {
@@ -224,8 +283,8 @@ fn write_rfc4514_value(f: &mut fmt::Formatter<'_>, value: &str) -> fmt::Result {
         let escape = matches!(c, '"' | '+' | ',' | ';' | '<' | '>' | '\\')
             || (i == 0 && (c == '#' || c == ' '))
             || (i == last && c == ' ');
-        if c == '\0' {
-            f.write_str("\\00")?;
+        if is_control(c) {
+            write_hex_escape(f, c)?;
         } else {
             if escape {
                 f.write_str("\\")?;
@@ -234,6 +293,71 @@ fn write_rfc4514_value(f: &mut fmt::Formatter<'_>, value: &str) -> fmt::Result {
         }
     }
     Ok(())
+}
+
+/// Whether DER content octets of an OBJECT IDENTIFIER are minimally encoded: not empty, no
+/// sub-identifier starting with the padding byte `0x80`, and the last sub-identifier complete.
+fn is_minimal_oid(content: &[u8]) -> bool {
+    let mut at_start = true;
+    for &b in content {
+        if at_start && b == 0x80 {
+            return false;
+        }
+        at_start = b & 0x80 == 0;
+    }
+    !content.is_empty() && at_start
+}
+
+/// Whether `c` is a control character that must never reach a log line raw: C0
+/// (U+0000–U+001F), DEL (U+007F) or C1 (U+0080–U+009F).
+pub(crate) fn is_control(c: char) -> bool {
+    matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}')
+}
+
+/// Writes `c` as RFC 4514 `\XX` hex pairs of its UTF-8 bytes (lowercase).
+fn write_hex_escape(w: &mut impl fmt::Write, c: char) -> fmt::Result {
+    let mut buf = [0u8; 4];
+    for b in c.encode_utf8(&mut buf).bytes() {
+        w.write_str("\\")?;
+        w.write_str(&hex(&[b]))?;
+    }
+    Ok(())
+}
+
+/// `text` with every control character (see [`is_control`]) replaced by `\XX` hex pairs of its
+/// UTF-8 bytes, as the RFC 4514 [`Display`](fmt::Display) of a [`DistinguishedName`] writes them.
+/// Borrows when there is nothing to escape. For certificate-derived text on its way to a log.
+pub(crate) fn escape_control(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if is_control(c) {
+            // Writing into a String cannot fail.
+            let _ = write_hex_escape(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Writes `text` in double quotes with `"` and `\` backslash-escaped and control characters as
+/// `\XX` hex pairs: an unambiguous, single-line rendering of certificate-derived text for logs.
+pub(crate) fn write_quoted(f: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    f.write_char('"')?;
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                f.write_char('\\')?;
+                f.write_char(c)?;
+            }
+            c if is_control(c) => write_hex_escape(f, c)?,
+            c => f.write_char(c)?,
+        }
+    }
+    f.write_char('"')
 }
 
 fn decode_directory_string(any: &Any<'_>) -> String {
@@ -492,8 +616,8 @@ impl ClientIdentity {
             X509Certificate::from_der(der).map_err(|e| IdentityError::Malformed(e.to_string()))?;
 
         let mut identity = Self {
-            subject: DistinguishedName::from_x509(cert.subject()),
-            issuer: DistinguishedName::from_x509(cert.issuer()),
+            subject: DistinguishedName::from_x509(cert.subject(), "subject")?,
+            issuer: DistinguishedName::from_x509(cert.issuer(), "issuer")?,
             dns_names: Vec::new(),
             uris: Vec::new(),
             emails: Vec::new(),
@@ -544,7 +668,8 @@ impl ClientIdentity {
         &self.issuer
     }
 
-    /// Shortcut for `subject().common_name()`.
+    /// Shortcut for `subject().common_name()`: the subject's common name when it has exactly
+    /// one CN, `None` when it has none or several (see [`DistinguishedName::common_name`]).
     pub fn common_name(&self) -> Option<&str> {
         self.subject.common_name()
     }
@@ -660,7 +785,7 @@ mod tests {
     }
 
     #[test]
-    fn common_name_is_the_last_and_all_values_are_kept() {
+    fn several_common_names_mean_no_common_name_and_all_values_are_kept() {
         let (der, _) = cert(|p| {
             p.distinguished_name.push(DnType::CountryName, "DE");
             p.distinguished_name
@@ -671,15 +796,174 @@ mod tests {
         });
         let id = ClientIdentity::parse(&der).expect("parse");
         let subject = id.subject();
-        assert_eq!(subject.common_name(), Some("second"));
+        // Ambiguous: neither the first (OpenSSL) nor the last (Go) is "the" common name.
+        assert_eq!(subject.common_name(), None);
+        assert_eq!(id.common_name(), None);
         assert_eq!(
             subject.values(oid::COMMON_NAME).collect::<Vec<_>>(),
             ["first", "second"]
         );
+        assert!(subject.contains(oid::COMMON_NAME, "first"));
+        assert!(subject.contains(oid::COMMON_NAME, "second"));
         assert_eq!(subject.attributes()[0].short_name(), Some("C"));
         assert_eq!(subject.attributes()[0].oid(), oid::COUNTRY);
         assert_eq!(subject.attributes()[1].value(), "Steadybit");
         assert_eq!(subject.to_string(), "CN=second,CN=first,O=Steadybit,C=DE");
+    }
+
+    #[test]
+    fn one_common_name_is_the_common_name_and_other_attributes_may_repeat() {
+        let (der, _) = cert(|p| {
+            p.distinguished_name
+                .push(DnType::OrganizationalUnitName, "agents");
+            p.distinguished_name
+                .push(DnType::CustomDnType(vec![2, 5, 4, 11]), "platform");
+            p.distinguished_name
+                .push(DnType::CommonName, "steadybit-agent");
+        });
+        let id = ClientIdentity::parse(&der).expect("parse");
+        assert_eq!(id.common_name(), Some("steadybit-agent"));
+        assert_eq!(
+            id.subject().organizational_units().collect::<Vec<_>>(),
+            ["agents", "platform"]
+        );
+        // A name without any CN has none either.
+        let (der, _) = cert(|p| {
+            p.distinguished_name.push(DnType::OrganizationName, "x");
+        });
+        assert_eq!(
+            ClientIdentity::parse(&der).expect("parse").common_name(),
+            None
+        );
+    }
+
+    /// A self-signed certificate with the custom attribute 2.5.4.99.1, whose OID (content
+    /// octets `55 04 63 01`) appears twice in the DER: in the issuer name, then in the subject.
+    fn with_custom_attribute() -> Vec<u8> {
+        cert(|p| {
+            p.distinguished_name
+                .push(DnType::CommonName, "steadybit-agent");
+            p.distinguished_name
+                .push(DnType::CustomDnType(vec![2, 5, 4, 99, 1]), "x");
+        })
+        .0
+    }
+
+    const CUSTOM_OID: [u8; 6] = [0x06, 0x04, 0x55, 0x04, 0x63, 0x01];
+
+    /// Replaces the `nth` (0: issuer, 1: subject) encoding of the custom attribute's OID with
+    /// `content`, which has the same length, so no enclosing length changes.
+    fn patch_oid(der: &[u8], nth: usize, content: [u8; 4]) -> Vec<u8> {
+        let at: Vec<usize> = der
+            .windows(CUSTOM_OID.len())
+            .enumerate()
+            .filter(|(_, w)| *w == CUSTOM_OID)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(at.len(), 2, "the OID appears in issuer and subject");
+        let mut patched = der.to_vec();
+        patched[at[nth] + 2..at[nth] + 6].copy_from_slice(&content);
+        patched
+    }
+
+    #[test]
+    fn non_minimal_attribute_type_oids_make_the_identity_unparsable() {
+        let der = with_custom_attribute();
+        assert!(ClientIdentity::parse(&der).is_ok());
+        for (nth, which) in [(0, "issuer"), (1, "subject")] {
+            for content in [
+                // 2.5.4.3 — the CN type — with the sub-identifier 4 padded as `80 04`.
+                [0x55, 0x80, 0x04, 0x03],
+                // 2.5.4.99 with 99 padded as `80 63`.
+                [0x55, 0x04, 0x80, 0x63],
+                // 2.5.4.99.x with a truncated last sub-identifier.
+                [0x55, 0x04, 0x63, 0x81],
+                // The first sub-identifier padded.
+                [0x80, 0x55, 0x04, 0x03],
+            ] {
+                let patched = patch_oid(&der, nth, content);
+                let err = ClientIdentity::parse(&patched).expect_err("non-minimal OID");
+                assert_eq!(
+                    err,
+                    IdentityError::NonMinimalOid {
+                        name: which,
+                        encoding: hex(&content),
+                    },
+                    "{content:02x?}"
+                );
+                assert!(err.to_string().contains(which), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn oid_minimality() {
+        for ok in [
+            &[0x55, 0x04, 0x03][..],
+            &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d],
+            &[0x00],
+        ] {
+            assert!(is_minimal_oid(ok), "{ok:02x?}");
+        }
+        for bad in [
+            &[][..],
+            &[0x80, 0x01],
+            &[0x55, 0x80, 0x04],
+            &[0x2a, 0x80, 0x86, 0x48],
+            &[0x55, 0x04, 0x83],
+            &[0x81],
+        ] {
+            assert!(!is_minimal_oid(bad), "{bad:02x?}");
+        }
+    }
+
+    #[test]
+    fn display_escapes_control_characters_as_utf8_hex_pairs() {
+        let (der, _) = cert(|p| {
+            p.distinguished_name.push(
+                DnType::CommonName,
+                DnValue::Utf8String("agent\nFAKE LOG LINE\u{1b}[31m".into()),
+            );
+            p.distinguished_name.push(
+                DnType::OrganizationName,
+                DnValue::Utf8String("nul\0tab\tdel\u{7f}nel\u{85}csi\u{9b}\u{9f}\u{a0}é".into()),
+            );
+        });
+        let id = ClientIdentity::parse(&der).expect("parse");
+        // The values themselves stay as encoded.
+        assert_eq!(id.common_name(), Some("agent\nFAKE LOG LINE\u{1b}[31m"));
+        let shown = id.subject().to_string();
+        assert_eq!(
+            shown,
+            // U+00A0 (no-break space) is no control character and stays as it is.
+            "O=nul\\00tab\\09del\\7fnel\\c2\\85csi\\c2\\9b\\c2\\9f\u{a0}é,\
+             CN=agent\\0aFAKE LOG LINE\\1b[31m"
+        );
+        assert!(!shown.chars().any(is_control), "{shown:?}");
+    }
+
+    #[test]
+    fn escape_control_borrows_clean_text_and_escapes_every_control() {
+        assert!(matches!(
+            escape_control("agent.example.com"),
+            Cow::Borrowed("agent.example.com")
+        ));
+        assert_eq!(
+            escape_control("a\r\nb\u{1b}c\u{85}\\"),
+            r"a\0d\0ab\1bc\c2\85\"
+        );
+        for c in (0u32..0x20).chain(0x7f..0xa0).filter_map(char::from_u32) {
+            assert!(is_control(c), "{c:?}");
+            let escaped = escape_control(&c.to_string()).into_owned();
+            assert!(!escaped.chars().any(is_control), "{c:?} -> {escaped:?}");
+            assert!(escaped.starts_with('\\'), "{escaped:?}");
+        }
+        for c in [' ', '~', '\u{a0}', 'é', '\u{2028}'] {
+            assert!(!is_control(c), "{c:?}");
+        }
+        let mut quoted = String::new();
+        write_quoted(&mut quoted, "say \"hi\"\\\n").expect("write");
+        assert_eq!(quoted, r#""say \"hi\"\\\0a""#);
     }
 
     #[test]

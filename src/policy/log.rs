@@ -5,6 +5,10 @@
 //! many were held back (`suppressed`). A client that retries in a tight loop thus costs a few
 //! lines every ten seconds, and the first denial — the one that explains "the agent cannot
 //! connect" — is always there.
+//!
+//! Nothing certificate-derived reaches a line raw: names use their RFC 4514 form (which escapes
+//! control characters), SANs are written quoted with [`write_quoted`], and every other text
+//! goes through [`escape_control`].
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -15,7 +19,7 @@ use http::Request;
 
 use super::parse::ClientCertPolicy;
 use super::response::{RejectReason, Rejection};
-use crate::identity::Fingerprint;
+use crate::identity::{Fingerprint, escape_control, write_quoted};
 
 /// Length of a rate-limiting window.
 pub(crate) const WINDOW: Duration = Duration::from_secs(10);
@@ -91,9 +95,9 @@ pub(crate) fn denial<B>(
             path,
             subject = %id.subject(),
             issuer = %id.issuer(),
-            dns = ?id.dns_names(),
-            uri = ?id.uris(),
-            email = ?id.emails(),
+            dns = %Quoted(id.dns_names()),
+            uri = %Quoted(id.uris()),
+            email = %Quoted(id.emails()),
             ip = ?id.ip_addresses(),
             sha256 = %id.sha256(),
             spki_sha256 = %id.spki_sha256(),
@@ -106,6 +110,7 @@ pub(crate) fn denial<B>(
             let sha256 = peer
                 .map(|p| Fingerprint::of(p.leaf().as_ref()).to_string())
                 .unwrap_or_default();
+            let error = escape_control(&error.to_string()).into_owned();
             warn_or_debug!(
                 warn,
                 reason,
@@ -164,7 +169,24 @@ impl fmt::Display for Addr {
     }
 }
 
-/// `#0 cn=a & o=b; #1 "agents" dns=*.example.com`
+/// `["a.example.com", "b.example.com"]`: each value quoted, control characters escaped.
+struct Quoted<'a>(&'a [String]);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (i, value) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write_quoted(f, value)?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// `#0 cn=a & o=b; #1 "agents" dns=*.example.com`, control characters escaped (a quoted rule
+/// value may hold a new line).
 struct RulesTried<'a>(&'a ClientCertPolicy);
 
 impl fmt::Display for RulesTried<'_> {
@@ -175,9 +197,10 @@ impl fmt::Display for RulesTried<'_> {
             }
             write!(f, "#{i} ")?;
             if let Some(name) = rule.name() {
-                write!(f, "{name:?} ")?;
+                write_quoted(f, name)?;
+                f.write_str(" ")?;
             }
-            write!(f, "{rule}")?;
+            f.write_str(&escape_control(&rule.to_string()))?;
         }
         Ok(())
     }
@@ -214,5 +237,27 @@ mod tests {
             RulesTried(&policy).to_string(),
             "#0 cn=a & o=b; #1 \"agents\" uri=spiffe://x/y"
         );
+    }
+
+    #[test]
+    fn rules_tried_escapes_control_characters_in_names_and_values() {
+        let policy =
+            ClientCertPolicy::new().allow(Rule::named("a\nb\"c").subject_cn("x\ny\u{1b}[31m"));
+        let text = RulesTried(&policy).to_string();
+        assert_eq!(text, "#0 \"a\\0ab\\\"c\" cn=\"x\\0ay\\1b[31m\"");
+        assert!(!text.contains(['\n', '\u{1b}']));
+    }
+
+    #[test]
+    fn san_lists_are_quoted_with_control_characters_escaped() {
+        let values = vec![
+            "a.example.com".to_owned(),
+            "evil\r\nFAKE \"line\"\u{85}".to_owned(),
+        ];
+        assert_eq!(
+            Quoted(&values).to_string(),
+            r#"["a.example.com", "evil\0d\0aFAKE \"line\"\c2\85"]"#
+        );
+        assert_eq!(Quoted(&[]).to_string(), "[]");
     }
 }

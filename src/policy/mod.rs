@@ -61,7 +61,11 @@
 //!   in both modes, and the first one logs a warning that explains the mis-wiring.
 //!
 //! Names are matched as structured (OID, value) pairs, and issuer rules read the leaf's own
-//! issuer name: a certificate the client appends to its chain proves nothing.
+//! issuer name: a certificate the client appends to its chain proves nothing. A name with
+//! several common names has none: CN rules never match it, and
+//! [`ClientIdentity::common_name`] returns `None` for it, so what a rule matched is what the
+//! handler reads. A name whose attribute type OIDs are not minimally DER-encoded makes the
+//! certificate unparsable (**403** `client_certificate_unparsable`).
 //!
 //! # Rejections
 //!
@@ -74,8 +78,10 @@
 //!
 //! Every denial is logged through `tracing` with the remote address, method and path, and —
 //! when there is a certificate — its subject, issuer, SANs, fingerprints and the rules tried;
-//! never key material. At most ten denials per ten seconds and layer are logged at `WARN`, the
-//! rest at `DEBUG`, so a client retrying in a loop cannot flood the log.
+//! never key material. Control characters from certificates (C0, DEL, C1) are escaped as
+//! `\XX` hex pairs, so a crafted name cannot forge a log line. At most ten denials per ten
+//! seconds and layer are logged at `WARN`, the rest at `DEBUG`, so a client retrying in a loop
+//! cannot flood the log.
 //!
 //! # Cost
 //!
@@ -372,12 +378,13 @@ impl MatchedRule {
     }
 }
 
-/// `#2` or `#2 "agents"`.
+/// `#2` or `#2 "agents"` (the name quoted, control characters escaped as `\XX`).
 impl fmt::Display for MatchedRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{}", self.index)?;
         if let Some(name) = &self.name {
-            write!(f, " {name:?}")?;
+            f.write_str(" ")?;
+            crate::identity::write_quoted(f, name)?;
         }
         Ok(())
     }

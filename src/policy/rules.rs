@@ -38,10 +38,12 @@ type Predicate = Arc<dyn Fn(&ClientIdentity) -> bool + Send + Sync + 'static>;
 /// # How values compare
 ///
 /// * Subject and issuer attributes: the attribute's decoded text must equal the value exactly
-///   (case-sensitive); with several attributes of one type (two `OU`s), any may match. Names are
-///   compared as (OID, value) pairs, never as formatted DN strings, so a CN that contains
-///   `, O=Steadybit` does not satisfy an `O` matcher. Issuer matchers read the **leaf's** issuer
-///   name, which the leaf's signature binds — never a certificate the client appended.
+///   (case-sensitive); with several attributes of one type (two `OU`s, `O`s or `DC`s), any may
+///   match. The common name is the exception: a name with more than one `CN` has no common
+///   name, and no CN matcher matches it (see [`Rule::subject_cn`]). Names are compared as
+///   (OID, value) pairs, never as formatted DN strings, so a CN that contains `, O=Steadybit`
+///   does not satisfy an `O` matcher. Issuer matchers read the **leaf's** issuer name, which
+///   the leaf's signature binds — never a certificate the client appended.
 /// * DNS names: ASCII case-insensitive; see [`DnsPattern`] for the wildcard.
 /// * URIs: exact.
 /// * Email addresses: the local part exactly, the domain (after the last `@`) ASCII
@@ -99,7 +101,17 @@ impl Rule {
         self
     }
 
-    /// The subject has a common name (`CN`) equal to `value`.
+    /// The subject's common name (`CN`) equals `value`.
+    ///
+    /// The subject must have **exactly one** CN: a subject with several (`CN=evil,
+    /// CN=steadybit-agent`) matches no CN rule, whatever the values. Which of several CNs is the
+    /// name is ambiguous, and ambiguity is spoofable — Go's `crypto/x509` reads the last CN,
+    /// OpenSSL-based tools the first — so this rule matches only what
+    /// [`ClientIdentity::common_name`] returns to a handler. The same holds for
+    /// [`issuer_cn`](Self::issuer_cn), for [`subject_attribute`](Self::subject_attribute) and
+    /// [`issuer_attribute`](Self::issuer_attribute) with [`oid::COMMON_NAME`], and for `cn=` and
+    /// `issuer.cn=` (or `2.5.4.3=`) in the text form. Other attribute types keep any-of
+    /// semantics.
     pub fn subject_cn(self, value: impl Into<String>) -> Self {
         self.subject_attribute(oid::COMMON_NAME, value)
     }
@@ -115,12 +127,14 @@ impl Rule {
     }
 
     /// The subject has an attribute of type `oid` (dotted form, see [`oid`](crate::oid)) equal
-    /// to `value`.
+    /// to `value`; any of several attributes of that type may match, except for the common
+    /// name, which must be the only one (see [`subject_cn`](Self::subject_cn)).
     pub fn subject_attribute(self, oid: impl Into<String>, value: impl Into<String>) -> Self {
         self.with(Matcher::Subject(Attribute::new(oid, value)))
     }
 
-    /// The leaf's issuer name has a common name (`CN`) equal to `value`.
+    /// The leaf's issuer name has exactly one common name (`CN`), equal to `value`; an issuer
+    /// name with several CNs matches no CN rule (see [`subject_cn`](Self::subject_cn)).
     pub fn issuer_cn(self, value: impl Into<String>) -> Self {
         self.issuer_attribute(oid::COMMON_NAME, value)
     }
@@ -135,7 +149,9 @@ impl Rule {
         self.issuer_attribute(oid::ORGANIZATIONAL_UNIT, value)
     }
 
-    /// The leaf's issuer name has an attribute of type `oid` (dotted form) equal to `value`.
+    /// The leaf's issuer name has an attribute of type `oid` (dotted form) equal to `value`;
+    /// any of several may match, except for the common name, which must be the only one (see
+    /// [`subject_cn`](Self::subject_cn)).
     pub fn issuer_attribute(self, oid: impl Into<String>, value: impl Into<String>) -> Self {
         self.with(Matcher::Issuer(Attribute::new(oid, value)))
     }
@@ -323,7 +339,13 @@ impl Attribute {
     }
 
     fn matches(&self, name: &DistinguishedName) -> bool {
-        name.contains(&self.oid, &self.value)
+        // One identity: a CN rule matches exactly what `common_name()` hands a handler, so a
+        // name with several CNs matches no CN rule.
+        if &*self.oid == oid::COMMON_NAME {
+            name.common_name() == Some(&*self.value)
+        } else {
+            name.contains(&self.oid, &self.value)
+        }
     }
 
     fn write(&self, f: &mut fmt::Formatter<'_>, prefix: &str) -> fmt::Result {

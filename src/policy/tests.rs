@@ -938,3 +938,220 @@ async fn fits_the_crate_server() {
     // Type-checks the layered service against `serve`'s bounds; never polled.
     drop(server.serve(app));
 }
+
+// ---- one identity ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn several_common_names_match_no_cn_rule_and_the_handler_reads_none() {
+    // rcgen keeps one value per `DnType`: the first CN goes in as a custom attribute type
+    // with the CN's OID, the second as `CommonName`.
+    let cn_rules = || {
+        [
+            Rule::new().subject_cn("steadybit-agent"),
+            Rule::new().subject_cn("other"),
+            Rule::new().subject_attribute(oid::COMMON_NAME, "steadybit-agent"),
+            "cn=steadybit-agent"
+                .parse::<ClientCertPolicy>()
+                .unwrap()
+                .into_iter()
+                .next()
+                .unwrap(),
+            "2.5.4.3=other"
+                .parse::<ClientCertPolicy>()
+                .unwrap()
+                .into_iter()
+                .next()
+                .unwrap(),
+        ]
+    };
+    for (first, second) in [("steadybit-agent", "other"), ("other", "steadybit-agent")] {
+        let peer = client(
+            &[
+                (DnType::CustomDnType(vec![2, 5, 4, 3]), first),
+                (DnType::CommonName, second),
+                (DnType::OrganizationName, "Steadybit"),
+            ],
+            vec![],
+        );
+        let id = identity(&peer);
+        assert_eq!(id.common_name(), None);
+        assert_eq!(
+            id.subject().values(oid::COMMON_NAME).collect::<Vec<_>>(),
+            [first, second]
+        );
+        for rule in cn_rules() {
+            assert!(!rule.matches(id), "{rule} must not match {}", id.subject());
+        }
+        assert!(Rule::new().subject_o("Steadybit").matches(id));
+
+        let layer = ClientCertLayer::require().allow_subject_cn("steadybit-agent");
+        assert_rejected(
+            &send(&layer, request(Some(&peer))).await,
+            StatusCode::FORBIDDEN,
+            "client_certificate_not_allowed",
+        );
+        // Let in by another rule: the handler reads no common name, not one of the two.
+        let layer = layer.allow_subject_o("Steadybit");
+        assert_allowed(&send(&layer, request(Some(&peer))).await, "-|#1");
+    }
+    let single = client(&[(DnType::CommonName, "steadybit-agent")], vec![]);
+    for rule in cn_rules()
+        .into_iter()
+        .filter(|r| r.to_string().contains("steadybit-agent"))
+    {
+        assert!(rule.matches(identity(&single)), "{rule}");
+    }
+}
+
+#[test]
+fn other_attribute_types_keep_any_of_semantics() {
+    let peer = client(
+        &[
+            (DnType::OrganizationalUnitName, "agents"),
+            (DnType::CustomDnType(vec![2, 5, 4, 11]), "platform"),
+            (DnType::OrganizationName, "Steadybit"),
+            (DnType::CustomDnType(vec![2, 5, 4, 10]), "Other"),
+            (DnType::CommonName, "agent"),
+        ],
+        vec![],
+    );
+    let id = identity(&peer);
+    for rule in [
+        Rule::new().subject_ou("agents"),
+        Rule::new().subject_ou("platform"),
+        Rule::new().subject_o("Steadybit"),
+        Rule::new().subject_o("Other"),
+        Rule::new().subject_cn("agent").subject_ou("platform"),
+    ] {
+        assert!(rule.matches(id), "{rule}");
+    }
+}
+
+#[test]
+fn an_issuer_with_several_common_names_matches_no_issuer_cn_rule() {
+    let ca = ca(&[
+        (DnType::CustomDnType(vec![2, 5, 4, 3]), "Steadybit CA"),
+        (DnType::CommonName, "Evil CA"),
+        (DnType::OrganizationName, "Steadybit"),
+    ]);
+    let key = KeyPair::generate().unwrap();
+    let leaf = issued(&ca, &params(&[(DnType::CommonName, "agent")], vec![]), &key);
+    let peer = peer(vec![leaf]);
+    let id = identity(&peer);
+    assert_eq!(id.issuer().common_name(), None);
+    for rule in [
+        Rule::new().issuer_cn("Steadybit CA"),
+        Rule::new().issuer_cn("Evil CA"),
+        Rule::new().issuer_attribute(oid::COMMON_NAME, "Steadybit CA"),
+        "issuer.cn=Steadybit CA"
+            .parse::<ClientCertPolicy>()
+            .unwrap()
+            .into_iter()
+            .next()
+            .unwrap(),
+    ] {
+        assert!(!rule.matches(id), "{rule}");
+    }
+    assert!(Rule::new().issuer_o("Steadybit").matches(id));
+    assert!(Rule::new().subject_cn("agent").matches(id));
+}
+
+/// A self-signed certificate for `steadybit-agent` whose subject's custom attribute type OID
+/// 2.5.4.99.1 (`06 04 55 04 63 01`) is rewritten as 2.5.4.3 with a padded sub-identifier
+/// (`55 80 04 03`): the dotted form reads as a CN, the encoding is not DER.
+fn with_non_minimal_oid() -> PeerCertificates {
+    let der = self_signed(&params(
+        &[
+            (DnType::CommonName, "steadybit-agent"),
+            (
+                DnType::CustomDnType(vec![2, 5, 4, 99, 1]),
+                "steadybit-agent",
+            ),
+        ],
+        vec![],
+    ));
+    const OID: [u8; 6] = [0x06, 0x04, 0x55, 0x04, 0x63, 0x01];
+    let mut patched = der.to_vec();
+    let at: Vec<usize> = (0..patched.len() - OID.len())
+        .filter(|&i| patched[i..i + OID.len()] == OID)
+        .collect();
+    assert_eq!(at.len(), 2);
+    // The second occurrence is the subject's (the issuer comes first).
+    patched[at[1] + 2..at[1] + 6].copy_from_slice(&[0x55, 0x80, 0x04, 0x03]);
+    peer(vec![CertificateDer::from(patched)])
+}
+
+#[tokio::test]
+async fn a_non_minimal_oid_in_a_name_is_403_unparsable() {
+    let peer = with_non_minimal_oid();
+    assert!(matches!(
+        peer.identity(),
+        Err(crate::identity::IdentityError::NonMinimalOid {
+            name: "subject",
+            ..
+        })
+    ));
+    for layer in [
+        ClientCertLayer::require().allow_subject_cn("steadybit-agent"),
+        ClientCertLayer::require(),
+        ClientCertLayer::optional(),
+    ] {
+        assert_rejected(
+            &send(&layer, request(Some(&peer))).await,
+            StatusCode::FORBIDDEN,
+            "client_certificate_unparsable",
+        );
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn denial_logs_escape_control_characters_from_certificates() {
+    let (logs, _guard) = Logs::capture();
+    let layer =
+        ClientCertLayer::require().allow(Rule::named("agents\nFAKE").subject_cn("steadybit-agent"));
+    let evil = client(
+        &[(DnType::CommonName, "agent\nFAKE LOG LINE\u{1b}[31m")],
+        vec![
+            dns("evil.example.com"),
+            uri("spiffe://example.org/a\r\nFAKE"),
+            email("a\u{1b}[2J@example.com"),
+        ],
+    );
+    let answer = send(&layer, request(Some(&evil))).await;
+    assert_rejected(
+        &answer,
+        StatusCode::FORBIDDEN,
+        "client_certificate_not_allowed",
+    );
+    assert!(
+        answer
+            .headers
+            .values()
+            .all(|v| !v.as_bytes().iter().any(|b| b.is_ascii_control()))
+    );
+    assert!(!answer.body.trim_end().contains(['\n', '\r', '\u{1b}']));
+    let text = logs.text();
+    assert_eq!(text.lines().count(), 1, "one denial, one line:\n{text}");
+    assert!(
+        !text.trim_end().contains(['\n', '\r', '\u{1b}', '\u{85}']),
+        "{text:?}"
+    );
+    for expected in [
+        r"subject=CN=agent\0aFAKE LOG LINE\1b[31m",
+        r#"uri=["spiffe://example.org/a\0d\0aFAKE"]"#,
+        r#"email=["a\1b[2J@example.com"]"#,
+        r#"rules_tried=#0 "agents\0aFAKE" cn=steadybit-agent"#,
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+
+    // The unparsable-certificate line carries no certificate text at all, only the error.
+    let _ = send(&layer, request(Some(&with_non_minimal_oid()))).await;
+    let text = logs.text();
+    assert!(text.contains("client_certificate_unparsable"), "{text}");
+    assert!(text.contains("not minimally DER-encoded"), "{text}");
+    assert_eq!(text.lines().count(), 2, "{text}");
+}
