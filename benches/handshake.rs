@@ -13,7 +13,7 @@
 //!   and parses the leaf ([`PeerCertificates::identity`]), as the acceptor and the policy layer
 //!   do once per connection.
 //! * `acceptor`: the same over an in-memory `AsyncRead + AsyncWrite`: *bare* is
-//!   `tokio_rustls::TlsAcceptor`, *crate* is [`TlsAcceptor::accept`] (deadline, first-byte
+//!   `tokio_rustls::TlsAcceptor`, *crate* is [`MtlsAcceptor::accept`] (deadline, first-byte
 //!   sniffing, peer capture, re-verification of resumed sessions) plus the identity parse.
 //!
 //! Cases: a full TLS 1.3 handshake with client authentication for ECDSA P-256, RSA-2048 and
@@ -60,7 +60,7 @@ use rustls::{
     ServerConnection, SignatureScheme,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tower_mtls::{ConnectionInfo, TlsAcceptor, TlsConfig, default_provider};
+use tower_mtls::{ConnectionInfo, MtlsAcceptor, TlsConfig, tls::default_provider};
 
 /// The address the crate's path records as the peer's.
 const PEER: SocketAddr =
@@ -612,7 +612,7 @@ struct Case {
     name: String,
     server: [Arc<ServerConfig>; 2],
     client: [Arc<ClientConfig>; 2],
-    acceptor: TlsAcceptor,
+    acceptor: MtlsAcceptor,
 }
 
 impl Case {
@@ -632,7 +632,7 @@ impl Case {
             name: format!("{kind_name}/{alg}"),
             server: [Path::Bare, Path::Crate].map(|p| setup.server_config(kind, p)),
             client: [Path::Bare, Path::Crate].map(|p| setup.client_config(kind, p)),
-            acceptor: TlsAcceptor::new(setup.tls_config(kind).clone()),
+            acceptor: MtlsAcceptor::new(setup.tls_config(kind).clone()),
         };
         if kind == Kind::Resumed {
             // Give each client a session to resume; every resumption brings new tickets.
@@ -692,7 +692,7 @@ fn handshake_sync(
 ) -> (ServerConnection, ClientConnection) {
     // The crate stores a session only for handshakes run in its resumption scope (its acceptor
     // opens one per connection); the bare server's store takes any. Same work for both.
-    tower_mtls::resumption_scope_sync(|| {
+    tower_mtls::tls::resumption_scope_sync(|| {
         handshake_sync_unscoped(server_config, client_config, timer)
     })
 }

@@ -33,7 +33,7 @@ use http_body_util::Empty;
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 use tower::service_fn;
 use tower_layer::Layer;
-use tower_mtls::policy::Rule;
+use tower_mtls::Rule;
 use tower_mtls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tower_mtls::{ClientCertLayer, ClientCertPolicy, ClientIdentity, PeerCertificates, TlsInfo};
 use tower_service::Service;
@@ -89,13 +89,14 @@ fn tls_info(key: &KeyPair) -> TlsInfo {
     params.distinguished_name = DistinguishedName::new();
     let cert = params.self_signed(key).unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let config =
-        tower_mtls::rustls::ServerConfig::builder_with_provider(tower_mtls::default_provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], key)
-            .unwrap();
+    let config = tower_mtls::rustls::ServerConfig::builder_with_provider(
+        tower_mtls::tls::default_provider(),
+    )
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der().clone()], key)
+    .unwrap();
     let conn = tower_mtls::rustls::ServerConnection::new(Arc::new(config)).unwrap();
     TlsInfo::from_connection(
         &conn,

@@ -19,10 +19,11 @@ use axum::Router;
 use axum::extract::Extension;
 use axum::routing::get;
 use pki::{Ca, Leaf, LeafSpec};
+use tower_mtls::Rule;
 use tower_mtls::client::Client;
-use tower_mtls::policy::Rule;
 use tower_mtls::{
-    AllowedClient, ClientAuth, ClientCertLayer, ClientIdentity, Server, SpiffeId, TlsConfig,
+    ClientAuth, ClientCertLayer, ClientIdentity, MtlsServer, TlsConfig, identity::SpiffeId,
+    policy::AllowedClient,
 };
 
 async fn public() -> &'static str {
@@ -89,9 +90,9 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .client_trust(ca_path)
         .client_auth(ClientAuth::Optional)
         .build()?;
-    let server = Server::bind("127.0.0.1:0").await?.tls(tls);
+    let server = MtlsServer::bind("127.0.0.1:0").await?.tls(tls);
     let addr = match server.local_addr()? {
-        tower_mtls::ListenAddr::Tcp(addr) => addr,
+        tower_mtls::serve::ListenAddr::Tcp(addr) => addr,
         other => return Err(format!("unexpected listener {other}").into()),
     };
     tokio::spawn(server.serve(app));

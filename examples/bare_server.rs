@@ -98,7 +98,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for ca in CertificateDer::pem_file_iter(&args.ca)? {
         roots.add(ca?)?;
     }
-    let config = floor::server_config(&tower_mtls::default_provider(), chain, key, Some(roots))?;
+    let config = floor::server_config(
+        &tower_mtls::tls::default_provider(),
+        chain,
+        key,
+        Some(roots),
+    )?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let http = Arc::new(auto::Builder::new(TokioExecutor::new()));
 
@@ -122,7 +127,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let app = args.app;
-    // The accept loop runs on the runtime like every connection (as the crate's `Server` does
+    // The accept loop runs on the runtime like every connection (as the crate's `MtlsServer` does
     // when an application spawns it): accepting on `main`'s thread would hand each connection
     // to a worker thread and wake it, one futex call per connection.
     tokio::spawn(async move {

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use pki::{Ca, LeafSpec};
 use tower_mtls::client::Client;
-use tower_mtls::{DEFAULT_WATCH_INTERVAL, PeerCertificates, Server, TlsConfig, TlsInfo};
+use tower_mtls::{MtlsServer, PeerCertificates, TlsConfig, TlsInfo, tls::DEFAULT_WATCH_INTERVAL};
 
 /// The application: tells the caller what the server knows about it.
 async fn hello(
@@ -71,9 +71,9 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .client_trust(&ca_path)
         .build()?;
     let _watch = tls.watch(DEFAULT_WATCH_INTERVAL);
-    let server = Server::bind("127.0.0.1:0").await?.tls(tls.clone());
+    let server = MtlsServer::bind("127.0.0.1:0").await?.tls(tls.clone());
     let addr = match server.local_addr()? {
-        tower_mtls::ListenAddr::Tcp(addr) => addr,
+        tower_mtls::serve::ListenAddr::Tcp(addr) => addr,
         other => return Err(format!("unexpected listener {other}").into()),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

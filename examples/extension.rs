@@ -26,10 +26,9 @@ use axum::Json;
 use axum::routing::get;
 use serde_json::json;
 use tower::Layer;
-use tower_mtls::env::vars;
 use tower_mtls::{
-    ClientAuth, ClientCertLayer, ClientCertPolicy, DEFAULT_WATCH_INTERVAL, ExtensionEnv, Server,
-    TlsAcceptor,
+    ClientAuth, ClientCertLayer, MtlsAcceptor, MtlsServer, steadybit::ExtensionEnv,
+    tls::DEFAULT_WATCH_INTERVAL,
 };
 
 const DEFAULT_PORT: u16 = 8080;
@@ -54,14 +53,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    // The whole contract, TOWER_MTLS_CLIENT_ALLOW included; a misconfiguration names the
+    // variable or file at fault.
     let env = ExtensionEnv::from_env()?;
-    let policy = match std::env::var(vars::CLIENT_ALLOW) {
-        Ok(text) if !text.trim().is_empty() => Some(
-            text.parse::<ClientCertPolicy>()
-                .map_err(|e| format!("{}: {e}", vars::CLIENT_ALLOW))?,
-        ),
-        _ => None,
-    };
+    let policy = env.client_allow.clone();
 
     let index = axum::Router::new().route(
         "/",
@@ -76,25 +71,17 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }),
     );
     if let Some(policy) = &policy {
-        if env.tls.as_ref().map(|t| t.client_auth()) != Some(ClientAuth::Required) {
-            return Err(format!(
-                "{} is set, but client certificates are not required: set {}",
-                vars::CLIENT_ALLOW,
-                vars::TLS_CLIENT_CAS
-            )
-            .into());
-        }
         tracing::info!(%policy, "client policy on the service port");
     }
 
     let mut server = match &env.unix_socket {
-        Some(path) => Server::bind_unix(path).await?,
-        None => Server::bind_all_interfaces(env.port_or(DEFAULT_PORT)).await?,
+        Some(path) => MtlsServer::bind_unix(path).await?,
+        None => MtlsServer::bind_all_interfaces(env.port_or(DEFAULT_PORT)).await?,
     };
     let mut acceptor = None;
     let _watch = match &env.tls {
         Some(tls) => {
-            let tls_acceptor = TlsAcceptor::new(tls.clone());
+            let tls_acceptor = MtlsAcceptor::new(tls.clone());
             server = server.tls(tls_acceptor.clone());
             acceptor = Some(tls_acceptor);
             Some(tls.watch(DEFAULT_WATCH_INTERVAL))
@@ -126,7 +113,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             get(|| async { Json(json!({"status": "UP"})) }),
         );
     let health_server =
-        Server::bind_all_interfaces(env.health_port_or(DEFAULT_HEALTH_PORT)).await?;
+        MtlsServer::bind_all_interfaces(env.health_port_or(DEFAULT_HEALTH_PORT)).await?;
     tracing::info!(listen = %health_server.local_addr()?, "health probes serving plain HTTP");
 
     if let Some(acceptor) = acceptor.clone() {

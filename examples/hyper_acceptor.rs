@@ -2,7 +2,7 @@
 //! `cargo run --example hyper_acceptor`.
 //!
 //! For servers that own their accept loop (or their listener type): spawn a task per
-//! connection, run [`TlsAcceptor::accept`] in it, and wrap the service in
+//! connection, run [`MtlsAcceptor::accept`] in it, and wrap the service in
 //! [`AddConnectionInfo`] so every request carries the peer. The example generates its own
 //! certificates, serves on an ephemeral port, calls itself once and exits.
 
@@ -16,7 +16,7 @@ use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tower_mtls::{AddConnectionInfo, PeerCertificates, TlsAcceptor, TlsConfig};
+use tower_mtls::{AddConnectionInfo, MtlsAcceptor, PeerCertificates, TlsConfig};
 
 async fn handler(
     req: http::Request<hyper::body::Incoming>,
@@ -42,7 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .server_key_file(key)
         .client_trust(ca_path)
         .build()?;
-    let acceptor = TlsAcceptor::new(tls).handshake_timeout(std::time::Duration::from_secs(5));
+    let acceptor = MtlsAcceptor::new(tls).handshake_timeout(std::time::Duration::from_secs(5));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
 

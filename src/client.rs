@@ -31,9 +31,9 @@ use rustls::{AlertDescription, ClientConfig, RootCertStore, SupportedProtocolVer
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Mutex;
 
+use crate::ConfigError;
 use crate::crypto::default_provider;
-use crate::error::ConfigError;
-use crate::load::{self, Source};
+use crate::tls::load::{self, Source};
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +126,7 @@ impl ClientBuilder {
         self
     }
 
-    /// The crypto provider (default: [`crate::default_provider`]).
+    /// The crypto provider (default: [`default_provider`](crate::tls::default_provider())).
     pub fn crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
         self.provider = Some(provider);
         self

@@ -12,7 +12,7 @@
 //!
 //! use bytes::Bytes;
 //! use http_body_util::Full;
-//! use tower_mtls::{PeerCertificates, Server, TlsConfig};
+//! use tower_mtls::{PeerCertificates, MtlsServer, TlsConfig};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! // Server identity plus the CAs (or pinned client certificates) trusted for client auth.
@@ -33,25 +33,25 @@
 //!     Ok::<_, Infallible>(http::Response::new(Full::<Bytes>::from(format!("hello {who}\n"))))
 //! });
 //!
-//! Server::bind("0.0.0.0:8443").await?.tls(tls).serve(app).await?;
+//! MtlsServer::bind("0.0.0.0:8443").await?.tls(tls).serve(app).await?;
 //! # Ok(()) }
 //! ```
 //!
 //! A Steadybit extension gets the same from its environment with
-//! [`ExtensionEnv::from_env`] (see [`env`](mod@env)), and narrows who may call which route with
+//! [`ExtensionEnv::from_env`](steadybit::ExtensionEnv::from_env) (see [`steadybit`]), and narrows who may call which route with
 //! [`ClientCertLayer`]:
 //!
 //! ```no_run
 //! # async fn run(router: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
 //! use tower::Layer;
-//! use tower_mtls::{ClientCertLayer, ExtensionEnv, Server};
+//! use tower_mtls::{ClientCertLayer, steadybit::ExtensionEnv, MtlsServer};
 //!
 //! let env = ExtensionEnv::from_env()?;
 //! // Wrapping the whole router is the cheapest; `route_layer` guards single routes.
 //! let app = ClientCertLayer::require()
 //!     .allow_subject_cn("steadybit-agent")
 //!     .layer(router);
-//! let mut server = Server::bind(("0.0.0.0", env.port_or(8080))).await?;
+//! let mut server = MtlsServer::bind(("0.0.0.0", env.port_or(8080))).await?;
 //! if let Some(tls) = env.tls {
 //!     server = server.tls(tls);
 //! }
@@ -61,9 +61,9 @@
 //!
 //! # How a request travels
 //!
-//! 1. [`Server`] accepts a connection and spawns a task for it; the accept loop never waits
+//! 1. [`MtlsServer`] accepts a connection and spawns a task for it; the accept loop never waits
 //!    on a handshake.
-//! 2. [`TlsAcceptor`] runs the handshake against the [`TlsConfig`]'s current snapshot, within
+//! 2. [`MtlsAcceptor`] runs the handshake against the [`TlsConfig`]'s current snapshot, within
 //!    a deadline, and captures a [`ConnectionInfo`] once: [`PeerCertificates`] and [`TlsInfo`].
 //! 3. [`AddConnectionInfo`] inserts both into every request on the connection (each HTTP/1.1
 //!    keep-alive request, each HTTP/2 stream).
@@ -101,51 +101,38 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod acceptor;
+// The layers, from the bottom up; arrows only point down (see ARCHITECTURE.md).
+mod crypto;
+mod rate_limit;
+
+pub mod identity;
+
+mod connection;
+
+pub mod tls;
+
+pub mod policy;
+
+pub mod serve;
+
+pub mod steadybit;
+
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
-mod config;
-mod crl;
-mod crypto;
-pub mod env;
-mod error;
-mod failure;
-mod identity;
-mod load;
-mod peer;
-pub mod policy;
-mod reload;
-mod serve;
-mod session;
-mod verify;
 
-pub use acceptor::{
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES, TlsAcceptor, TlsStream,
-};
-pub use config::{CertificateSummary, ClientAuth, TlsConfig, TlsConfigBuilder};
-pub use crypto::default_provider;
-pub use env::ExtensionEnv;
-pub use error::ConfigError;
-pub use failure::{AcceptorStats, HandshakeError, HandshakeFailure, PresentedCertificate};
-pub use identity::{
-    ClientIdentity, DistinguishedName, Fingerprint, IdentityError, NameAttribute,
-    ParseFingerprintError, SpiffeId, SpiffeIdError, oid,
-};
-pub use peer::{
+// What the quick start and the common tasks name; everything else lives in its module.
+pub use connection::{
     AddConnectionInfo, AddConnectionInfoLayer, ConnectionInfo, PeerCertificates, TlsInfo,
 };
-pub use policy::ClientCertLayer;
-pub use policy::{AllowedClient, ClientCertPolicy, MatchedRule, RejectReason, Rejection, Rule};
-pub use reload::{DEFAULT_WATCH_INTERVAL, ReloadEvent, ReloadHandle, ReloadOutcome, ReloadReport};
-pub use serve::{
-    DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ListenAddr, Server,
-};
-pub use session::{resumption_scope, resumption_scope_sync};
-pub use verify::{
-    ChainTooLarge, ClientAccepted, ClientRefused, CrlDetails, TrustDetails, TrustSummary,
-    TrustedBy, TrustedCertificate,
-};
+pub use identity::certificate::ClientIdentity;
+pub use policy::layer::ClientCertLayer;
+pub use policy::rules::{ClientCertPolicy, Rule};
+pub use serve::server::MtlsServer;
+pub use tls::acceptor::{MtlsAcceptor, MtlsStream};
+pub use tls::config::{TlsConfig, TlsConfigBuilder};
+pub use tls::error::ConfigError;
+pub use tls::verify::ClientAuth;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use support::*;
-use tower_mtls::env::vars;
-use tower_mtls::{ClientAuth, ConfigError, ExtensionEnv, TlsConfig};
+use tower_mtls::steadybit::vars;
+use tower_mtls::{ClientAuth, ConfigError, TlsConfig, steadybit::ExtensionEnv};
 
 fn lookup(vars: &[(&str, &Path)]) -> impl Fn(&str) -> Option<String> {
     let map: HashMap<String, String> = vars
@@ -52,7 +52,7 @@ fn no_tls_variables_means_plain_http() {
 #[test]
 fn cert_and_key_make_https_and_client_cas_make_client_auth_required() {
     let pki = Pki::new();
-    let tls = TlsConfig::from_lookup(lookup(&[
+    let tls = tower_mtls::steadybit::tls_from_lookup(lookup(&[
         (vars::TLS_SERVER_CERT, &pki.server_cert),
         (vars::TLS_SERVER_KEY, &pki.server_key),
     ]))
@@ -63,7 +63,7 @@ fn cert_and_key_make_https_and_client_cas_make_client_auth_required() {
     let other = Ca::new("Other CA");
     let other_path = other.write(pki.dir.path(), "other.crt");
     let cas = format!("{}, {}", pki.ca_path.display(), other_path.display());
-    let tls = TlsConfig::from_lookup(lookup_str(&[
+    let tls = tower_mtls::steadybit::tls_from_lookup(lookup_str(&[
         (vars::TLS_SERVER_CERT, &pki.server_cert.to_string_lossy()),
         (vars::TLS_SERVER_KEY, &pki.server_key.to_string_lossy()),
         (vars::TLS_CLIENT_CAS, &cas),
@@ -78,18 +78,22 @@ fn cert_and_key_make_https_and_client_cas_make_client_auth_required() {
 #[test]
 fn half_a_server_identity_names_the_missing_variable() {
     let pki = Pki::new();
-    let e = TlsConfig::from_lookup(lookup(&[(vars::TLS_SERVER_CERT, &pki.server_cert)]))
-        .expect_err("no key");
+    let e = tower_mtls::steadybit::tls_from_lookup(lookup(&[(
+        vars::TLS_SERVER_CERT,
+        &pki.server_cert,
+    )]))
+    .expect_err("no key");
     let text = e.to_string();
     assert!(text.starts_with(vars::TLS_SERVER_KEY), "{text}");
     assert!(text.contains(vars::TLS_SERVER_CERT), "{text}");
 
-    let e = TlsConfig::from_lookup(lookup(&[(vars::TLS_SERVER_KEY, &pki.server_key)]))
-        .expect_err("no cert");
+    let e =
+        tower_mtls::steadybit::tls_from_lookup(lookup(&[(vars::TLS_SERVER_KEY, &pki.server_key)]))
+            .expect_err("no cert");
     assert!(e.to_string().starts_with(vars::TLS_SERVER_CERT), "{e}");
 
     // Client CAs alone turn TLS on, and then a certificate and key are required.
-    let e = TlsConfig::from_lookup(lookup(&[(vars::TLS_CLIENT_CAS, &pki.ca_path)]))
+    let e = tower_mtls::steadybit::tls_from_lookup(lookup(&[(vars::TLS_CLIENT_CAS, &pki.ca_path)]))
         .expect_err("CAs alone");
     let text = e.to_string();
     assert!(text.starts_with(vars::TLS_SERVER_CERT), "{text}");

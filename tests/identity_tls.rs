@@ -9,7 +9,9 @@ use axum::extract::Extension;
 use axum::routing::get;
 use rcgen::DnType;
 use support::*;
-use tower_mtls::{AllowedClient, ClientCertLayer, ClientCertPolicy, TlsAcceptor, oid};
+use tower_mtls::{
+    ClientCertLayer, ClientCertPolicy, MtlsAcceptor, identity::oid, policy::AllowedClient,
+};
 
 /// `cn=<common_name() as Debug> cns=<every CN, joined by |>`.
 async fn who(Extension(client): Extension<AllowedClient>) -> String {
@@ -41,7 +43,7 @@ fn app() -> Router {
 }
 
 async fn start(tls: tower_mtls::TlsConfig) -> TestServer {
-    TestServer::start_service(Some(TlsAcceptor::new(tls)), app()).await
+    TestServer::start_service(Some(MtlsAcceptor::new(tls)), app()).await
 }
 
 /// `GET path` with the crate's client presenting `leaf`: (status, body).

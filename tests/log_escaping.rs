@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use support::*;
 use tower::ServiceBuilder;
-use tower_mtls::{ClientCertLayer, TlsAcceptor};
+use tower_mtls::{ClientCertLayer, MtlsAcceptor};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Everything the `fmt` subscriber writes, as it would reach a terminal or a file.
@@ -83,7 +83,7 @@ async fn control_characters_in_a_denied_certificate_are_escaped_in_the_log() {
     let service = ServiceBuilder::new()
         .layer(ClientCertLayer::require().allow_subject_cn("steadybit-agent"))
         .service_fn(whoami);
-    let server = TestServer::start_service(Some(TlsAcceptor::new(tls)), service).await;
+    let server = TestServer::start_service(Some(MtlsAcceptor::new(tls)), service).await;
 
     // Verified by the CA, denied by the policy: the layer logs the denial before it answers.
     let evil = pki.ca.issue(

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::*;
-use tower_mtls::{HandshakeFailure, TlsAcceptor};
+use tower_mtls::{MtlsAcceptor, tls::HandshakeFailure};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 
 /// Keeps the message and fields of every warning from the crate.
@@ -48,7 +48,7 @@ async fn a_flood_without_client_certificates_is_counted_and_rate_limited() {
         .build()
         .expect("config");
     // A window longer than the test: exactly the burst is logged.
-    let acceptor = TlsAcceptor::new(tls).log_rate_limit(5, Duration::from_secs(3600));
+    let acceptor = MtlsAcceptor::new(tls).log_rate_limit(5, Duration::from_secs(3600));
     let server = TestServer::start(acceptor.clone()).await;
 
     let anonymous = pki.client(None);

@@ -7,7 +7,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use support::*;
-use tower_mtls::{HandshakeFailure, TlsAcceptor};
+use tower_mtls::{MtlsAcceptor, tls::HandshakeFailure};
 
 const JAVA_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/MtlsClient.java");
 const PYTHON_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/mtls_client.py");
@@ -132,7 +132,7 @@ async fn every_client_with_and_without_a_certificate() {
         leaf,
     };
 
-    let acceptor = TlsAcceptor::new(
+    let acceptor = MtlsAcceptor::new(
         pki.builder()
             .client_trust(&pki.ca_path)
             .build()

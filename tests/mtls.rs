@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower_mtls::{ClientAuth, TlsAcceptor, TlsConfig};
+use tower_mtls::{ClientAuth, MtlsAcceptor, TlsConfig};
 
 fn mtls(pki: &Pki) -> TlsConfig {
     pki.builder()
@@ -215,7 +215,7 @@ impl tower_mtls::rustls::client::ResolvesClientCert for Mismatched {
 fn impostor(pki: &Pki, cert: &Leaf) -> tower_mtls::client::Client {
     use tower_mtls::rustls::pki_types::PrivateKeyDer;
     use tower_mtls::rustls::pki_types::pem::PemObject;
-    let provider = tower_mtls::default_provider();
+    let provider = tower_mtls::tls::default_provider();
     let wrong_key =
         PrivateKeyDer::from_pem_slice(Alg::EcdsaP256.generate().serialize_pem().as_bytes())
             .expect("key");
@@ -688,7 +688,7 @@ async fn resumed_sessions_still_carry_the_client_chain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_client_does_not_delay_others_and_is_closed_at_the_deadline() {
     let pki = Pki::new();
-    let acceptor = TlsAcceptor::new(mtls(&pki)).handshake_timeout(Duration::from_millis(500));
+    let acceptor = MtlsAcceptor::new(mtls(&pki)).handshake_timeout(Duration::from_millis(500));
     let server = TestServer::start(acceptor).await;
     let mut silent = tokio::net::TcpStream::connect(server.addr)
         .await
@@ -716,7 +716,7 @@ async fn a_silent_client_does_not_delay_others_and_is_closed_at_the_deadline() {
 async fn a_stalled_handshake_does_not_block_the_accept_loop() {
     let pki = Pki::new();
     // A long deadline: the stalled clients stay open for the whole test.
-    let acceptor = TlsAcceptor::new(mtls(&pki)).handshake_timeout(Duration::from_secs(600));
+    let acceptor = MtlsAcceptor::new(mtls(&pki)).handshake_timeout(Duration::from_secs(600));
     let server = TestServer::start(acceptor).await;
     let mut stalled = Vec::new();
     for _ in 0..50 {
@@ -744,7 +744,7 @@ async fn a_stalled_handshake_does_not_block_the_accept_loop() {
 async fn unix_socket_with_tls_is_tls_only() {
     let pki = Pki::new();
     let path = pki.path("sock/extension.sock");
-    let server = tower_mtls::Server::bind_unix(&path)
+    let server = tower_mtls::MtlsServer::bind_unix(&path)
         .await
         .expect("bind unix")
         .tls(mtls(&pki));

@@ -9,8 +9,8 @@ use axum::Router;
 use axum::extract::Extension;
 use axum::routing::get;
 use support::*;
-use tower_mtls::policy::Rule;
-use tower_mtls::{AllowedClient, ClientCertLayer, SpiffeId, TlsAcceptor};
+use tower_mtls::Rule;
+use tower_mtls::{ClientCertLayer, MtlsAcceptor, identity::SpiffeId, policy::AllowedClient};
 
 async fn hello(Extension(client): Extension<AllowedClient>) -> String {
     let cn = client
@@ -92,7 +92,7 @@ async fn start(pki: &Pki) -> TestServer {
         .client_trust(&pki.ca_path)
         .build()
         .expect("config");
-    TestServer::start_service(Some(TlsAcceptor::new(tls)), app()).await
+    TestServer::start_service(Some(MtlsAcceptor::new(tls)), app()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

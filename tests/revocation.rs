@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use support::pki::CrlSpec;
 use support::*;
 use tower_mtls::rustls::AlertDescription;
-use tower_mtls::{ConfigError, HandshakeFailure, TlsConfigBuilder};
+use tower_mtls::{ConfigError, TlsConfigBuilder, tls::HandshakeFailure};
 
 use Verdict::Accepted;
 
@@ -605,7 +605,7 @@ async fn require_fresh_crls_from_the_environment() {
         ("TOWER_MTLS_CLIENT_CRLS", crls),
         ("TOWER_MTLS_CLIENT_CRLS_REQUIRE_FRESH", "true".to_owned()),
     ];
-    let env = tower_mtls::ExtensionEnv::from_lookup(|name| {
+    let env = tower_mtls::steadybit::ExtensionEnv::from_lookup(|name| {
         vars.iter()
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.clone())

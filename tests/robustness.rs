@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use support::*;
-use tower_mtls::{ClientCertPolicy, ClientIdentity, Fingerprint, SpiffeId, TlsConfig};
+use tower_mtls::{
+    ClientCertPolicy, ClientIdentity, TlsConfig, identity::Fingerprint, identity::SpiffeId,
+};
 
 /// A valid certificate and key to mutate, made once.
 fn sample() -> &'static (Leaf, String) {

@@ -12,7 +12,7 @@ use support::*;
 use tokio::sync::broadcast;
 use tower_mtls::client::Client;
 use tower_mtls::rustls::AlertDescription;
-use tower_mtls::{ReloadEvent, ReloadOutcome, ReloadReport, TlsConfig};
+use tower_mtls::{TlsConfig, tls::ReloadEvent, tls::ReloadOutcome, tls::ReloadReport};
 
 const POLL: Duration = Duration::from_millis(100);
 

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use rcgen::{CustomExtension, ExtendedKeyUsagePurpose, IsCa};
 use support::*;
 use tower_mtls::rustls::AlertDescription;
-use tower_mtls::{ConfigError, HandshakeFailure, TlsAcceptor, TlsConfig, TrustedBy};
+use tower_mtls::{ConfigError, MtlsAcceptor, TlsConfig, tls::HandshakeFailure, tls::TrustedBy};
 
 const BASIC_CONSTRAINTS: &[u64] = &[2, 5, 29, 19];
 const KEY_USAGE: &[u64] = &[2, 5, 29, 15];
@@ -471,7 +471,7 @@ async fn a_resumed_session_of_a_since_expired_pinned_certificate_gets_certificat
         .client_trust(&pki.ca_path)
         .build()
         .expect("config");
-    let acceptor = TlsAcceptor::new(tls);
+    let acceptor = MtlsAcceptor::new(tls);
     let server = TestServer::start(acceptor.clone()).await;
 
     // The same client twice: it resumes by default.
@@ -742,5 +742,8 @@ fn trust_details_list_what_is_trusted_and_what_the_server_warned_about() {
     assert!(details.certificate_request_ca_names_bytes > 100);
     // No client authentication: nothing to list.
     let plain = pki.builder().build().expect("config");
-    assert_eq!(plain.trust_details(), tower_mtls::TrustDetails::default());
+    assert_eq!(
+        plain.trust_details(),
+        tower_mtls::tls::TrustDetails::default()
+    );
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use support::pki::CrlSpec;
 use support::*;
-use tower_mtls::{ReloadOutcome, TlsAcceptor};
+use tower_mtls::{MtlsAcceptor, tls::ReloadOutcome};
 use tracing::Level;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 
@@ -370,7 +370,7 @@ async fn check_wrong_signature_logged(
     leaf: &Leaf,
     cn: &str,
 ) {
-    let server = TestServer::start(TlsAcceptor::new(tls)).await;
+    let server = TestServer::start(MtlsAcceptor::new(tls)).await;
     let other_key = Alg::EcdsaP256.generate().serialize_pem();
     let err = raw_client(pki, &leaf.chain_pem, &other_key)
         .get(server.addr, "localhost", "/")

@@ -48,7 +48,7 @@ pub fn server_config(
 /// The crate's default provider, offering X25519 only: every server in the comparison
 /// (rustls, Go 1.19, OpenSSL 3.0) negotiates the same key exchange with it.
 pub fn client_provider() -> Arc<CryptoProvider> {
-    let mut provider = (*tower_mtls::default_provider()).clone();
+    let mut provider = (*tower_mtls::tls::default_provider()).clone();
     provider
         .kx_groups
         .retain(|g| g.name() == NamedGroup::X25519);

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use http::Request;
 
-use super::parse::ClientCertPolicy;
 use super::response::{RejectReason, Rejection};
+use super::rules::ClientCertPolicy;
 use crate::identity::{Fingerprint, escape_control, write_quoted};
 
 /// Length of a rate-limiting window.
@@ -144,7 +144,7 @@ pub(crate) fn miswired<B>(first: bool, req: &Request<B>) {
             method,
             path,
             "ClientCertLayer got a request without TlsInfo or PeerCertificates: the service is \
-             not served through tower-mtls's acceptor (Server::tls, or AddConnectionInfo in a \
+             not served through tower-mtls's acceptor (MtlsServer::tls, or AddConnectionInfo in a \
              hand-written accept loop), so no client certificate can be checked and every such \
              request is rejected with 401 no_tls_connection. This warning is logged once per layer."
         );
@@ -209,7 +209,7 @@ impl fmt::Display for RulesTried<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Rule;
+    use crate::Rule;
 
     #[test]
     fn warnings_are_limited_per_window_and_report_what_was_held_back() {

@@ -9,15 +9,15 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
 
+use crate::connection::PeerCertificates;
 use crate::identity::ClientIdentity;
-use crate::peer::PeerCertificates;
 
 macro_rules! reasons {
     ($(
         $(#[$doc:meta])*
         $variant:ident => $code:literal, $status:ident, $grpc:literal, $message:literal;
     )*) => {
-        /// Why a [`ClientCertLayer`](super::ClientCertLayer) turned a request away.
+        /// Why a [`ClientCertLayer`](crate::ClientCertLayer) turned a request away.
         ///
         /// [`as_str`](Self::as_str) gives a stable, machine-readable code, which the default
         /// responses carry.
@@ -88,7 +88,7 @@ impl fmt::Display for RejectReason {
 }
 
 /// A request the layer turned away: the reason and what is known about the client. Given to
-/// the function set with [`ClientCertLayer::on_reject`](super::ClientCertLayer::on_reject).
+/// the function set with [`ClientCertLayer::on_reject`](crate::ClientCertLayer::on_reject).
 #[derive(Debug, Clone)]
 pub struct Rejection {
     reason: RejectReason,

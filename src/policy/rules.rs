@@ -1,5 +1,5 @@
 //! Allow rules: what a client certificate must show to pass a
-//! [`ClientCertLayer`](super::ClientCertLayer).
+//! [`ClientCertLayer`](crate::ClientCertLayer).
 //!
 //! A [`Rule`] is a list of matchers that must **all** hold; a policy is a list of rules of
 //! which **any** may match. Everything a matcher compares is prepared when the rule is built
@@ -18,12 +18,13 @@ type Predicate = Arc<dyn Fn(&ClientIdentity) -> bool + Send + Sync + 'static>;
 /// One allow rule: a certificate matches when **every** matcher in it holds.
 ///
 /// Build it with the chained methods; add it to a layer with
-/// [`ClientCertLayer::allow`](super::ClientCertLayer::allow) or to a
-/// [`ClientCertPolicy`](super::ClientCertPolicy). Each single-matcher rule also has a shortcut on
+/// [`ClientCertLayer::allow`](crate::ClientCertLayer::allow) or to a
+/// [`ClientCertPolicy`](crate::ClientCertPolicy). Each single-matcher rule also has a shortcut on
 /// the layer (`allow_subject_cn`, `allow_dns_name`, …).
 ///
 /// ```
-/// use tower_mtls::policy::{DnsPattern, Rule};
+/// use tower_mtls::Rule;
+/// use tower_mtls::policy::DnsPattern;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// // An agent certificate issued by our own CA, for a name under agents.example.com.
@@ -59,7 +60,7 @@ type Predicate = Arc<dyn Fn(&ClientIdentity) -> bool + Send + Sync + 'static>;
 #[derive(Clone, Default)]
 pub struct Rule {
     name: Option<Arc<str>>,
-    matchers: Vec<Matcher>,
+    pub(super) matchers: Vec<Matcher>,
 }
 
 impl Rule {
@@ -126,7 +127,7 @@ impl Rule {
         self.subject_attribute(oid::ORGANIZATIONAL_UNIT, value)
     }
 
-    /// The subject has an attribute of type `oid` (dotted form, see [`oid`](crate::oid)) equal
+    /// The subject has an attribute of type `oid` (dotted form, see [`oid`](crate::identity::oid)) equal
     /// to `value`; any of several attributes of that type may match, except for the common
     /// name, which must be the only one (see [`subject_cn`](Self::subject_cn)).
     pub fn subject_attribute(self, oid: impl Into<String>, value: impl Into<String>) -> Self {
@@ -222,25 +223,109 @@ impl fmt::Debug for Rule {
     }
 }
 
-/// The text form of the policy syntax (`key=value & key=value`); a predicate shows as
-/// `<predicate>`, which does not parse back.
-impl fmt::Display for Rule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.matchers.is_empty() {
-            return f.write_str("<empty rule>");
+/// A list of allow rules, of which **any** may match; the matchers inside one rule must **all**
+/// hold. Give it to a layer with
+/// [`ClientCertLayer::with_policy`](crate::ClientCertLayer::with_policy).
+///
+/// # Text form
+///
+/// A policy parses from text ([`str::parse`]), for configuration files and environment
+/// variables:
+///
+/// ```text
+/// cn=steadybit-agent & issuer.o="Steadybit CA" | spiffe-domain=prod.example.org
+/// ```
+///
+/// * Rules are separated by `|` or by new lines; blank lines are ignored, but an empty rule
+///   between two separators (or before or after a `|`) is an error.
+/// * Matchers inside a rule are joined by `&`; each is `key=value`. Spaces and tabs around keys,
+///   values and separators are ignored.
+/// * Keys (ASCII case-insensitive):
+#[doc = key_list_doc!()]
+///   and any other name attribute as a dotted OID: `2.5.4.5` (the subject's) or
+///   `issuer.2.5.4.5` (the leaf's issuer's). Fingerprints are 64 hex digits, with or without
+///   `:` between bytes.
+/// * A value runs to the next `&`, `|` or line end and is trimmed. A value that holds one of
+///   those, a `"`, or leading or trailing spaces is written in double quotes; inside quotes `\"`
+///   stands for `"` and `\\` for `\`, and no other escape exists. Values are never empty.
+///
+/// How each kind of value compares (case rules, wildcards) is described on [`Rule`]. A syntax
+/// error says where ([`PolicyParseError::line`](crate::policy::PolicyParseError::line), [`PolicyParseError::column`](crate::policy::PolicyParseError::column),
+/// [`PolicyParseError::position`](crate::policy::PolicyParseError::position)) and what ([`PolicyParseError::kind`](crate::policy::PolicyParseError::kind)):
+///
+/// ```
+/// use tower_mtls::ClientCertPolicy;
+///
+/// let policy: ClientCertPolicy = r#"cn="agent, O=Steadybit" | o=Steadybit & ou=agents"#
+///     .parse()
+///     .unwrap();
+/// assert_eq!(policy.rules().len(), 2);
+///
+/// let err = "cn=agent & o=Steadybit | spiffe=https://x".parse::<ClientCertPolicy>().unwrap_err();
+/// assert_eq!((err.line(), err.column()), (1, 33));
+/// assert!(err.to_string().contains("not a valid SPIFFE ID"));
+/// ```
+///
+/// The [`Display`](fmt::Display) form is the same syntax and parses back to an equal policy,
+/// except for predicates (shown as `<predicate>`) and rule names, which have no text form.
+#[derive(Clone, Debug, Default)]
+pub struct ClientCertPolicy {
+    pub(super) rules: Vec<Rule>,
+}
+
+impl ClientCertPolicy {
+    /// A policy without rules.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a rule.
+    pub fn allow(mut self, rule: Rule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// The rules, in the order they are tried.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Whether the policy has no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The index of the first rule that `identity` satisfies.
+    pub fn first_match(&self, identity: &ClientIdentity) -> Option<usize> {
+        self.rules.iter().position(|rule| rule.matches(identity))
+    }
+}
+
+impl FromIterator<Rule> for ClientCertPolicy {
+    fn from_iter<I: IntoIterator<Item = Rule>>(iter: I) -> Self {
+        Self {
+            rules: iter.into_iter().collect(),
         }
-        for (i, matcher) in self.matchers.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" & ")?;
-            }
-            write!(f, "{matcher}")?;
-        }
-        Ok(())
+    }
+}
+
+impl Extend<Rule> for ClientCertPolicy {
+    fn extend<I: IntoIterator<Item = Rule>>(&mut self, iter: I) {
+        self.rules.extend(iter);
+    }
+}
+
+impl IntoIterator for ClientCertPolicy {
+    type Item = Rule;
+    type IntoIter = std::vec::IntoIter<Rule>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.rules.into_iter()
     }
 }
 
 #[derive(Clone)]
-enum Matcher {
+pub(super) enum Matcher {
     Subject(Attribute),
     Issuer(Attribute),
     DnsName(DnsPattern),
@@ -280,54 +365,10 @@ impl Matcher {
     }
 }
 
-impl fmt::Display for Matcher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Subject(attr) => attr.write(f, ""),
-            Self::Issuer(attr) => attr.write(f, "issuer."),
-            Self::DnsName(pattern) => write_pair(f, "dns", pattern.as_str()),
-            Self::Uri(uri) => write_pair(f, "uri", uri),
-            Self::Email(email) => write_pair(f, "email", &email.address),
-            Self::IpAddress(ip) => write!(f, "ip={ip}"),
-            Self::SpiffeId(id) => write_pair(f, "spiffe", id.as_str()),
-            Self::SpiffeTrustDomain(domain) => write_pair(f, "spiffe-domain", domain),
-            Self::Sha256(fp) => write!(f, "sha256={fp}"),
-            Self::SpkiSha256(fp) => write!(f, "spki-sha256={fp}"),
-            Self::Predicate(_) => f.write_str("<predicate>"),
-        }
-    }
-}
-
-fn write_pair(f: &mut fmt::Formatter<'_>, key: &str, value: &str) -> fmt::Result {
-    f.write_str(key)?;
-    f.write_str("=")?;
-    write_value(f, value)
-}
-
-/// Writes `value` bare when the policy parser would read it back unchanged, else quoted.
-pub(crate) fn write_value(f: &mut fmt::Formatter<'_>, value: &str) -> fmt::Result {
-    let edge_space = |c: Option<char>| c.is_some_and(super::parse::is_space);
-    let needs_quotes = value.is_empty()
-        || edge_space(value.chars().next())
-        || edge_space(value.chars().next_back())
-        || value.contains(['&', '|', '"', '\\', '\n']);
-    if !needs_quotes {
-        return f.write_str(value);
-    }
-    f.write_str("\"")?;
-    for c in value.chars() {
-        if c == '"' || c == '\\' {
-            f.write_str("\\")?;
-        }
-        fmt::Write::write_char(f, c)?;
-    }
-    f.write_str("\"")
-}
-
 #[derive(Clone)]
-struct Attribute {
-    oid: Box<str>,
-    value: Box<str>,
+pub(super) struct Attribute {
+    pub(super) oid: Box<str>,
+    pub(super) value: Box<str>,
 }
 
 impl Attribute {
@@ -347,23 +388,11 @@ impl Attribute {
             name.contains(&self.oid, &self.value)
         }
     }
-
-    fn write(&self, f: &mut fmt::Formatter<'_>, prefix: &str) -> fmt::Result {
-        f.write_str(prefix)?;
-        match &*self.oid {
-            oid::COMMON_NAME => f.write_str("cn")?,
-            oid::ORGANIZATION => f.write_str("o")?,
-            oid::ORGANIZATIONAL_UNIT => f.write_str("ou")?,
-            other => f.write_str(other)?,
-        }
-        f.write_str("=")?;
-        write_value(f, &self.value)
-    }
 }
 
 #[derive(Clone)]
-struct EmailMatcher {
-    address: Box<str>,
+pub(super) struct EmailMatcher {
+    pub(super) address: Box<str>,
     /// Byte index of the last `@`, splitting local part and domain.
     at: Option<usize>,
 }

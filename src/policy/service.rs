@@ -1,4 +1,4 @@
-//! The service a [`ClientCertLayer`](super::ClientCertLayer) wraps around the inner one, its
+//! The service a [`ClientCertLayer`](crate::ClientCertLayer) wraps around the inner one, its
 //! future and its response body.
 
 use std::fmt;
@@ -14,10 +14,10 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::Shared;
+use super::layer::Shared;
 use super::response::Rejection;
 
-/// The middleware [`ClientCertLayer`](super::ClientCertLayer) applies: checks each request's
+/// The middleware [`ClientCertLayer`](crate::ClientCertLayer) applies: checks each request's
 /// client certificate, then calls the inner service or answers the rejection itself.
 #[derive(Clone)]
 pub struct ClientCert<S> {
@@ -139,7 +139,7 @@ pin_project! {
     /// The response body of [`ClientCert`]: the inner service's body, or the rejection's.
     ///
     /// Its data is [`Bytes`] and its error the inner body's, so it works wherever the inner
-    /// body does (axum, hyper, the crate's [`Server`](crate::Server)).
+    /// body does (axum, hyper, the crate's [`MtlsServer`](crate::Server)).
     pub struct ResponseBody<B> {
         #[pin]
         kind: Kind<B>,

@@ -19,7 +19,8 @@ use tower::{ServiceBuilder, ServiceExt};
 use tracing_subscriber::fmt::MakeWriter;
 
 use super::*;
-use crate::oid;
+use crate::identity::{SpiffeId, oid};
+use crate::{ClientCertLayer, ClientCertPolicy, PeerCertificates, Rule, TlsInfo};
 
 const REMOTE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)), 40_000);
 
@@ -103,7 +104,7 @@ fn tls_info() -> TlsInfo {
             .self_signed(&key)
             .unwrap();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let config = rustls::ServerConfig::builder_with_provider(crate::default_provider())
+        let config = rustls::ServerConfig::builder_with_provider(crate::tls::default_provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
@@ -934,7 +935,7 @@ async fn fits_the_crate_server() {
         .service_fn(|_req: Request<hyper::body::Incoming>| async {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hi"))))
         });
-    let server = crate::Server::bind("127.0.0.1:0").await.unwrap();
+    let server = crate::MtlsServer::bind("127.0.0.1:0").await.unwrap();
     // Type-checks the layered service against `serve`'s bounds; never polled.
     drop(server.serve(app));
 }

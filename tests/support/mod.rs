@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tower_mtls::{PeerCertificates, Server, TlsAcceptor, TlsInfo};
+use tower_mtls::{MtlsAcceptor, MtlsServer, PeerCertificates, TlsInfo};
 
 #[allow(unused_imports)]
 pub use pki::{Alg, Ca, Leaf, LeafSpec};
@@ -78,12 +78,12 @@ pub struct TestServer {
 
 impl TestServer {
     /// Serves [`whoami`] over TLS.
-    pub async fn start(tls: impl Into<TlsAcceptor>) -> TestServer {
+    pub async fn start(tls: impl Into<MtlsAcceptor>) -> TestServer {
         Self::start_service(Some(tls.into()), tower::service_fn(whoami)).await
     }
 
     /// Serves `service`, over TLS when `tls` is given.
-    pub async fn start_service<S, B>(tls: Option<TlsAcceptor>, service: S) -> TestServer
+    pub async fn start_service<S, B>(tls: Option<MtlsAcceptor>, service: S) -> TestServer
     where
         S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
             + Clone
@@ -95,12 +95,12 @@ impl TestServer {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let server = Server::bind("127.0.0.1:0").await.expect("bind");
+        let server = MtlsServer::bind("127.0.0.1:0").await.expect("bind");
         Self::spawn(server, tls, service)
     }
 
     /// Runs a prepared server (e.g. with limits set).
-    pub fn spawn<S, B>(mut server: Server, tls: Option<TlsAcceptor>, service: S) -> TestServer
+    pub fn spawn<S, B>(mut server: MtlsServer, tls: Option<MtlsAcceptor>, service: S) -> TestServer
     where
         S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
             + Clone
@@ -113,7 +113,7 @@ impl TestServer {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let addr = match server.local_addr().expect("local addr") {
-            tower_mtls::ListenAddr::Tcp(addr) => addr,
+            tower_mtls::serve::ListenAddr::Tcp(addr) => addr,
             other => panic!("not TCP: {other}"),
         };
         if let Some(tls) = tls {
@@ -431,14 +431,14 @@ pub fn crl_arrangements(dir: &Path, crls: &[String]) -> Vec<(String, Vec<CrlInpu
 pub enum Verdict {
     Accepted,
     Refused(
-        tower_mtls::HandshakeFailure,
+        tower_mtls::tls::HandshakeFailure,
         Option<tower_mtls::rustls::AlertDescription>,
     ),
 }
 
 impl Verdict {
     /// The refusal class, if refused.
-    pub fn kind(&self) -> Option<tower_mtls::HandshakeFailure> {
+    pub fn kind(&self) -> Option<tower_mtls::tls::HandshakeFailure> {
         match self {
             Verdict::Accepted => None,
             Verdict::Refused(kind, _) => Some(*kind),
@@ -454,7 +454,7 @@ pub async fn handshake_verdicts(
     tls: tower_mtls::TlsConfig,
     clients: &[&Leaf],
 ) -> Vec<Verdict> {
-    let acceptor = TlsAcceptor::new(tls);
+    let acceptor = MtlsAcceptor::new(tls);
     let server = TestServer::start(acceptor.clone()).await;
     let mut verdicts = Vec::new();
     for leaf in clients {
@@ -467,7 +467,7 @@ pub async fn handshake_verdicts(
 /// One connection of `leaf` to `server` (served by `acceptor`).
 pub async fn handshake_verdict(
     pki: &Pki,
-    acceptor: &TlsAcceptor,
+    acceptor: &MtlsAcceptor,
     server: &TestServer,
     leaf: &Leaf,
 ) -> Verdict {
@@ -497,7 +497,7 @@ pub async fn handshake_verdict(
             })
             .await
             .unwrap_or_else(|_| panic!("the refusal ({err}) is counted"));
-            let kind = tower_mtls::HandshakeFailure::ALL
+            let kind = tower_mtls::tls::HandshakeFailure::ALL
                 .into_iter()
                 .find(|k| after.failures(*k) > before.failures(*k))
                 .expect("a class was counted");
@@ -525,7 +525,7 @@ pub fn offline_verdict(tls: &tower_mtls::TlsConfig, leaf: &Leaf) -> Verdict {
 
 /// The verdict expected for a revoked client: class `Revoked`, alert `certificate_revoked`.
 pub const REVOKED: Verdict = Verdict::Refused(
-    tower_mtls::HandshakeFailure::Revoked,
+    tower_mtls::tls::HandshakeFailure::Revoked,
     Some(tower_mtls::rustls::AlertDescription::CertificateRevoked),
 );
 
@@ -569,7 +569,7 @@ impl tower_mtls::rustls::client::ResolvesClientCert for FixedIdentity {
 pub fn raw_client(pki: &Pki, chain_pem: &str, key_pem: &str) -> tower_mtls::client::Client {
     use tower_mtls::rustls::pki_types::pem::PemObject;
     use tower_mtls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let provider = tower_mtls::default_provider();
+    let provider = tower_mtls::tls::default_provider();
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
     let signing = provider
         .key_provider

@@ -1,8 +1,8 @@
 //! The TLS acceptor: one handshake per call, with a deadline, capturing the peer once.
 //!
-//! [`TlsAcceptor::accept`] takes any `AsyncRead + AsyncWrite` stream (TCP, Unix, in-memory),
+//! [`MtlsAcceptor::accept`] takes any `AsyncRead + AsyncWrite` stream (TCP, Unix, in-memory),
 //! runs the rustls handshake against the [`TlsConfig`]'s current snapshot and returns a
-//! [`TlsStream`] that carries the connection's [`ConnectionInfo`]. It never blocks an accept
+//! [`MtlsStream`] that carries the connection's [`ConnectionInfo`]. It never blocks an accept
 //! loop by itself: spawn one task per connection and call it there (the serve helper does).
 //!
 //! Before handing the bytes to rustls it looks at the first one: a TLS connection starts with a
@@ -20,12 +20,11 @@ use rustls::server::ServerConnection;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::Semaphore;
 
-use crate::config::TlsConfig;
-use crate::failure::{
-    AcceptorStats, Counters, Gauge, GaugeKind, HandshakeError, HandshakeFailure, LogLimiter,
-    capture_refused, classify_io,
-};
-use crate::peer::ConnectionInfo;
+use super::config::TlsConfig;
+use super::error::{HandshakeError, HandshakeFailure, capture_refused, classify_io};
+use super::stats::{AcceptorStats, Counters, Gauge, GaugeKind};
+use crate::connection::ConnectionInfo;
+use crate::rate_limit::LogLimiter;
 
 /// The default handshake deadline.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,7 +34,7 @@ pub const DEFAULT_MAX_CONCURRENT_HANDSHAKES: usize = 4096;
 /// Runs TLS handshakes for a [`TlsConfig`]. Cheap to clone; clones share limits, counters and
 /// the log rate limit.
 #[derive(Debug, Clone)]
-pub struct TlsAcceptor {
+pub struct MtlsAcceptor {
     config: TlsConfig,
     handshake_timeout: Duration,
     handshakes: Arc<Semaphore>,
@@ -43,13 +42,13 @@ pub struct TlsAcceptor {
     limiter: Arc<LogLimiter>,
 }
 
-impl From<TlsConfig> for TlsAcceptor {
+impl From<TlsConfig> for MtlsAcceptor {
     fn from(config: TlsConfig) -> Self {
         Self::new(config)
     }
 }
 
-impl TlsAcceptor {
+impl MtlsAcceptor {
     /// An acceptor with the default deadline (10 s) and cap on concurrent handshakes (4096).
     pub fn new(config: TlsConfig) -> Self {
         Self {
@@ -106,12 +105,12 @@ impl TlsAcceptor {
         &self,
         io: IO,
         remote_addr: Option<SocketAddr>,
-    ) -> Result<TlsStream<IO>, HandshakeError>
+    ) -> Result<MtlsStream<IO>, HandshakeError>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let in_progress = Gauge::new(&self.counters, GaugeKind::InProgress);
-        let (outcome, refused) = capture_refused(crate::session::resumption_scope(
+        let (outcome, refused) = capture_refused(super::session::resumption_scope(
             tokio::time::timeout(self.handshake_timeout, self.handshake(io, remote_addr)),
         ))
         .await;
@@ -140,7 +139,7 @@ impl TlsAcceptor {
         &self,
         mut io: IO,
         remote_addr: Option<SocketAddr>,
-    ) -> Result<TlsStream<IO>, Failed<IO>>
+    ) -> Result<MtlsStream<IO>, Failed<IO>>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
@@ -197,7 +196,7 @@ impl TlsAcceptor {
         // A resumed session's client chain is not verified again by rustls; the session store
         // only resumes sessions whose verification still holds (see `session`).
         let info = ConnectionInfo::from_connection(stream.get_ref().1, remote_addr);
-        Ok(TlsStream {
+        Ok(MtlsStream {
             inner: stream,
             info,
             _active: Gauge::new(&self.counters, GaugeKind::Active),
@@ -292,13 +291,13 @@ where
 
 /// A server-side TLS stream with what the handshake learned about the peer.
 #[derive(Debug)]
-pub struct TlsStream<IO> {
+pub struct MtlsStream<IO> {
     inner: tokio_rustls::server::TlsStream<Rewind<IO>>,
     info: ConnectionInfo,
     _active: Gauge,
 }
 
-impl<IO> TlsStream<IO> {
+impl<IO> MtlsStream<IO> {
     /// The peer's certificates and the connection's TLS facts, captured once after the
     /// handshake.
     pub fn info(&self) -> &ConnectionInfo {
@@ -312,7 +311,7 @@ impl<IO> TlsStream<IO> {
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for MtlsStream<IO> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -322,7 +321,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MtlsStream<IO> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -31,7 +31,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::x509::X509Name;
 
-use crate::error::ConfigError;
+use super::error::ConfigError;
 use crate::identity::DistinguishedName;
 
 /// A distinguished name in the form RFC 5280 (section 7.1) compares: each RDN a sorted set of

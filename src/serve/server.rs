@@ -1,14 +1,4 @@
-//! [`Server`]: serve any tower service over TLS or plain TCP, or a Unix socket; HTTP/1.1 and
-//! HTTP/2; graceful shutdown.
-//!
-//! The accept loop only accepts: every connection gets its own task, which runs the TLS
-//! handshake (bounded by the acceptor's deadline) and then serves HTTP with the service
-//! wrapped in [`AddConnectionInfo`], so each request carries the connection's
-//! [`TlsInfo`](crate::TlsInfo) and [`PeerCertificates`](crate::PeerCertificates). A client
-//! that stalls its handshake holds up nobody but itself.
-//!
-//! Once a [`TlsAcceptor`] is set, the server speaks only TLS — on TCP and on Unix sockets
-//! alike. Nothing falls back to plain HTTP.
+//! [`MtlsServer`](crate::MtlsServer): listeners, the accept loop, one task per connection.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -32,8 +22,8 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::{Notify, Semaphore, watch};
 use tower_service::Service;
 
-use crate::acceptor::TlsAcceptor;
-use crate::peer::AddConnectionInfo;
+use crate::connection::AddConnectionInfo;
+use crate::tls::acceptor::MtlsAcceptor;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -44,7 +34,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 /// The default time a client has to send a complete HTTP/1 request head.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where a [`Server`] listens.
+/// Where a [`MtlsServer`] listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddr {
     /// A TCP address.
@@ -91,10 +81,10 @@ impl Drop for Listener {
 /// A future that resolves when the server should shut down.
 type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Serves a tower service over TLS (when given a [`TlsAcceptor`]) or plain HTTP.
+/// Serves a tower service over TLS (when given a [`MtlsAcceptor`]) or plain HTTP.
 ///
 /// ```no_run
-/// use tower_mtls::{Server, TlsConfig};
+/// use tower_mtls::{MtlsServer, TlsConfig};
 ///
 /// # async fn run(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
 /// let tls = TlsConfig::builder()
@@ -102,7 +92,7 @@ type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
 ///     .server_key_file("tls.key")
 ///     .client_trust("ca.crt")
 ///     .build()?;
-/// Server::bind("0.0.0.0:8443")
+/// MtlsServer::bind("0.0.0.0:8443")
 ///     .await?
 ///     .tls(tls)
 ///     .with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; })
@@ -111,16 +101,16 @@ type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// # Ok(()) }
 /// ```
 #[must_use = "a server does nothing until `serve` is awaited"]
-pub struct Server {
+pub struct MtlsServer {
     listener: Listener,
-    tls: Option<TlsAcceptor>,
+    tls: Option<MtlsAcceptor>,
     http: auto::Builder<TokioExecutor>,
     shutdown: Option<ShutdownSignal>,
     grace: Duration,
     max_connections: usize,
 }
 
-impl fmt::Debug for Server {
+impl fmt::Debug for MtlsServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("local_addr", &self.local_addr().ok())
@@ -131,7 +121,7 @@ impl fmt::Debug for Server {
     }
 }
 
-impl Server {
+impl MtlsServer {
     /// Binds a TCP listener.
     pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
         Ok(Self::from_tcp(TcpListener::bind(addr).await?))
@@ -238,7 +228,7 @@ impl Server {
 
     /// Serves TLS only, with this acceptor (or a [`TlsConfig`](crate::TlsConfig), which
     /// becomes one with default settings).
-    pub fn tls(mut self, acceptor: impl Into<TlsAcceptor>) -> Self {
+    pub fn tls(mut self, acceptor: impl Into<MtlsAcceptor>) -> Self {
         self.tls = Some(acceptor.into());
         self
     }
@@ -314,7 +304,7 @@ impl Server {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let Server {
+        let MtlsServer {
             listener,
             tls,
             http,
@@ -458,7 +448,7 @@ impl Drop for TrackerGuard {
 
 /// What one connection's task needs.
 struct ConnCtx {
-    tls: Option<TlsAcceptor>,
+    tls: Option<MtlsAcceptor>,
     http: Arc<auto::Builder<TokioExecutor>>,
     phase: watch::Receiver<Phase>,
     _guard: TrackerGuard,

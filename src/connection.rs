@@ -209,7 +209,7 @@ impl ConnectionInfo {
 /// does the same:
 ///
 /// ```no_run
-/// # async fn demo(acceptor: tower_mtls::TlsAcceptor, tcp: tokio::net::TcpStream,
+/// # async fn demo(acceptor: tower_mtls::MtlsAcceptor, tcp: tokio::net::TcpStream,
 /// #               addr: std::net::SocketAddr) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// use hyper_util::rt::{TokioExecutor, TokioIo};
 /// use hyper_util::service::TowerToHyperService;

@@ -42,12 +42,40 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::{FromDer, X509Error};
 use x509_parser::x509::X509Version;
 
-use crate::config::ClientAuth;
-use crate::crl::{Authority, Crl, Floating, NameKey, Revoked, Signed, cert_not_after, utc};
-use crate::error::ConfigError;
-use crate::failure::HandshakeFailure;
+use super::crl::{Authority, Crl, Floating, NameKey, Revoked, Signed, cert_not_after, utc};
+use super::error::{ChainTooLarge, ConfigError, HandshakeFailure};
+use super::load::TrustCert;
 use crate::identity::ClientIdentity;
-use crate::load::TrustCert;
+
+/// Whether the server asks clients for a certificate, and whether it insists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientAuth {
+    /// No client certificate is requested.
+    None,
+    /// A client certificate is requested; clients without one are let through the handshake
+    /// (a [`ClientCertLayer`](crate::ClientCertLayer) can still turn them away per route), but
+    /// a certificate that is presented must verify.
+    Optional,
+    /// Every client must present a certificate that verifies, or the handshake fails
+    /// (TLS 1.3 `certificate_required` alert).
+    Required,
+}
+
+impl ClientAuth {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Optional => "optional",
+            Self::Required => "required",
+        }
+    }
+}
+
+impl fmt::Display for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Limits on the chain a client may present.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,22 +93,6 @@ impl Default for ChainLimits {
             max_bytes: 32 * 1024,
         }
     }
-}
-
-/// The client presented more certificates, or more bytes of them, than the configured cap.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "client certificate chain too large: {certs} certificates, {bytes} bytes (limit {max_certs} certificates, {max_bytes} bytes)"
-)]
-pub struct ChainTooLarge {
-    /// Certificates presented, leaf included.
-    pub certs: usize,
-    /// Bytes of DER presented.
-    pub bytes: usize,
-    /// The certificate cap.
-    pub max_certs: usize,
-    /// The byte cap.
-    pub max_bytes: usize,
 }
 
 /// What the trust configuration holds, for logs and reload reports.
@@ -124,7 +136,7 @@ pub struct ClientAccepted {
 #[error("{kind}: {reason}")]
 #[non_exhaustive]
 pub struct ClientRefused {
-    /// The failure class, as [`AcceptorStats`](crate::AcceptorStats) counts it.
+    /// The failure class, as [`AcceptorStats`](crate::tls::AcceptorStats) counts it.
     pub kind: HandshakeFailure,
     /// What exactly is wrong (for a revoked certificate: which CRL file revoked it).
     pub reason: String,
@@ -625,7 +637,7 @@ impl ClientVerifier {
                         der: cert.der.clone(),
                         not_before: u64::try_from(validity.not_before.timestamp()).unwrap_or(0),
                         not_after: u64::try_from(validity.not_after.timestamp()).unwrap_or(0),
-                        serial: crate::crl::serial_key(parsed.raw_serial()).to_vec(),
+                        serial: super::crl::serial_key(parsed.raw_serial()).to_vec(),
                         issuer: NameKey::of(parsed.issuer()),
                         authority_key_id,
                         issued_by: None,
@@ -964,7 +976,7 @@ impl ClientVerifier {
                 trusted_by: verified.trusted_by,
             }),
             Err(refusal) => Err(ClientRefused {
-                kind: crate::failure::classify_tls(&refusal.error),
+                kind: super::error::classify_tls(&refusal.error),
                 reason: refusal.reason,
             }),
         }
@@ -1112,11 +1124,11 @@ impl ClientCertVerifier for ClientVerifier {
     ) -> Result<ClientCertVerified, Error> {
         match self.check(end_entity, intermediates, now) {
             Ok(verified) => {
-                crate::session::note_verified(verified.until);
+                super::session::note_verified(verified.until);
                 Ok(ClientCertVerified::assertion())
             }
             Err(refusal) => {
-                crate::failure::note_refused(end_entity, Some(refusal.reason));
+                super::error::note_refused(end_entity, Some(refusal.reason));
                 Err(refusal.error)
             }
         }
@@ -1129,7 +1141,7 @@ impl ClientCertVerifier for ClientVerifier {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms).inspect_err(
-            |e| crate::failure::note_refused(cert, Some(format!("handshake signature: {e}"))),
+            |e| super::error::note_refused(cert, Some(format!("handshake signature: {e}"))),
         )
     }
 
@@ -1140,7 +1152,7 @@ impl ClientCertVerifier for ClientVerifier {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms).inspect_err(
-            |e| crate::failure::note_refused(cert, Some(format!("handshake signature: {e}"))),
+            |e| super::error::note_refused(cert, Some(format!("handshake signature: {e}"))),
         )
     }
 

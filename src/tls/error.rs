@@ -1,7 +1,8 @@
-//! Why handshakes fail: classification, counters, and log lines an operator can act on.
+//! What goes wrong, as types: a configuration that cannot be used ([`ConfigError`]), and a
+//! handshake that failed ([`HandshakeError`], classified as a [`HandshakeFailure`]).
 //!
 //! Every failed handshake gets a [`HandshakeFailure`] class and is counted in the acceptor's
-//! [`AcceptorStats`]. Log levels follow what the failure means:
+//! [`AcceptorStats`](super::AcceptorStats). Log levels follow what the failure means:
 //!
 //! * a client certificate that was presented and refused, or a client that sent none although
 //!   one is required, is a `warn` — this is how "the agent cannot connect" shows up — with the
@@ -15,15 +16,165 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 use rustls::pki_types::CertificateDer;
 use rustls::{CertificateError, Error as TlsError};
 
-use crate::identity::{ClientIdentity, Fingerprint};
-use crate::verify::ChainTooLarge;
+use crate::identity::CertificateSummary;
+use crate::rate_limit::LogLimiter;
+
+/// A TLS configuration that cannot be used. Returned at startup (and by a rejected reload);
+/// the message names the culprit and the reason.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// An environment variable is missing, malformed or inconsistent with another one.
+    #[error("{variable}: {reason}")]
+    Env {
+        /// The variable at fault.
+        variable: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The builder was given only half of the server identity, or none of it.
+    #[error("{0}")]
+    Incomplete(&'static str),
+    /// A file or directory does not exist.
+    #[error("{}: no such file or directory", path.display())]
+    NotFound {
+        /// The missing path.
+        path: PathBuf,
+    },
+    /// A file or directory exists but could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Io {
+        /// The unreadable path.
+        path: PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: io::Error,
+    },
+    /// A file holds no PEM block at all.
+    #[error("{}: no PEM block found (expected {expected})", path.display())]
+    NoPemBlock {
+        /// The file.
+        path: PathBuf,
+        /// What the file should have held.
+        expected: &'static str,
+    },
+    /// A file holds PEM blocks, but none of the kind needed.
+    #[error("{}: holds no {expected} (it holds: {found})", path.display())]
+    WrongPemBlock {
+        /// The file.
+        path: PathBuf,
+        /// What the file should have held.
+        expected: &'static str,
+        /// The labels of the blocks it does hold.
+        found: String,
+    },
+    /// A PEM block is damaged (bad base64, missing end line).
+    #[error("{}: malformed PEM: {reason}", path.display())]
+    InvalidPem {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// A certificate does not parse.
+    #[error("{}: certificate #{index} is not valid X.509: {reason}", path.display())]
+    InvalidCertificate {
+        /// The file.
+        path: PathBuf,
+        /// Position of the certificate in the file, counted from 1.
+        index: usize,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// The private key is not one the crypto provider can use.
+    #[error("{}: unusable private key: {reason}", path.display())]
+    UnsupportedKey {
+        /// The key file.
+        path: PathBuf,
+        /// The provider's complaint.
+        reason: String,
+    },
+    /// The private key does not belong to the certificate.
+    #[error("{}: private key does not match the certificate in {}", key.display(), cert.display())]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+    /// A trust source (file or directory) yielded no certificate that can authenticate a
+    /// client.
+    #[error("{}: {reason}", path.display())]
+    EmptyTrustSource {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why nothing was usable: no certificate at all, or what each skipped one was.
+        reason: String,
+    },
+    /// A trust certificate cannot serve as a trust anchor or pinned certificate.
+    #[error("{}: certificate #{index} cannot be trusted for client authentication: {reason}", path.display())]
+    UnusableTrust {
+        /// The file.
+        path: PathBuf,
+        /// Position of the certificate in the source, counted from 1.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A certificate revocation list does not parse.
+    #[error("{}: invalid certificate revocation list: {reason}", path.display())]
+    InvalidCrl {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint.
+        reason: String,
+    },
+    /// Client authentication was requested without any trust source.
+    #[error(
+        "client authentication is {mode} but no client trust source (CA file or directory) is configured"
+    )]
+    NoClientTrust {
+        /// The configured mode.
+        mode: &'static str,
+    },
+    /// rustls refused the assembled configuration.
+    #[error("TLS configuration rejected: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+impl ConfigError {
+    /// The I/O error for `path`, with a missing file reported as such.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        let path = path.into();
+        if source.kind() == io::ErrorKind::NotFound {
+            Self::NotFound { path }
+        } else {
+            Self::Io { path, source }
+        }
+    }
+}
+
+/// The client presented more certificates, or more bytes of them, than the configured cap.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "client certificate chain too large: {certs} certificates, {bytes} bytes (limit {max_certs} certificates, {max_bytes} bytes)"
+)]
+#[non_exhaustive]
+pub struct ChainTooLarge {
+    /// Certificates presented, leaf included.
+    pub certs: usize,
+    /// Bytes of DER presented.
+    pub bytes: usize,
+    /// The certificate cap.
+    pub max_certs: usize,
+    /// The byte cap.
+    pub max_bytes: usize,
+}
 
 /// Why a handshake failed, coarse enough to count and to alert on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,7 +222,7 @@ pub enum HandshakeFailure {
     Io,
 }
 
-const CLASSES: usize = 18;
+pub(crate) const CLASSES: usize = 18;
 
 impl HandshakeFailure {
     /// Every class, for iterating counters.
@@ -142,7 +293,7 @@ impl HandshakeFailure {
         self.is_client_certificate_rejection() || self == Self::NoClientCertificate
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }
@@ -150,34 +301,6 @@ impl HandshakeFailure {
 impl fmt::Display for HandshakeFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// The certificate a refused client presented, for the log and for [`HandshakeError`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PresentedCertificate {
-    /// Subject, RFC 4514.
-    pub subject: String,
-    /// Issuer, RFC 4514.
-    pub issuer: String,
-    /// SHA-256 of the certificate.
-    pub sha256: Fingerprint,
-}
-
-impl PresentedCertificate {
-    fn of(der: &[u8]) -> Self {
-        match ClientIdentity::parse(der) {
-            Ok(id) => Self {
-                subject: id.subject().to_string(),
-                issuer: id.issuer().to_string(),
-                sha256: id.sha256(),
-            },
-            Err(_) => Self {
-                subject: "<unparsable>".into(),
-                issuer: "<unparsable>".into(),
-                sha256: Fingerprint::of(der),
-            },
-        }
     }
 }
 
@@ -189,7 +312,7 @@ tokio::task_local! {
 /// Runs a handshake future with a slot in which the verifier notes a refused certificate.
 pub(crate) async fn capture_refused<F: std::future::Future>(
     handshake: F,
-) -> (F::Output, Option<(PresentedCertificate, Option<String>)>) {
+) -> (F::Output, Option<(CertificateSummary, Option<String>)>) {
     REFUSED
         .scope(RefCell::new(None), async {
             let output = handshake.await;
@@ -197,7 +320,7 @@ pub(crate) async fn capture_refused<F: std::future::Future>(
                 .try_with(|slot| slot.borrow_mut().take())
                 .ok()
                 .flatten()
-                .map(|(der, detail)| (PresentedCertificate::of(&der), detail));
+                .map(|(der, detail)| (CertificateSummary::of_presented(&der), detail));
             (output, refused)
         })
         .await
@@ -218,7 +341,7 @@ pub(crate) fn note_refused(end_entity: &CertificateDer<'_>, detail: Option<Strin
 pub struct HandshakeError {
     kind: HandshakeFailure,
     remote_addr: Option<SocketAddr>,
-    presented: Option<PresentedCertificate>,
+    presented: Option<CertificateSummary>,
     detail: Option<String>,
     #[source]
     source: Option<io::Error>,
@@ -251,7 +374,7 @@ impl HandshakeError {
 
     pub(crate) fn with_presented(
         mut self,
-        refused: Option<(PresentedCertificate, Option<String>)>,
+        refused: Option<(CertificateSummary, Option<String>)>,
     ) -> Self {
         if let Some((presented, detail)) = refused {
             self.presented = Some(presented);
@@ -277,7 +400,7 @@ impl HandshakeError {
     }
 
     /// The client certificate that was refused, when one was.
-    pub fn presented_certificate(&self) -> Option<&PresentedCertificate> {
+    pub fn presented_certificate(&self) -> Option<&CertificateSummary> {
         self.presented.as_ref()
     }
 
@@ -387,215 +510,9 @@ pub(crate) fn classify_tls(error: &TlsError) -> HandshakeFailure {
     }
 }
 
-/// Admits a burst of log lines per window and counts the rest.
-#[derive(Debug)]
-pub(crate) struct LogLimiter {
-    window: Duration,
-    burst: u32,
-    state: Mutex<LimiterState>,
-}
-
-#[derive(Debug)]
-struct LimiterState {
-    window_start: Option<Instant>,
-    admitted: u32,
-    suppressed: u64,
-}
-
-impl LogLimiter {
-    pub(crate) fn new(burst: u32, window: Duration) -> Self {
-        Self {
-            window,
-            burst,
-            state: Mutex::new(LimiterState {
-                window_start: None,
-                admitted: 0,
-                suppressed: 0,
-            }),
-        }
-    }
-
-    /// `Some(n)` when a line may be logged, `n` being how many were suppressed since the last
-    /// admitted one; `None` when this one is suppressed.
-    pub(crate) fn admit(&self) -> Option<u64> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let now = Instant::now();
-        let fresh = state
-            .window_start
-            .is_none_or(|start| now.duration_since(start) >= self.window);
-        if fresh {
-            state.window_start = Some(now);
-            state.admitted = 0;
-        }
-        if state.admitted < self.burst {
-            state.admitted += 1;
-            Some(std::mem::take(&mut state.suppressed))
-        } else {
-            state.suppressed += 1;
-            None
-        }
-    }
-}
-
-impl Default for LogLimiter {
-    fn default() -> Self {
-        Self::new(10, Duration::from_secs(10))
-    }
-}
-
-/// Live counters of one acceptor (shared by its clones).
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    succeeded: AtomicU64,
-    failed: [AtomicU64; CLASSES],
-    active: AtomicU64,
-    in_progress: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn succeeded(&self) {
-        self.succeeded.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn failed(&self, kind: HandshakeFailure) {
-        self.failed[kind.index()].fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn snapshot(&self) -> AcceptorStats {
-        let mut failures = [0; CLASSES];
-        for (slot, counter) in failures.iter_mut().zip(&self.failed) {
-            *slot = counter.load(Ordering::Relaxed);
-        }
-        AcceptorStats {
-            handshakes_succeeded: self.succeeded.load(Ordering::Relaxed),
-            failures,
-            active_connections: self.active.load(Ordering::Relaxed),
-            handshakes_in_progress: self.in_progress.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Counts one thing for as long as it lives.
-#[derive(Debug)]
-pub(crate) struct Gauge {
-    counters: std::sync::Arc<Counters>,
-    which: GaugeKind,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum GaugeKind {
-    Active,
-    InProgress,
-}
-
-impl Gauge {
-    pub(crate) fn new(counters: &std::sync::Arc<Counters>, which: GaugeKind) -> Self {
-        Self::counter(counters, which).fetch_add(1, Ordering::Relaxed);
-        Self {
-            counters: counters.clone(),
-            which,
-        }
-    }
-
-    fn counter(counters: &Counters, which: GaugeKind) -> &AtomicU64 {
-        match which {
-            GaugeKind::Active => &counters.active,
-            GaugeKind::InProgress => &counters.in_progress,
-        }
-    }
-}
-
-impl Drop for Gauge {
-    fn drop(&mut self) {
-        Self::counter(&self.counters, self.which).fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A snapshot of an acceptor's counters, from [`TlsAcceptor::stats`](crate::TlsAcceptor::stats).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AcceptorStats {
-    /// Handshakes completed.
-    pub handshakes_succeeded: u64,
-    failures: [u64; CLASSES],
-    /// TLS connections open now (handshake done, stream not dropped yet).
-    pub active_connections: u64,
-    /// Handshakes running now.
-    pub handshakes_in_progress: u64,
-}
-
-impl AcceptorStats {
-    /// Handshakes that failed, all classes together.
-    pub fn handshakes_failed(&self) -> u64 {
-        self.failures.iter().sum()
-    }
-
-    /// Handshakes that failed with `kind`.
-    pub fn failures(&self, kind: HandshakeFailure) -> u64 {
-        self.failures[kind.index()]
-    }
-
-    /// Every class with its count, zeros included.
-    pub fn failures_by_class(&self) -> impl Iterator<Item = (HandshakeFailure, u64)> + '_ {
-        HandshakeFailure::ALL
-            .iter()
-            .map(|kind| (*kind, self.failures[kind.index()]))
-    }
-}
-
-impl fmt::Display for AcceptorStats {
-    /// One line: `handshakes ok=12 failed=3 (unknown_ca=2 timeout=1) active=4 in_progress=0`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "handshakes ok={} failed={}",
-            self.handshakes_succeeded,
-            self.handshakes_failed()
-        )?;
-        let mut classes = self.failures_by_class().filter(|(_, n)| *n > 0).peekable();
-        if classes.peek().is_some() {
-            f.write_str(" (")?;
-            let mut first = true;
-            for (kind, n) in classes {
-                if !first {
-                    f.write_str(" ")?;
-                }
-                first = false;
-                write!(f, "{kind}={n}")?;
-            }
-            f.write_str(")")?;
-        }
-        write!(
-            f,
-            " active={} in_progress={}",
-            self.active_connections, self.handshakes_in_progress
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_limiter_admits_a_burst_then_counts() {
-        let limiter = LogLimiter::new(3, Duration::from_secs(3600));
-        assert_eq!(limiter.admit(), Some(0));
-        assert_eq!(limiter.admit(), Some(0));
-        assert_eq!(limiter.admit(), Some(0));
-        for _ in 0..5 {
-            assert_eq!(limiter.admit(), None);
-        }
-        // A zero-length window opens a new one each time and reports what was suppressed.
-        let limiter = LogLimiter {
-            window: Duration::ZERO,
-            ..limiter
-        };
-        assert_eq!(limiter.admit(), Some(5));
-        assert_eq!(limiter.admit(), Some(0));
-    }
 
     #[test]
     fn classes_have_distinct_indices_and_names() {
@@ -606,25 +523,6 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), CLASSES);
-    }
-
-    #[test]
-    fn stats_display_lists_only_what_happened() {
-        let counters = std::sync::Arc::new(Counters::default());
-        counters.succeeded();
-        counters.failed(HandshakeFailure::UnknownCa);
-        counters.failed(HandshakeFailure::UnknownCa);
-        counters.failed(HandshakeFailure::Timeout);
-        let active = Gauge::new(&counters, GaugeKind::Active);
-        let stats = counters.snapshot();
-        assert_eq!(stats.handshakes_failed(), 3);
-        assert_eq!(stats.failures(HandshakeFailure::UnknownCa), 2);
-        assert_eq!(
-            stats.to_string(),
-            "handshakes ok=1 failed=3 (unknown_ca=2 timeout=1) active=1 in_progress=0"
-        );
-        drop(active);
-        assert_eq!(counters.snapshot().active_connections, 0);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | `STEADYBIT_EXTENSION_UNIX_SOCKET` | serve on this Unix socket instead of TCP |
 //! | `STEADYBIT_EXTENSION_HEALTH_PORT` | plain-HTTP port for the Kubernetes probes |
 //! | `TOWER_MTLS_CLIENT_CRLS` | *(this crate's addition)* comma-separated CRL files or directories |
+//! | `TOWER_MTLS_CLIENT_ALLOW` | *(this crate's addition)* who may call: a [`ClientCertPolicy`] in its text form, e.g. `cn=steadybit-agent & o=Steadybit` |
 //! | `TOWER_MTLS_CLIENT_CRLS_REQUIRE_FRESH` | *(this crate's addition)* `true`: refuse clients whose issuer's CRL is past its nextUpdate |
 //!
 //! The rules are those of Steadybit's Go extension-kit: TLS is on when any of the certificate,
@@ -20,8 +21,8 @@
 
 use std::path::PathBuf;
 
-use crate::config::{ClientAuth, TlsConfig, TlsConfigBuilder};
-use crate::error::ConfigError;
+use crate::tls::error::ConfigError;
+use crate::{ClientAuth, ClientCertPolicy, TlsConfig, TlsConfigBuilder};
 
 /// The environment variable names.
 pub mod vars {
@@ -59,6 +60,9 @@ pub struct ExtensionEnv {
     pub health_port: Option<u16>,
     /// The TLS configuration; `None` when no TLS variable is set (plain HTTP).
     pub tls: Option<TlsConfig>,
+    /// `TOWER_MTLS_CLIENT_ALLOW`, parsed: who may call the extension's routes (give it to a
+    /// [`ClientCertLayer`](crate::ClientCertLayer) with `with_policy`); `None` when unset.
+    pub client_allow: Option<ClientCertPolicy>,
 }
 
 impl ExtensionEnv {
@@ -75,7 +79,7 @@ impl ExtensionEnv {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        Ok(Self {
+        let env = Self {
             port: port(vars::PORT, get(vars::PORT))?,
             unix_socket: get(vars::UNIX_SOCKET).map(PathBuf::from),
             health_port: port(vars::HEALTH_PORT, get(vars::HEALTH_PORT))?,
@@ -83,7 +87,27 @@ impl ExtensionEnv {
                 Some(builder) => Some(builder.build()?),
                 None => None,
             },
-        })
+            client_allow: get(vars::CLIENT_ALLOW)
+                .map(|text| {
+                    text.parse::<ClientCertPolicy>()
+                        .map_err(|e| ConfigError::Env {
+                            variable: vars::CLIENT_ALLOW,
+                            reason: e.to_string(),
+                        })
+                })
+                .transpose()?,
+        };
+        let client_auth = env.tls.as_ref().map(TlsConfig::client_auth);
+        if env.client_allow.is_some() && client_auth != Some(ClientAuth::Required) {
+            return Err(ConfigError::Env {
+                variable: vars::CLIENT_ALLOW,
+                reason: format!(
+                    "set, but client certificates are not required: set {}",
+                    vars::TLS_CLIENT_CAS
+                ),
+            });
+        }
+        Ok(env)
     }
 
     /// The port to serve on: `STEADYBIT_EXTENSION_PORT`, else `default`.
@@ -97,39 +121,37 @@ impl ExtensionEnv {
     }
 }
 
-impl TlsConfig {
-    /// The TLS part of the extension contract, from the process environment: `Ok(None)` when
-    /// no TLS variable is set.
-    pub fn from_env() -> Result<Option<TlsConfig>, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
+/// The TLS part of the extension contract, from the process environment: `Ok(None)` when no
+/// TLS variable is set (the extension then speaks plain HTTP).
+pub fn tls_from_env() -> Result<Option<TlsConfig>, ConfigError> {
+    tls_from_lookup(|name| std::env::var(name).ok())
+}
 
-    /// [`TlsConfig::from_env`] through a lookup function.
-    pub fn from_lookup(
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<TlsConfig>, ConfigError> {
-        match Self::builder_from_lookup(lookup)? {
-            Some(builder) => builder.build().map(Some),
-            None => Ok(None),
-        }
+/// [`tls_from_env`] through a lookup function (a variable name → its value).
+pub fn tls_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<TlsConfig>, ConfigError> {
+    match tls_builder_from_lookup(lookup)? {
+        Some(builder) => builder.build().map(Some),
+        None => Ok(None),
     }
+}
 
-    /// A builder preset from the environment, for settings the contract does not cover;
-    /// `Ok(None)` when no TLS variable is set.
-    pub fn builder_from_env() -> Result<Option<TlsConfigBuilder>, ConfigError> {
-        Self::builder_from_lookup(|name| std::env::var(name).ok())
-    }
+/// A builder preset from the environment, for settings the contract does not cover;
+/// `Ok(None)` when no TLS variable is set.
+pub fn tls_builder_from_env() -> Result<Option<TlsConfigBuilder>, ConfigError> {
+    tls_builder_from_lookup(|name| std::env::var(name).ok())
+}
 
-    /// [`TlsConfig::builder_from_env`] through a lookup function.
-    pub fn builder_from_lookup(
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<TlsConfigBuilder>, ConfigError> {
-        tls_builder(&|name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        })
-    }
+/// [`tls_builder_from_env`] through a lookup function.
+pub fn tls_builder_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<TlsConfigBuilder>, ConfigError> {
+    tls_builder(&|name: &str| {
+        lookup(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    })
 }
 
 fn port(variable: &'static str, value: Option<String>) -> Result<Option<u16>, ConfigError> {

@@ -33,7 +33,7 @@ tokio::task_local! {
 
 /// Runs one connection's TLS handshake so that its session can be resumed safely.
 ///
-/// [`TlsAcceptor`](crate::TlsAcceptor) does this itself. Only code that drives a rustls
+/// [`MtlsAcceptor`](crate::MtlsAcceptor) does this itself. Only code that drives a rustls
 /// `ServerConnection` built from [`TlsConfig::server_config`](crate::TlsConfig::server_config)
 /// on its own (its own tokio-rustls accept, an in-memory benchmark) needs it: outside a scope,
 /// a configuration with client authentication stores no session, so clients always get a full,

@@ -1,121 +1,154 @@
-//! [`ClientCertPolicy`]: a list of allow rules, and its text form for configuration files and
-//! environment variables.
+//! The text form of policies, in both directions: [`ClientCertPolicy`]'s `FromStr` (with
+//! positioned errors) and the `Display` of policies, rules and matchers, which parses back.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use super::rules::{DnsPattern, InvalidDnsPattern, Rule};
-use crate::identity::{
-    ClientIdentity, Fingerprint, ParseFingerprintError, SpiffeId, SpiffeIdError, oid,
-};
+use super::rules::{Attribute, ClientCertPolicy, DnsPattern, InvalidDnsPattern, Matcher, Rule};
+use crate::identity::{Fingerprint, ParseFingerprintError, SpiffeId, SpiffeIdError, oid};
 
-/// A list of allow rules, of which **any** may match; the matchers inside one rule must **all**
-/// hold. Give it to a layer with
-/// [`ClientCertLayer::with_policy`](super::ClientCertLayer::with_policy).
-///
-/// # Text form
-///
-/// A policy parses from text ([`str::parse`]), for configuration files and environment
-/// variables:
-///
-/// ```text
-/// cn=steadybit-agent & issuer.o="Steadybit CA" | spiffe-domain=prod.example.org
-/// ```
-///
-/// * Rules are separated by `|` or by new lines; blank lines are ignored, but an empty rule
-///   between two separators (or before or after a `|`) is an error.
-/// * Matchers inside a rule are joined by `&`; each is `key=value`. Spaces and tabs around keys,
-///   values and separators are ignored.
-/// * Keys (ASCII case-insensitive): `cn`, `o`, `ou` (subject attributes), `issuer.cn`,
-///   `issuer.o`, `issuer.ou` (attributes of the leaf's issuer name), a dotted OID such as
-///   `2.5.4.5` or `issuer.2.5.4.5` (any other name attribute), `dns` (a [`DnsPattern`]; `*` only
-///   as the whole left-most label), `uri`, `email`, `ip`, `spiffe` (a whole SPIFFE ID),
-///   `spiffe-domain` (its trust domain), `sha256` (the certificate's fingerprint) and
-///   `spki-sha256` (the fingerprint of its public key); fingerprints as 64 hex digits, with or
-///   without `:` between bytes.
-/// * A value runs to the next `&`, `|` or line end and is trimmed. A value that holds one of
-///   those, a `"`, or leading or trailing spaces is written in double quotes; inside quotes `\"`
-///   stands for `"` and `\\` for `\`, and no other escape exists. Values are never empty.
-///
-/// How each kind of value compares (case rules, wildcards) is described on [`Rule`]. A syntax
-/// error says where ([`PolicyParseError::line`], [`PolicyParseError::column`],
-/// [`PolicyParseError::position`]) and what ([`PolicyParseError::kind`]):
-///
-/// ```
-/// use tower_mtls::ClientCertPolicy;
-///
-/// let policy: ClientCertPolicy = r#"cn="agent, O=Steadybit" | o=Steadybit & ou=agents"#
-///     .parse()
-///     .unwrap();
-/// assert_eq!(policy.rules().len(), 2);
-///
-/// let err = "cn=agent & o=Steadybit | spiffe=https://x".parse::<ClientCertPolicy>().unwrap_err();
-/// assert_eq!((err.line(), err.column()), (1, 33));
-/// assert!(err.to_string().contains("not a valid SPIFFE ID"));
-/// ```
-///
-/// The [`Display`](fmt::Display) form is the same syntax and parses back to an equal policy,
-/// except for predicates (shown as `<predicate>`) and rule names, which have no text form.
-#[derive(Clone, Debug, Default)]
-pub struct ClientCertPolicy {
-    rules: Vec<Rule>,
+/// The fixed keys of the text form, each with the matcher it makes: one table for the parser,
+/// the text form's `Display`, the unknown-key message and the documentation.
+macro_rules! keys {
+    ($first:ident = $first_text:literal: $first_doc:literal, $($variant:ident = $text:literal: $doc:literal,)*) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        enum Key {
+            $first,
+            $($variant,)*
+        }
+
+        impl Key {
+            fn from_text(text: &str) -> Option<Self> {
+                match text {
+                    $first_text => Some(Self::$first),
+                    $($text => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+
+            fn as_str(self) -> &'static str {
+                match self {
+                    Self::$first => $first_text,
+                    $(Self::$variant => $text,)*
+                }
+            }
+        }
+
+        /// The keys as the unknown-key message lists them.
+        macro_rules! key_list {
+            () => {
+                concat!($first_text, $(", ", $text,)* " or a dotted OID")
+            };
+        }
+
+        /// The keys as the documentation lists them: one Markdown bullet each.
+        macro_rules! key_list_doc {
+            () => {
+                concat!(
+                    "  * `", $first_text, "`: ", $first_doc, "\n",
+                    $("  * `", $text, "`: ", $doc, "\n",)*
+                )
+            };
+        }
+    };
 }
 
-impl ClientCertPolicy {
-    /// A policy without rules.
-    pub fn new() -> Self {
-        Self::default()
-    }
+keys! {
+    Cn = "cn": "the subject's common name (a name with several has none)",
+    O = "o": "a subject organization",
+    Ou = "ou": "a subject organizational unit",
+    IssuerCn = "issuer.cn": "the common name of the leaf's issuer",
+    IssuerO = "issuer.o": "an organization of the leaf's issuer",
+    IssuerOu = "issuer.ou": "an organizational unit of the leaf's issuer",
+    Dns = "dns": "a DNS SAN, as a [`DnsPattern`](crate::policy::DnsPattern) (`*` only as the whole left-most label)",
+    Uri = "uri": "a URI SAN",
+    Email = "email": "an email SAN",
+    Ip = "ip": "an IP address SAN",
+    Spiffe = "spiffe": "the whole SPIFFE ID",
+    SpiffeDomain = "spiffe-domain": "the SPIFFE ID's trust domain",
+    Sha256 = "sha256": "the SHA-256 fingerprint of the certificate",
+    SpkiSha256 = "spki-sha256": "the SHA-256 fingerprint of its public key (SubjectPublicKeyInfo)",
+}
 
-    /// Adds a rule.
-    pub fn allow(mut self, rule: Rule) -> Self {
-        self.rules.push(rule);
-        self
-    }
-
-    /// The rules, in the order they are tried.
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
-    }
-
-    /// Whether the policy has no rules.
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
-    /// The index of the first rule that `identity` satisfies.
-    pub fn first_match(&self, identity: &ClientIdentity) -> Option<usize> {
-        self.rules.iter().position(|rule| rule.matches(identity))
+/// The text form of the policy syntax (`key=value & key=value`); a predicate shows as
+/// `<predicate>`, which does not parse back.
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.matchers.is_empty() {
+            return f.write_str("<empty rule>");
+        }
+        for (i, matcher) in self.matchers.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" & ")?;
+            }
+            write!(f, "{matcher}")?;
+        }
+        Ok(())
     }
 }
 
-impl FromIterator<Rule> for ClientCertPolicy {
-    fn from_iter<I: IntoIterator<Item = Rule>>(iter: I) -> Self {
-        Self {
-            rules: iter.into_iter().collect(),
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Subject(attr) => write_attribute(f, false, attr),
+            Self::Issuer(attr) => write_attribute(f, true, attr),
+            Self::DnsName(pattern) => write_pair(f, Key::Dns, pattern.as_str()),
+            Self::Uri(uri) => write_pair(f, Key::Uri, uri),
+            Self::Email(email) => write_pair(f, Key::Email, &email.address),
+            Self::IpAddress(ip) => write_pair(f, Key::Ip, &ip.to_string()),
+            Self::SpiffeId(id) => write_pair(f, Key::Spiffe, id.as_str()),
+            Self::SpiffeTrustDomain(domain) => write_pair(f, Key::SpiffeDomain, domain),
+            Self::Sha256(fp) => write_pair(f, Key::Sha256, &fp.to_string()),
+            Self::SpkiSha256(fp) => write_pair(f, Key::SpkiSha256, &fp.to_string()),
+            Self::Predicate(_) => f.write_str("<predicate>"),
         }
     }
 }
 
-impl Extend<Rule> for ClientCertPolicy {
-    fn extend<I: IntoIterator<Item = Rule>>(&mut self, iter: I) {
-        self.rules.extend(iter);
-    }
+fn write_pair(f: &mut fmt::Formatter<'_>, key: Key, value: &str) -> fmt::Result {
+    f.write_str(key.as_str())?;
+    f.write_str("=")?;
+    write_value(f, value)
 }
 
-impl IntoIterator for ClientCertPolicy {
-    type Item = Rule;
-    type IntoIter = std::vec::IntoIter<Rule>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.rules.into_iter()
+fn write_attribute(f: &mut fmt::Formatter<'_>, issuer: bool, attr: &Attribute) -> fmt::Result {
+    match Key::for_attribute(issuer, &attr.oid) {
+        Some(key) => f.write_str(key.as_str())?,
+        None => {
+            if issuer {
+                f.write_str("issuer.")?;
+            }
+            f.write_str(&attr.oid)?;
+        }
     }
+    f.write_str("=")?;
+    write_value(f, &attr.value)
+}
+
+/// Writes `value` bare when the policy parser would read it back unchanged, else quoted.
+pub(crate) fn write_value(f: &mut fmt::Formatter<'_>, value: &str) -> fmt::Result {
+    let edge_space = |c: Option<char>| c.is_some_and(is_space);
+    let needs_quotes = value.is_empty()
+        || edge_space(value.chars().next())
+        || edge_space(value.chars().next_back())
+        || value.contains(['&', '|', '"', '\\', '\n']);
+    if !needs_quotes {
+        return f.write_str(value);
+    }
+    f.write_str("\"")?;
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            f.write_str("\\")?;
+        }
+        fmt::Write::write_char(f, c)?;
+    }
+    f.write_str("\"")
 }
 
 impl fmt::Display for ClientCertPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, rule) in self.rules.iter().enumerate() {
+        for (i, rule) in self.rules().iter().enumerate() {
             if i > 0 {
                 f.write_str(" | ")?;
             }
@@ -189,7 +222,8 @@ pub enum PolicyErrorKind {
     },
     /// A key this syntax does not know.
     #[error(
-        "unknown key `{key}` (expected cn, o, ou, issuer.cn, issuer.o, issuer.ou, dns, uri, email, ip, spiffe, spiffe-domain, sha256, spki-sha256 or a dotted OID)"
+        "unknown key `{key}` (expected {})",
+        key_list!()
     )]
     UnknownKey {
         /// The key as written.
@@ -360,7 +394,7 @@ impl Parser<'_> {
         if written.is_empty() {
             return Err(self.error(key_start, PolicyErrorKind::MissingKey));
         }
-        let Some(key) = Key::parse(written) else {
+        let Some(key) = Target::parse(written) else {
             let kind = PolicyErrorKind::UnknownKey {
                 key: written.to_owned(),
             };
@@ -425,56 +459,59 @@ impl Parser<'_> {
     }
 }
 
-enum Key {
-    Subject(String),
-    Issuer(String),
-    Dns,
-    Uri,
-    Email,
-    Ip,
-    Spiffe,
-    SpiffeDomain,
-    Sha256,
-    SpkiSha256,
+impl Key {
+    /// The key for a name attribute, when the attribute type has one.
+    pub(super) fn for_attribute(issuer: bool, attribute_oid: &str) -> Option<Self> {
+        Some(match (issuer, attribute_oid) {
+            (false, oid::COMMON_NAME) => Self::Cn,
+            (false, oid::ORGANIZATION) => Self::O,
+            (false, oid::ORGANIZATIONAL_UNIT) => Self::Ou,
+            (true, oid::COMMON_NAME) => Self::IssuerCn,
+            (true, oid::ORGANIZATION) => Self::IssuerO,
+            (true, oid::ORGANIZATIONAL_UNIT) => Self::IssuerOu,
+            _ => return None,
+        })
+    }
 }
 
-impl Key {
+/// What a written key stands for: a fixed key, or a name attribute by dotted OID.
+enum Target {
+    Key(Key),
+    Subject(String),
+    Issuer(String),
+}
+
+impl Target {
     fn parse(written: &str) -> Option<Self> {
         let key = written.to_ascii_lowercase();
-        let attribute = |name: &str| -> Option<String> {
-            match name {
-                "cn" => Some(oid::COMMON_NAME.to_owned()),
-                "o" => Some(oid::ORGANIZATION.to_owned()),
-                "ou" => Some(oid::ORGANIZATIONAL_UNIT.to_owned()),
-                dotted if is_dotted_oid(dotted) => Some(dotted.to_owned()),
-                _ => None,
-            }
-        };
-        Some(match key.as_str() {
-            "dns" => Self::Dns,
-            "uri" => Self::Uri,
-            "email" => Self::Email,
-            "ip" => Self::Ip,
-            "spiffe" => Self::Spiffe,
-            "spiffe-domain" => Self::SpiffeDomain,
-            "sha256" => Self::Sha256,
-            "spki-sha256" => Self::SpkiSha256,
-            other => match other.strip_prefix("issuer.") {
-                Some(name) => Self::Issuer(attribute(name)?),
-                None => Self::Subject(attribute(other)?),
-            },
-        })
+        if let Some(key) = Key::from_text(&key) {
+            return Some(Self::Key(key));
+        }
+        match key.strip_prefix("issuer.") {
+            Some(dotted) if is_dotted_oid(dotted) => Some(Self::Issuer(dotted.to_owned())),
+            None if is_dotted_oid(&key) => Some(Self::Subject(key)),
+            _ => None,
+        }
     }
 
     fn add_to(self, rule: Rule, value: String) -> Result<Rule, PolicyErrorKind> {
-        Ok(match self {
-            Self::Subject(oid) => rule.subject_attribute(oid, value),
-            Self::Issuer(oid) => rule.issuer_attribute(oid, value),
-            Self::Dns => {
+        let key = match self {
+            Self::Subject(oid) => return Ok(rule.subject_attribute(oid, value)),
+            Self::Issuer(oid) => return Ok(rule.issuer_attribute(oid, value)),
+            Self::Key(key) => key,
+        };
+        Ok(match key {
+            Key::Cn => rule.subject_attribute(oid::COMMON_NAME, value),
+            Key::O => rule.subject_attribute(oid::ORGANIZATION, value),
+            Key::Ou => rule.subject_attribute(oid::ORGANIZATIONAL_UNIT, value),
+            Key::IssuerCn => rule.issuer_attribute(oid::COMMON_NAME, value),
+            Key::IssuerO => rule.issuer_attribute(oid::ORGANIZATION, value),
+            Key::IssuerOu => rule.issuer_attribute(oid::ORGANIZATIONAL_UNIT, value),
+            Key::Dns => {
                 rule.dns_name(DnsPattern::new(&value).map_err(PolicyErrorKind::InvalidDnsPattern)?)
             }
-            Self::Uri => rule.uri(value),
-            Self::Email => {
+            Key::Uri => rule.uri(value),
+            Key::Email => {
                 let valid = value
                     .rsplit_once('@')
                     .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty());
@@ -483,14 +520,14 @@ impl Key {
                 }
                 rule.email(value)
             }
-            Self::Ip => match value.parse::<IpAddr>() {
+            Key::Ip => match value.parse::<IpAddr>() {
                 Ok(ip) => rule.ip_address(ip),
                 Err(_) => return Err(PolicyErrorKind::InvalidIpAddress { value }),
             },
-            Self::Spiffe => {
+            Key::Spiffe => {
                 rule.spiffe_id(SpiffeId::parse(&value).map_err(PolicyErrorKind::InvalidSpiffeId)?)
             }
-            Self::SpiffeDomain => {
+            Key::SpiffeDomain => {
                 let domain = value.strip_prefix("spiffe://").unwrap_or(&value);
                 let valid = !domain.contains('/')
                     && SpiffeId::parse(&format!("spiffe://{}", domain.to_ascii_lowercase()))
@@ -500,8 +537,8 @@ impl Key {
                 }
                 rule.spiffe_trust_domain(domain)
             }
-            Self::Sha256 => rule.sha256(parse_fingerprint(&value)?),
-            Self::SpkiSha256 => rule.spki_sha256(parse_fingerprint(&value)?),
+            Key::Sha256 => rule.sha256(parse_fingerprint(&value)?),
+            Key::SpkiSha256 => rule.spki_sha256(parse_fingerprint(&value)?),
         })
     }
 }

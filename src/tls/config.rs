@@ -9,78 +9,23 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::danger::ClientCertVerifier;
-use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::pki_types::CertificateDer;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
 
-use crate::crypto::{Sha256, default_provider};
-use crate::error::ConfigError;
-use crate::identity::{ClientIdentity, Fingerprint};
-use crate::load::{self, LoadedFile, Source};
-use crate::reload::ReloadState;
-use crate::verify::{
-    ChainLimits, ClientAccepted, ClientRefused, ClientVerifier, TrustDetails, TrustNote,
-    TrustSummary,
+use super::error::ConfigError;
+use super::load::Source;
+use super::material::{Active, Spec};
+use super::reload::{ReloadEvent, ReloadOutcome, ReloadState};
+use super::verify::{
+    ChainLimits, ClientAccepted, ClientAuth, ClientRefused, TrustDetails, TrustSummary,
 };
-
-/// Whether the server asks clients for a certificate, and whether it insists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ClientAuth {
-    /// No client certificate is requested.
-    None,
-    /// A client certificate is requested; clients without one are let through the handshake
-    /// (a [`ClientCertLayer`](crate::ClientCertLayer) can still turn them away per route), but
-    /// a certificate that is presented must verify.
-    Optional,
-    /// Every client must present a certificate that verifies, or the handshake fails
-    /// (TLS 1.3 `certificate_required` alert).
-    Required,
-}
-
-impl ClientAuth {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Optional => "optional",
-            Self::Required => "required",
-        }
-    }
-}
-
-impl fmt::Display for ClientAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What identifies a certificate in logs and reload reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateSummary {
-    /// Subject, RFC 4514.
-    pub subject: String,
-    /// Serial number, lowercase hex.
-    pub serial: String,
-    /// End of the validity period.
-    pub not_after: SystemTime,
-    /// SHA-256 of the certificate.
-    pub sha256: Fingerprint,
-}
-
-impl CertificateSummary {
-    pub(crate) fn of(der: &CertificateDer<'_>) -> Result<Self, String> {
-        let id = ClientIdentity::parse(der.as_ref()).map_err(|e| e.to_string())?;
-        Ok(Self {
-            subject: id.subject().to_string(),
-            serial: id.serial_hex(),
-            not_after: id.not_after(),
-            sha256: id.sha256(),
-        })
-    }
-}
+use crate::crypto::default_provider;
+use crate::identity::CertificateSummary;
 
 /// Builds a [`TlsConfig`]. Start with [`TlsConfig::builder`].
 ///
@@ -191,7 +136,7 @@ impl TlsConfigBuilder {
     /// Refuse a client whose certificate's issuer has a CRL that is past its nextUpdate
     /// (default: no — a stale CRL is still applied, and logged at `warn` at startup and on
     /// every reload that keeps it). A refused client gets an `unknown_ca` alert and is counted
-    /// as [`HandshakeFailure::StaleCrl`](crate::HandshakeFailure::StaleCrl). Issuers without
+    /// as [`HandshakeFailure::StaleCrl`](super::error::HandshakeFailure::StaleCrl). Issuers without
     /// any CRL are not affected.
     pub fn require_fresh_crls(mut self, required: bool) -> Self {
         self.require_fresh_crls = required;
@@ -205,7 +150,7 @@ impl TlsConfigBuilder {
         self
     }
 
-    /// The crypto provider. Defaults to [`crate::default_provider`]; the process-wide default
+    /// The crypto provider. Defaults to [`default_provider`](crate::tls::default_provider); the process-wide default
     /// is never consulted.
     pub fn crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
         self.provider = Some(provider);
@@ -301,216 +246,10 @@ impl TlsConfigBuilder {
     }
 }
 
-/// The sources and options a configuration is (re)built from.
-#[derive(Debug)]
-pub(crate) struct Spec {
-    server_cert: Source,
-    server_key: Source,
-    client_trust: Vec<Source>,
-    client_crls: Vec<Source>,
-    client_auth: ClientAuth,
-    provider: Arc<CryptoProvider>,
-    tls12: bool,
-    alpn: Vec<Vec<u8>>,
-    chain_limits: ChainLimits,
-    pub(crate) require_fresh_crls: bool,
-}
-
-/// Everything read from the sources, before anything is built from it.
-pub(crate) struct Inputs {
-    cert_file: LoadedFile,
-    key_file: LoadedFile,
-    trust: Vec<(usize, crate::load::SourceFiles)>,
-    crls: Vec<(usize, crate::load::SourceFiles)>,
-    /// Digest of the server identity files: equal digests, same identity.
-    pub(crate) identity_digest: Fingerprint,
-    /// Digest of the trust and CRL files.
-    pub(crate) trust_digest: Fingerprint,
-}
-
-/// One built generation of the configuration. Handshakes hold an `Arc` to the generation
-/// they started with.
-pub(crate) struct Active {
-    pub(crate) server_config: Arc<ServerConfig>,
-    pub(crate) verifier: Option<Arc<ClientVerifier>>,
-    pub(crate) server_certificate: CertificateSummary,
-    pub(crate) trust: TrustSummary,
-    /// What to tell the operator about the trust when this generation is applied.
-    pub(crate) trust_notes: Vec<TrustNote>,
-}
-
-impl Active {
-    /// Logs the trust in use: each CA, pinned certificate and CRL, and every warning about
-    /// them. Called when a generation is applied (startup, successful reload).
-    pub(crate) fn log_trust(&self) {
-        for note in &self.trust_notes {
-            note.log();
-        }
-    }
-}
-
-impl Spec {
-    /// Every path this configuration reads, for watching.
-    pub(crate) fn paths(&self) -> Vec<&Path> {
-        [&self.server_cert, &self.server_key]
-            .into_iter()
-            .chain(&self.client_trust)
-            .chain(&self.client_crls)
-            .filter_map(|s| match s {
-                Source::Path(p) => Some(p.as_path()),
-                Source::Memory { .. } => None,
-            })
-            .collect()
-    }
-
-    /// Reads every source. Errors name the file that could not be read.
-    pub(crate) fn read(&self) -> Result<Inputs, ConfigError> {
-        // Path, length and bytes of each file, so that moving bytes between files changes it.
-        fn note(digest: &mut Sha256, file: &LoadedFile) {
-            digest.update(file.path.as_os_str().as_encoded_bytes());
-            digest.update(&[0]);
-            digest.update(&(file.bytes.len() as u64).to_be_bytes());
-            digest.update(&file.bytes);
-        }
-        let cert_file = self.server_cert.read_file()?;
-        let key_file = self.server_key.read_file()?;
-        let mut identity = Sha256::new();
-        note(&mut identity, &cert_file);
-        note(&mut identity, &key_file);
-
-        let mut trust_digest = Sha256::new();
-        let mut read_all = |sources: &[Source]| -> Result<Vec<_>, ConfigError> {
-            let mut out = Vec::new();
-            for (i, source) in sources.iter().enumerate() {
-                let read = source.read()?;
-                read.files.iter().for_each(|f| note(&mut trust_digest, f));
-                trust_digest.update(&[0xff]);
-                out.push((i, read));
-            }
-            Ok(out)
-        };
-        let trust = read_all(&self.client_trust)?;
-        let crls = read_all(&self.client_crls)?;
-        Ok(Inputs {
-            cert_file,
-            key_file,
-            trust,
-            crls,
-            identity_digest: Fingerprint::from_bytes(identity.finish()),
-            trust_digest: Fingerprint::from_bytes(trust_digest.finish()),
-        })
-    }
-
-    /// Builds a generation from what [`Spec::read`] returned.
-    pub(crate) fn build(&self, inputs: &Inputs) -> Result<Active, ConfigError> {
-        let chain = load::certificates(&inputs.cert_file)?;
-        let key = load::private_key(&inputs.key_file)?;
-        let mut trust = Vec::new();
-        for (i, read) in &inputs.trust {
-            trust.extend(load::trust_certificates(&self.client_trust[*i], read)?);
-        }
-        let mut crls = Vec::new();
-        for (i, read) in &inputs.crls {
-            crls.extend(load::crls(&self.client_crls[*i], read)?);
-        }
-
-        let cert_path = &inputs.cert_file.path;
-        let server_certificate = CertificateSummary::of(&chain[0]).map_err(|reason| {
-            ConfigError::InvalidCertificate {
-                path: cert_path.clone(),
-                index: 1,
-                reason,
-            }
-        })?;
-        let (verifier, trust, trust_notes) = match self.client_auth {
-            ClientAuth::None => (None, TrustSummary::default(), Vec::new()),
-            mode => {
-                let (verifier, summary, notes) = ClientVerifier::build(
-                    &trust,
-                    &crls,
-                    mode,
-                    self.chain_limits,
-                    self.require_fresh_crls,
-                    &self.provider,
-                )?;
-                (Some(verifier), summary, notes)
-            }
-        };
-        let server_config = self.server_config(
-            chain,
-            key,
-            cert_path,
-            &inputs.key_file.path,
-            verifier.clone(),
-        )?;
-        Ok(Active {
-            server_config,
-            verifier,
-            server_certificate,
-            trust,
-            trust_notes,
-        })
-    }
-
-    fn server_config(
-        &self,
-        chain: Vec<CertificateDer<'static>>,
-        key: PrivateKeyDer<'static>,
-        cert_path: &Path,
-        key_path: &Path,
-        verifier: Option<Arc<ClientVerifier>>,
-    ) -> Result<Arc<ServerConfig>, ConfigError> {
-        let signing_key = self
-            .provider
-            .key_provider
-            .load_private_key(key)
-            .map_err(|e| ConfigError::UnsupportedKey {
-                path: key_path.to_owned(),
-                reason: e.to_string(),
-            })?;
-        let certified = CertifiedKey::new(chain, signing_key);
-        match certified.keys_match() {
-            Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
-            Err(rustls::Error::InconsistentKeys(_)) => {
-                return Err(ConfigError::KeyMismatch {
-                    cert: cert_path.to_owned(),
-                    key: key_path.to_owned(),
-                });
-            }
-            Err(e) => {
-                return Err(ConfigError::InvalidCertificate {
-                    path: cert_path.to_owned(),
-                    index: 1,
-                    reason: e.to_string(),
-                });
-            }
-        }
-
-        let versions: &[&'static rustls::SupportedProtocolVersion] = if self.tls12 {
-            &[&rustls::version::TLS13, &rustls::version::TLS12]
-        } else {
-            &[&rustls::version::TLS13]
-        };
-        let builder = ServerConfig::builder_with_provider(self.provider.clone())
-            .with_protocol_versions(versions)?;
-        let builder = match verifier {
-            Some(v) => builder.with_client_cert_verifier(v as Arc<dyn ClientCertVerifier>),
-            None => builder.with_no_client_auth(),
-        };
-        let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
-        config.alpn_protocols = self.alpn.clone();
-        if self.client_auth != ClientAuth::None {
-            // Sessions expire with the client verification they were made from.
-            config.session_storage = Arc::new(crate::session::BoundedSessions::new());
-        }
-        Ok(Arc::new(config))
-    }
-}
-
 /// A server's TLS configuration: identity, client trust, client-auth mode.
 ///
 /// Cheap to clone (an `Arc`); clones share one live state, so a reload through any clone is
-/// seen by every [`TlsAcceptor`](crate::TlsAcceptor) built from any of them.
+/// seen by every [`MtlsAcceptor`](crate::MtlsAcceptor) built from any of them.
 #[derive(Clone)]
 pub struct TlsConfig {
     pub(crate) shared: Arc<Shared>,
@@ -589,7 +328,7 @@ impl TlsConfig {
         let active = self.active();
         let Some(verifier) = &active.verifier else {
             return Err(ClientRefused {
-                kind: crate::HandshakeFailure::UnknownCa,
+                kind: super::error::HandshakeFailure::UnknownCa,
                 reason:
                     "client authentication is off: this configuration trusts no client certificate"
                         .into(),
@@ -604,5 +343,97 @@ impl TlsConfig {
             // A panic while swapping cannot leave a torn value: the guard holds one Arc.
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+}
+
+impl TlsConfig {
+    /// Re-reads every source now and swaps in the rebuilt configuration if anything changed
+    /// and it is valid. The file I/O runs on Tokio's blocking pool.
+    ///
+    /// Every file is compared by content with what is in use; nothing changed, nothing
+    /// happens. A change that does not build keeps the previous configuration (see
+    /// [`ReloadOutcome`]).
+    pub async fn reload(&self) -> ReloadOutcome {
+        let config = self.clone();
+        match tokio::task::spawn_blocking(move || config.blocking_reload()).await {
+            Ok(outcome) => outcome,
+            Err(e) => ReloadOutcome::Rejected(Arc::new(ConfigError::Tls(rustls::Error::General(
+                format!("reload task failed: {e}"),
+            )))),
+        }
+    }
+
+    /// [`reload`](Self::reload) on the calling thread: blocking file I/O, for code outside an
+    /// async context.
+    pub fn blocking_reload(&self) -> ReloadOutcome {
+        self.shared
+            .reload
+            .apply(&self.shared.spec, &self.shared.active)
+    }
+
+    /// Subscribes to reload events: each change that was applied, and each broken change
+    /// (reported once, after it was seen twice in a row, until the files change again).
+    pub fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
+        self.shared.reload.subscribe()
+    }
+
+    /// Starts watching the configuration's files on the current Tokio runtime, reloading when
+    /// their contents change: new handshakes use new material within about `interval`
+    /// (see [`DEFAULT_WATCH_INTERVAL`](super::DEFAULT_WATCH_INTERVAL)). The watch stops when the handle is dropped, so keep
+    /// it for as long as the server runs.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime, like `tokio::spawn`.
+    #[must_use = "the watch stops when the handle is dropped: keep it while the server runs"]
+    pub fn watch(&self, interval: Duration) -> ReloadHandle {
+        let config = self.clone();
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                if let ReloadOutcome::Rejected(e) = config.reload().await {
+                    // Reported by the reload itself once it persists; the watch goes on.
+                    tracing::trace!(error = %e, "TLS reload rejected");
+                }
+            }
+        });
+        ReloadHandle {
+            config: self.clone(),
+            task,
+        }
+    }
+}
+
+/// Drives and observes reloads of a watched [`TlsConfig`]. Dropping it stops the watch.
+#[derive(Debug)]
+#[must_use = "the watch stops when the handle is dropped: keep it while the server runs"]
+pub struct ReloadHandle {
+    config: TlsConfig,
+    task: JoinHandle<()>,
+}
+
+impl ReloadHandle {
+    /// Reloads now, off the async threads, and returns the outcome.
+    pub async fn reload_now(&self) -> ReloadOutcome {
+        self.config.reload().await
+    }
+
+    /// Subscribes to reload events, as [`TlsConfig::subscribe`].
+    pub fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
+        self.config.subscribe()
+    }
+
+    /// The configuration being watched.
+    pub fn config(&self) -> &TlsConfig {
+        &self.config
+    }
+}
+
+impl Drop for ReloadHandle {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

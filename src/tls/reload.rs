@@ -1,6 +1,6 @@
 //! Live rotation: re-read the sources, rebuild, swap atomically; keep the old config on error.
 //!
-//! [`TlsConfig::reload`] reads every file the configuration was built from and compares digests
+//! [`TlsConfig::reload`](crate::TlsConfig::reload) reads every file the configuration was built from and compares digests
 //! of their contents with what is in use. Nothing changed: nothing happens. Something changed:
 //! the whole configuration is rebuilt and, only if every check passes, swapped in — new
 //! handshakes use it, open connections keep theirs. A change that does not build (a key that
@@ -9,7 +9,7 @@
 //!
 //! Comparing contents rather than modification times catches every way files really change:
 //! the kubelet's `..data` symlink swap, write-then-rename, in-place writes, delete and
-//! re-create. [`TlsConfig::watch`] runs the check on an interval (default 1 s).
+//! re-create. [`TlsConfig::watch`](crate::TlsConfig::watch) runs the check on an interval (default 1 s).
 //!
 //! Files are often written in steps (a certificate a moment before its key, a PEM file in
 //! chunks). A failure is therefore reported — logged at `error` and sent as
@@ -19,18 +19,17 @@
 //! Every rebuild makes a fresh rustls `ServerConfig` and with it a fresh session cache, so no
 //! session resumed after a change of trust (CA removed, CRL added) was established before it.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
 
-use crate::config::{CertificateSummary, Inputs, TlsConfig};
-use crate::error::ConfigError;
-use crate::identity::Fingerprint;
-use crate::verify::TrustSummary;
+use super::error::ConfigError;
+use super::material::{Active, Inputs, Spec};
+use super::verify::TrustSummary;
+use crate::identity::{CertificateSummary, Fingerprint};
 
-/// The default interval of [`TlsConfig::watch`].
+/// The default interval of [`TlsConfig::watch`](crate::TlsConfig::watch).
 pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What a reload changed.
@@ -58,7 +57,7 @@ pub enum ReloadEvent {
     Rejected(Arc<ConfigError>),
 }
 
-/// The outcome of one [`TlsConfig::reload`].
+/// The outcome of one [`TlsConfig::reload`](crate::TlsConfig::reload).
 #[derive(Debug, Clone)]
 pub enum ReloadOutcome {
     /// No file changed.
@@ -105,30 +104,13 @@ impl ReloadState {
     }
 }
 
-impl TlsConfig {
-    /// Re-reads every source now and swaps in the rebuilt configuration if anything changed
-    /// and it is valid. The file I/O runs on Tokio's blocking pool.
-    pub async fn reload(&self) -> ReloadOutcome {
-        let config = self.clone();
-        match tokio::task::spawn_blocking(move || config.blocking_reload()).await {
-            Ok(outcome) => outcome,
-            Err(e) => ReloadOutcome::Rejected(Arc::new(ConfigError::Tls(rustls::Error::General(
-                format!("reload task failed: {e}"),
-            )))),
-        }
-    }
-
-    /// [`reload`](Self::reload) on the calling thread: blocking file I/O, for code outside an
-    /// async context.
-    pub fn blocking_reload(&self) -> ReloadOutcome {
-        let shared = &self.shared;
+impl ReloadState {
+    /// Re-reads `spec`'s sources and, when they changed and build, swaps the result into
+    /// `active_slot`. Blocking file I/O. One reload at a time.
+    pub(crate) fn apply(&self, spec: &Spec, active_slot: &RwLock<Arc<Active>>) -> ReloadOutcome {
         // One reload at a time; a poisoned lock only means an earlier reload panicked.
-        let mut digests = shared
-            .reload
-            .inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let built = match shared.spec.read() {
+        let mut digests = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let built = match spec.read() {
             Err(error) => Err((error, None)),
             Ok(inputs)
                 if inputs.identity_digest == digests.identity
@@ -136,7 +118,7 @@ impl TlsConfig {
             {
                 Ok(None)
             }
-            Ok(inputs) => match shared.spec.build(&inputs) {
+            Ok(inputs) => match spec.build(&inputs) {
                 Ok(active) => Ok(Some((inputs, active))),
                 Err(error) => Err((error, Some((inputs.identity_digest, inputs.trust_digest)))),
             },
@@ -152,10 +134,7 @@ impl TlsConfig {
             Ok(Some((inputs, active))) => {
                 let active = Arc::new(active);
                 let previous = {
-                    let mut slot = shared
-                        .active
-                        .write()
-                        .unwrap_or_else(PoisonError::into_inner);
+                    let mut slot = active_slot.write().unwrap_or_else(PoisonError::into_inner);
                     std::mem::replace(&mut *slot, active.clone())
                 };
                 active.log_trust();
@@ -181,10 +160,7 @@ impl TlsConfig {
                     trust.crls = report.trust.crls,
                     "TLS configuration reloaded"
                 );
-                let _ = shared
-                    .reload
-                    .events
-                    .send(ReloadEvent::Applied(report.clone()));
+                let _ = self.events.send(ReloadEvent::Applied(report.clone()));
                 ReloadOutcome::Applied(report)
             }
             Err((error, inputs)) => {
@@ -204,10 +180,7 @@ impl TlsConfig {
                     );
                     digests.pending = None;
                     digests.reported = Some(failure);
-                    let _ = shared
-                        .reload
-                        .events
-                        .send(ReloadEvent::Rejected(error.clone()));
+                    let _ = self.events.send(ReloadEvent::Rejected(error.clone()));
                 } else {
                     tracing::debug!(
                         error = %failure.message,
@@ -220,69 +193,8 @@ impl TlsConfig {
         }
     }
 
-    /// Subscribes to reload events: each change that was applied, and each broken change
-    /// (reported once, after it was seen twice in a row, until the files change again).
-    pub fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
-        self.shared.reload.events.subscribe()
-    }
-
-    /// Starts watching the configuration's files on the current Tokio runtime, reloading when
-    /// their contents change: new handshakes use new material within about `interval`
-    /// (see [`DEFAULT_WATCH_INTERVAL`]). The watch stops when the handle is dropped, so keep
-    /// it for as long as the server runs.
-    ///
-    /// # Panics
-    ///
-    /// Outside a Tokio runtime, like `tokio::spawn`.
-    #[must_use = "the watch stops when the handle is dropped: keep it while the server runs"]
-    pub fn watch(&self, interval: Duration) -> ReloadHandle {
-        let config = self.clone();
-        let task = tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                if let ReloadOutcome::Rejected(e) = config.reload().await {
-                    // Reported by the reload itself once it persists; the watch goes on.
-                    tracing::trace!(error = %e, "TLS reload rejected");
-                }
-            }
-        });
-        ReloadHandle {
-            config: self.clone(),
-            task,
-        }
-    }
-}
-
-/// Drives and observes reloads of a watched [`TlsConfig`]. Dropping it stops the watch.
-#[derive(Debug)]
-#[must_use = "the watch stops when the handle is dropped: keep it while the server runs"]
-pub struct ReloadHandle {
-    config: TlsConfig,
-    task: JoinHandle<()>,
-}
-
-impl ReloadHandle {
-    /// Reloads now, off the async threads, and returns the outcome.
-    pub async fn reload_now(&self) -> ReloadOutcome {
-        self.config.reload().await
-    }
-
-    /// Subscribes to reload events, as [`TlsConfig::subscribe`].
-    pub fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
-        self.config.subscribe()
-    }
-
-    /// The configuration being watched.
-    pub fn config(&self) -> &TlsConfig {
-        &self.config
-    }
-}
-
-impl Drop for ReloadHandle {
-    fn drop(&mut self) {
-        self.task.abort();
+    /// Subscribes to the events of this configuration's reloads.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
+        self.events.subscribe()
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use rustls::pki_types::pem::{self, PemObject, SectionKind};
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
-use crate::error::ConfigError;
+use super::error::ConfigError;
 
 /// Where a piece of PEM material comes from: a path, or bytes handed over in code.
 #[derive(Debug, Clone, PartialEq, Eq)]

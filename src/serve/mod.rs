@@ -1,0 +1,17 @@
+//! [`MtlsServer`](crate::MtlsServer): serve any tower service over TLS or plain TCP, or a Unix socket; HTTP/1.1 and
+//! HTTP/2; graceful shutdown.
+//!
+//! The accept loop only accepts: every connection gets its own task, which runs the TLS
+//! handshake (bounded by the acceptor's deadline) and then serves HTTP with the service
+//! wrapped in [`AddConnectionInfo`](crate::AddConnectionInfo), so each request carries the connection's
+//! [`TlsInfo`](crate::TlsInfo) and [`PeerCertificates`](crate::PeerCertificates). A client
+//! that stalls its handshake holds up nobody but itself.
+//!
+//! Once a [`MtlsAcceptor`](crate::MtlsAcceptor) is set, the server speaks only TLS — on TCP and on Unix sockets
+//! alike. Nothing falls back to plain HTTP.
+
+pub(crate) mod server;
+
+pub use server::{
+    DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ListenAddr,
+};

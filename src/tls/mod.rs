@@ -1,0 +1,39 @@
+//! The TLS transport: configuration, loading, verification, revocation, rotation, and the
+//! acceptor that runs handshakes.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `config.rs` | [`TlsConfig`](crate::TlsConfig) and its builder: what users configure, reloads and the watch |
+//! | `material.rs` | files → one built generation (`ServerConfig`, verifier), swapped whole on reload |
+//! | `load.rs` | PEM files and mounted secret directories → certificates, keys, CRLs |
+//! | `verify.rs` | the client certificate verifier: anchors, pinned leaves, the offline verdict |
+//! | `crl.rs` | CRLs bound to issuer name and key, the authoritative one per issuer |
+//! | `session.rs` | resumption bounded by what the full handshake verified |
+//! | `reload.rs` | change detection and the reload outcome |
+//! | `acceptor.rs` | [`MtlsAcceptor`](crate::MtlsAcceptor): one handshake per connection, with a deadline |
+//! | `error.rs` | [`ConfigError`](crate::ConfigError), handshake failures and their classes |
+//! | `stats.rs` | the acceptor's counters |
+
+pub(crate) mod acceptor;
+pub(crate) mod config;
+mod crl;
+pub(crate) mod error;
+pub(crate) mod load;
+mod material;
+mod reload;
+mod session;
+mod stats;
+pub(crate) mod verify;
+
+pub use acceptor::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES};
+pub use config::ReloadHandle;
+pub use error::{ChainTooLarge, HandshakeError, HandshakeFailure};
+pub use reload::{DEFAULT_WATCH_INTERVAL, ReloadEvent, ReloadOutcome, ReloadReport};
+pub use session::{resumption_scope, resumption_scope_sync};
+pub use stats::AcceptorStats;
+pub use verify::{
+    ClientAccepted, ClientRefused, CrlDetails, TrustDetails, TrustSummary, TrustedBy,
+    TrustedCertificate,
+};
+
+pub use crate::crypto::default_provider;
