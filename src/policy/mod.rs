@@ -98,6 +98,8 @@ use crate::identity::ClientIdentity;
 
 #[macro_use]
 mod text;
+mod decide;
+mod dns;
 pub(crate) mod layer;
 mod log;
 mod response;
@@ -106,8 +108,8 @@ mod service;
 #[cfg(test)]
 mod tests;
 
+pub use dns::{DnsPattern, InvalidDnsPattern};
 pub use response::{RejectReason, Rejection};
-pub use rules::{DnsPattern, InvalidDnsPattern};
 pub use service::{ClientCert, ResponseBody, ResponseFuture};
 pub use text::{PolicyErrorKind, PolicyParseError};
 

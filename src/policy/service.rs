@@ -14,7 +14,7 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::layer::Shared;
+use super::decide::Shared;
 use super::response::Rejection;
 
 /// The middleware [`ClientCertLayer`](crate::ClientCertLayer) applies: checks each request's

@@ -5,7 +5,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use super::rules::{Attribute, ClientCertPolicy, DnsPattern, InvalidDnsPattern, Matcher, Rule};
+use super::dns::{DnsPattern, InvalidDnsPattern};
+use super::rules::{Attribute, ClientCertPolicy, Matcher, Rule};
 use crate::identity::{Fingerprint, ParseFingerprintError, SpiffeId, SpiffeIdError, oid};
 
 /// The fixed keys of the text form, each with the matcher it makes: one table for the parser,

@@ -10,6 +10,7 @@
 //! Once a [`MtlsAcceptor`](crate::MtlsAcceptor) is set, the server speaks only TLS — on TCP and on Unix sockets
 //! alike. Nothing falls back to plain HTTP.
 
+mod connection;
 pub(crate) mod server;
 
 pub use server::{

@@ -6,8 +6,9 @@
 //! | `config.rs` | [`TlsConfig`](crate::TlsConfig) and its builder: what users configure, reloads and the watch |
 //! | `material.rs` | files → one built generation (`ServerConfig`, verifier), swapped whole on reload |
 //! | `load.rs` | PEM files and mounted secret directories → certificates, keys, CRLs |
-//! | `verify.rs` | the client certificate verifier: anchors, pinned leaves, the offline verdict |
+//! | `verify/` | the client certificate verifier: building it, one verdict for handshakes and the offline check, what is logged |
 //! | `crl.rs` | CRLs bound to issuer name and key, the authoritative one per issuer |
+//! | `x509.rs` | DER, signatures, times and RFC 5280 name comparison, where webpki keeps them private |
 //! | `session.rs` | resumption bounded by what the full handshake verified |
 //! | `reload.rs` | change detection and the reload outcome |
 //! | `acceptor.rs` | [`MtlsAcceptor`](crate::MtlsAcceptor): one handshake per connection, with a deadline |
@@ -24,6 +25,7 @@ mod reload;
 mod session;
 mod stats;
 pub(crate) mod verify;
+mod x509;
 
 pub use acceptor::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES};
 pub use config::ReloadHandle;

@@ -1,0 +1,122 @@
+//! The decision a layer shares with every service it wraps: who passes, or why not, and the
+//! rejection's log line and response.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http::{Extensions, Request, Response};
+use http_body_util::Full;
+
+use super::log;
+use super::response::{RejectReason, Rejection};
+use super::rules::ClientCertPolicy;
+use super::{AllowedClient, MatchedRule};
+use crate::connection::{PeerCertificates, TlsInfo};
+
+/// What answers a rejected request instead of the default 401/403 (see
+/// [`ClientCertLayer::on_reject`](crate::ClientCertLayer::on_reject)).
+pub(super) type OnReject = Arc<dyn Fn(&Rejection) -> Response<Full<Bytes>> + Send + Sync + 'static>;
+
+/// The configuration and state a layer shares with every service it made.
+pub(crate) struct Shared {
+    pub(super) required: bool,
+    pub(super) policy: ClientCertPolicy,
+    pub(super) on_reject: Option<OnReject>,
+    miswired_warned: AtomicBool,
+    denials: log::DenialLog,
+}
+
+impl Clone for Shared {
+    /// A copy of the configuration with fresh logging state (used while a shared layer is
+    /// still being built).
+    fn clone(&self) -> Self {
+        Self {
+            required: self.required,
+            policy: self.policy.clone(),
+            on_reject: self.on_reject.clone(),
+            miswired_warned: AtomicBool::new(false),
+            denials: log::DenialLog::default(),
+        }
+    }
+}
+
+impl Shared {
+    pub(super) fn new(required: bool) -> Self {
+        Self {
+            required,
+            policy: ClientCertPolicy::new(),
+            on_reject: None,
+            miswired_warned: AtomicBool::new(false),
+            denials: log::DenialLog::default(),
+        }
+    }
+
+    /// The decision for one request: who was let in, or why not (logged here).
+    pub(crate) fn authorize<B>(&self, req: &Request<B>) -> Result<AllowedClient, Rejection> {
+        self.decide(req.extensions())
+            .map_err(|reason| self.reject(req, reason))
+    }
+
+    /// Not generic, so the rule loop is compiled once, here, whatever the request body.
+    fn decide(&self, extensions: &Extensions) -> Result<AllowedClient, RejectReason> {
+        let Some(peer) = extensions.get::<PeerCertificates>() else {
+            return match extensions.get::<TlsInfo>() {
+                Some(_) if !self.required => Ok(AllowedClient {
+                    peer: None,
+                    rule: None,
+                }),
+                Some(_) => Err(RejectReason::CertificateRequired),
+                None => Err(RejectReason::NoTlsConnection),
+            };
+        };
+        let identity = peer
+            .identity()
+            .map_err(|_| RejectReason::CertificateUnparsable)?;
+        let rule = if self.policy.is_empty() {
+            None
+        } else {
+            let (index, rule) = self
+                .policy
+                .rules()
+                .iter()
+                .enumerate()
+                .find(|(_, rule)| rule.matches(identity))
+                .ok_or(RejectReason::CertificateNotAllowed)?;
+            Some(MatchedRule {
+                index,
+                name: rule.shared_name().cloned(),
+            })
+        };
+        Ok(AllowedClient {
+            peer: Some(peer.clone()),
+            rule,
+        })
+    }
+
+    #[cold]
+    fn reject<B>(&self, req: &Request<B>, reason: RejectReason) -> Rejection {
+        let extensions = req.extensions();
+        let rejection = Rejection::new(
+            reason,
+            req.headers(),
+            extensions.get::<PeerCertificates>().cloned(),
+            extensions.get::<TlsInfo>().and_then(TlsInfo::remote_addr),
+        );
+        if reason == RejectReason::NoTlsConnection {
+            let first = !self.miswired_warned.swap(true, Ordering::Relaxed);
+            log::miswired(first, req);
+        } else {
+            log::denial(&self.denials, &self.policy, req, &rejection);
+        }
+        rejection
+    }
+
+    /// The response for a rejected request.
+    pub(crate) fn respond(&self, rejection: &Rejection) -> Response<Full<Bytes>> {
+        match &self.on_reject {
+            Some(respond) => respond(rejection),
+            None => rejection.default_response(),
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! Building a verifier from trust certificates and CRLs: sorting each certificate (CA, pin,
+//! or refused), binding each CRL to the issuers whose key verifies it.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rustls::DistinguishedName;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateRevocationListDer;
+use webpki::EndEntityCert;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::ParsedExtension;
+use x509_parser::prelude::{FromDer, X509Error};
+use x509_parser::x509::X509Version;
+
+use crate::tls::crl::{Authority, Crl, Floating};
+use crate::tls::error::ConfigError;
+use crate::tls::load::TrustCert;
+use crate::tls::x509::{NameKey, Signed};
+
+use super::check::display_subject;
+use super::report::{TrustNote, TrustSummary};
+use super::{Anchor, ChainLimits, ClientAuth, ClientVerifier, PinnedLeaf};
+
+/// What one trust certificate is.
+enum Kind {
+    Ca,
+    Leaf,
+    /// Cannot authenticate a client; the reason says why.
+    Skip(String),
+}
+
+/// Sorts one trust certificate, refusing what cannot be decoded.
+fn classify(cert: &TrustCert, parsed: &X509Certificate<'_>) -> Result<Kind, ConfigError> {
+    let unusable = |reason: String| ConfigError::UnusableTrust {
+        path: cert.path.clone(),
+        index: cert.index,
+        reason,
+    };
+    let mut seen = HashSet::new();
+    for ext in parsed.extensions() {
+        let name = match ext.oid.to_id_string().as_str() {
+            "2.5.29.19" => "basicConstraints",
+            "2.5.29.15" => "keyUsage",
+            "2.5.29.37" => "extendedKeyUsage",
+            _ => continue,
+        };
+        if !seen.insert(name) {
+            return Err(unusable(format!("its {name} extension appears twice")));
+        }
+        if let ParsedExtension::ParseError { error } = ext.parsed_extension() {
+            return Err(unusable(format!(
+                "its {name} extension does not decode ({error})"
+            )));
+        }
+        if ext.parsed_extension().unsupported() {
+            return Err(unusable(format!("its {name} extension does not decode")));
+        }
+    }
+    if parsed.version() != X509Version::V3 {
+        return Err(unusable(format!(
+            "it is an X.509 version {} certificate: without extensions it can be neither a CA \
+             (no basicConstraints) nor a client certificate to pin; reissue it as version 3",
+            parsed.version().0 + 1
+        )));
+    }
+    let is_ca = parsed
+        .basic_constraints()
+        .map_err(|e| {
+            unusable(format!(
+                "its basicConstraints extension does not decode ({e})"
+            ))
+        })?
+        .is_some_and(|bc| bc.value.ca);
+    let key_usage = parsed
+        .key_usage()
+        .map_err(|e| unusable(format!("its keyUsage extension does not decode ({e})")))?;
+    if is_ca {
+        if key_usage.is_some_and(|ku| !ku.value.key_cert_sign()) {
+            return Err(unusable(
+                "a CA certificate whose keyUsage lacks keyCertSign cannot issue client \
+                 certificates"
+                    .into(),
+            ));
+        }
+        return Ok(Kind::Ca);
+    }
+    let eku = parsed.extended_key_usage().map_err(|e| {
+        unusable(format!(
+            "its extendedKeyUsage extension does not decode ({e})"
+        ))
+    })?;
+    if let Some(eku) = eku {
+        if !eku.value.client_auth {
+            let mut has = Vec::new();
+            if eku.value.server_auth {
+                has.push("serverAuth");
+            }
+            if eku.value.any {
+                has.push("anyExtendedKeyUsage");
+            }
+            if eku.value.code_signing || eku.value.email_protection || !eku.value.other.is_empty() {
+                has.push("others");
+            }
+            return Ok(Kind::Skip(format!(
+                "an end-entity certificate whose extendedKeyUsage lacks clientAuth (it has: {}); \
+                 it cannot authenticate a client",
+                has.join(", ")
+            )));
+        }
+    }
+    // The same parse a chained leaf gets: unknown critical extensions and the like.
+    EndEntityCert::try_from(&cert.der)
+        .map_err(|e| unusable(format!("it cannot be pinned as a client certificate: {e}")))?;
+    Ok(Kind::Leaf)
+}
+
+impl ClientVerifier {
+    pub(crate) fn build(
+        trust: &[TrustCert],
+        crls: &[(PathBuf, CertificateRevocationListDer<'static>)],
+        mode: ClientAuth,
+        limits: ChainLimits,
+        require_fresh: bool,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<(Arc<Self>, TrustSummary, Vec<TrustNote>), ConfigError> {
+        let algorithms = provider.signature_verification_algorithms;
+        let mut notes = Vec::new();
+        let mut anchors: Vec<Anchor> = Vec::new();
+        let mut webpki_anchors = Vec::new();
+        let mut pinned: Vec<PinnedLeaf> = Vec::new();
+        let mut hints: Vec<DistinguishedName> = Vec::new();
+        let push_hint = |hints: &mut Vec<DistinguishedName>, raw: &[u8]| {
+            if !hints.iter().any(|h| h.as_ref() == raw) {
+                hints.push(DistinguishedName::from(raw.to_vec()));
+            }
+        };
+        // Per source: how many certificates were usable, and why the others were not.
+        let mut usable: HashMap<&PathBuf, (usize, Vec<String>)> = HashMap::new();
+        // Per directory source: a pinned subject and a CA subject it contributed.
+        let mut mixed: HashMap<&PathBuf, (Option<String>, Option<String>)> = HashMap::new();
+        let mut seen = HashSet::new();
+
+        for cert in trust {
+            let entry = usable.entry(&cert.source).or_default();
+            if !seen.insert(cert.der.as_ref().to_vec()) {
+                entry.0 += 1;
+                continue;
+            }
+            let (_, parsed) =
+                X509Certificate::from_der(cert.der.as_ref()).map_err(|e| match e {
+                    x509_parser::nom::Err::Error(X509Error::DuplicateExtensions)
+                    | x509_parser::nom::Err::Failure(X509Error::DuplicateExtensions) => {
+                        ConfigError::UnusableTrust {
+                            path: cert.path.clone(),
+                            index: cert.index,
+                            reason: "an extension appears twice".into(),
+                        }
+                    }
+                    e => ConfigError::InvalidCertificate {
+                        path: cert.path.clone(),
+                        index: cert.index,
+                        reason: e.to_string(),
+                    },
+                })?;
+            let subject = display_subject(cert.der.as_ref());
+            let not_after = parsed.validity().not_after.timestamp();
+            match classify(cert, &parsed)? {
+                Kind::Skip(reason) => {
+                    entry.1.push(format!(
+                        "certificate #{} of {}: {reason}",
+                        cert.index,
+                        cert.path.display()
+                    ));
+                    notes.push(TrustNote::Skipped {
+                        path: cert.path.clone(),
+                        index: cert.index,
+                        subject,
+                        reason,
+                    });
+                }
+                Kind::Ca => {
+                    let anchor = webpki::anchor_from_trusted_cert(&cert.der).map_err(|e| {
+                        ConfigError::UnusableTrust {
+                            path: cert.path.clone(),
+                            index: cert.index,
+                            reason: format!("not a usable trust anchor: {e}"),
+                        }
+                    })?;
+                    entry.0 += 1;
+                    let anchor = anchor.to_owned();
+                    anchors.push(Anchor {
+                        spki: webpki::spki_for_anchor(&anchor).as_ref().to_vec(),
+                        name: NameKey::of(parsed.subject()),
+                        subject: subject.clone(),
+                        crls: None,
+                    });
+                    webpki_anchors.push(anchor);
+                    push_hint(&mut hints, parsed.subject().as_raw());
+                    if cert.from_directory {
+                        mixed.entry(&cert.source).or_default().1 = Some(subject.clone());
+                    }
+                    notes.push(TrustNote::Anchor {
+                        subject,
+                        not_after,
+                        path: cert.path.clone(),
+                    });
+                }
+                Kind::Leaf => {
+                    entry.0 += 1;
+                    let validity = parsed.validity();
+                    let authority_key_id =
+                        parsed
+                            .extensions()
+                            .iter()
+                            .find_map(|ext| match ext.parsed_extension() {
+                                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                                    aki.key_identifier.as_ref().map(|k| k.0.to_vec())
+                                }
+                                _ => None,
+                            });
+                    pinned.push(PinnedLeaf {
+                        der: cert.der.clone(),
+                        not_before: u64::try_from(validity.not_before.timestamp()).unwrap_or(0),
+                        not_after: u64::try_from(validity.not_after.timestamp()).unwrap_or(0),
+                        serial: crate::tls::x509::serial_key(parsed.raw_serial()).to_vec(),
+                        issuer: NameKey::of(parsed.issuer()),
+                        authority_key_id,
+                        issued_by: None,
+                        crls: None,
+                    });
+                    push_hint(&mut hints, parsed.issuer().as_raw());
+                    push_hint(&mut hints, parsed.subject().as_raw());
+                    if cert.from_directory {
+                        mixed.entry(&cert.source).or_default().0 = Some(subject.clone());
+                    }
+                    notes.push(TrustNote::Pinned {
+                        subject,
+                        not_after,
+                        path: cert.path.clone(),
+                    });
+                }
+            }
+        }
+
+        // Every source must contribute something; say why one did not.
+        let mut sources: Vec<_> = usable.into_iter().collect();
+        sources.sort_by(|a, b| a.0.cmp(b.0));
+        for (source, (count, reasons)) in sources {
+            if count == 0 {
+                return Err(ConfigError::EmptyTrustSource {
+                    path: source.clone(),
+                    reason: format!(
+                        "no certificate here can authenticate a client: {}",
+                        reasons.join("; ")
+                    ),
+                });
+            }
+        }
+        if anchors.is_empty() && pinned.is_empty() {
+            return Err(ConfigError::EmptyTrustSource {
+                path: trust.first().map(|c| c.path.clone()).unwrap_or_default(),
+                reason: "no certificate found that can authenticate a client".into(),
+            });
+        }
+        let mut mixed: Vec<_> = mixed.into_iter().collect();
+        mixed.sort_by(|a, b| a.0.cmp(b.0));
+        for (directory, pair) in mixed {
+            if let (Some(pinned_subject), Some(ca_subject)) = pair {
+                notes.push(TrustNote::MixedDirectory {
+                    directory: directory.clone(),
+                    ca_subject,
+                    pinned_subject,
+                });
+            }
+        }
+
+        // Which configured CA signed each pinned leaf, if any: its CRLs are that CA's.
+        for pin in &mut pinned {
+            if let Some(signed) = Signed::parse(pin.der.as_ref()) {
+                pin.issued_by = anchors
+                    .iter()
+                    .position(|a| a.name == pin.issuer && signed.verified_by(&a.spki, &algorithms));
+            }
+        }
+
+        // Bind each CRL to the issuers whose key verifies it (see crate::crl).
+        let mut anchor_crls: Vec<Vec<Arc<Crl>>> = anchors.iter().map(|_| Vec::new()).collect();
+        let mut pinned_crls: Vec<Vec<Arc<Crl>>> = pinned.iter().map(|_| Vec::new()).collect();
+        let mut floating = Floating::default();
+        for (path, der) in crls {
+            let crl = Arc::new(Crl::parse(path, der.as_ref())?);
+            notes.push(TrustNote::Crl {
+                issuer: crl.issuer_display.clone(),
+                number: crl.number_display(),
+                next_update: crl.next_update,
+                path: path.clone(),
+            });
+            let mut bound = false;
+            let mut same_name = Vec::new();
+            for (i, anchor) in anchors.iter().enumerate() {
+                if anchor.name == crl.issuer {
+                    same_name.push(anchor.subject.as_str());
+                    if crl.verified_by(&anchor.spki, &algorithms) {
+                        anchor_crls[i].push(crl.clone());
+                        bound = true;
+                    }
+                }
+            }
+            for (j, pin) in pinned.iter().enumerate() {
+                let compatible = match (&pin.authority_key_id, &crl.authority_key_id) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => true,
+                };
+                if pin.issued_by.is_none() && pin.issuer == crl.issuer && compatible {
+                    pinned_crls[j].push(crl.clone());
+                    bound = true;
+                }
+            }
+            if bound {
+                continue;
+            }
+            if !same_name.is_empty() {
+                return Err(ConfigError::InvalidCrl {
+                    path: path.clone(),
+                    reason: format!(
+                        "its issuer {} is a trusted CA, but its signature verifies with the key \
+                         of no trusted CA of that name: it is not that CA's CRL",
+                        crl.issuer_display
+                    ),
+                });
+            }
+            notes.push(TrustNote::FloatingCrl {
+                issuer: crl.issuer_display.clone(),
+                path: path.clone(),
+            });
+            floating.push(crl);
+        }
+        for (anchor, crls) in anchors.iter_mut().zip(&anchor_crls) {
+            let refs: Vec<&Crl> = crls.iter().map(|c| &**c).collect();
+            anchor.crls = Authority::select(&refs);
+        }
+        for (pin, crls) in pinned.iter_mut().zip(&pinned_crls) {
+            pin.crls = match pin.issued_by {
+                Some(i) => anchors[i].crls.clone(),
+                None => {
+                    let refs: Vec<&Crl> = crls.iter().map(|c| &**c).collect();
+                    Authority::select(&refs)
+                }
+            };
+        }
+
+        let summary = TrustSummary {
+            anchors: anchors.len(),
+            pinned: pinned.len(),
+            crls: crls.len(),
+        };
+        Ok((
+            Arc::new(Self {
+                anchors,
+                webpki_anchors,
+                pinned,
+                floating,
+                has_crls: !crls.is_empty(),
+                require_fresh,
+                hints,
+                mandatory: mode == ClientAuth::Required,
+                algorithms,
+                limits,
+            }),
+            summary,
+            notes,
+        ))
+    }
+}

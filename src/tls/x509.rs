@@ -1,0 +1,385 @@
+//! The pieces of X.509 the verifier reads itself, where rustls-webpki keeps them private:
+//! DER elements, signatures checked with the provider's algorithms, times, serial numbers,
+//! and names compared the way RFC 5280 says.
+
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use x509_parser::der_parser::asn1_rs::{Any, Tag};
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::X509Name;
+
+/// A distinguished name in the form RFC 5280 (section 7.1) compares: each RDN a sorted set of
+/// (attribute type OID, value); directory-string values decoded, case-folded and with
+/// whitespace trimmed and collapsed, whatever their ASN.1 string type; other values as their
+/// tag and bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct NameKey(Vec<Vec<(Vec<u8>, NameValue)>>);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum NameValue {
+    Text(String),
+    Raw(u32, Vec<u8>),
+}
+
+impl NameKey {
+    pub(crate) fn of(name: &X509Name<'_>) -> Self {
+        Self(
+            name.iter()
+                .map(|rdn| {
+                    let mut set: Vec<_> = rdn
+                        .iter()
+                        .map(|atv| {
+                            (
+                                atv.attr_type().as_bytes().to_vec(),
+                                NameValue::of(atv.attr_value()),
+                            )
+                        })
+                        .collect();
+                    set.sort();
+                    set
+                })
+                .collect(),
+        )
+    }
+
+    /// From the contents of a Name's outer SEQUENCE (what rustls-webpki hands out).
+    pub(crate) fn from_contents(contents: &[u8]) -> Option<Self> {
+        // x509-parser reads a damaged RDN list as a shorter one; check the structure first.
+        let mut rest = contents;
+        let mut rdns = 0;
+        while !rest.is_empty() {
+            let (0x31, mut set, _, next) = tlv(rest)? else {
+                return None;
+            };
+            while !set.is_empty() {
+                let (0x30, _, _, more) = tlv(set)? else {
+                    return None;
+                };
+                set = more;
+            }
+            rdns += 1;
+            rest = next;
+        }
+        let mut der = Vec::with_capacity(contents.len() + 6);
+        der.push(0x30);
+        push_length(&mut der, contents.len());
+        der.extend_from_slice(contents);
+        match X509Name::from_der(&der) {
+            Ok((rest, name)) if rest.is_empty() && name.iter().count() == rdns => {
+                Some(Self::of(&name))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl NameValue {
+    fn of(any: &Any<'_>) -> Self {
+        let text = match any.tag() {
+            Tag::Utf8String
+            | Tag::PrintableString
+            | Tag::Ia5String
+            | Tag::NumericString
+            | Tag::VisibleString
+            | Tag::TeletexString
+            | Tag::BmpString
+            | Tag::UniversalString => crate::identity::decode_directory_string_opt(any),
+            _ => None,
+        };
+        match text {
+            Some(text) => Self::Text(fold(&text)),
+            None => Self::Raw(any.tag().0, any.data.to_vec()),
+        }
+    }
+}
+
+/// RFC 4518's essentials: case folded, whitespace trimmed and runs of it collapsed to one
+/// space. (Unicode normalisation forms are not applied.)
+fn fold(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split(char::is_whitespace).filter(|w| !w.is_empty()) {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().flat_map(char::to_lowercase));
+    }
+    out
+}
+
+fn push_length(out: &mut Vec<u8>, len: usize) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+}
+
+/// A DER element: tag, contents, the whole element, and the input after it.
+type Tlv<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+/// One DER element at the start of `input`: its tag, its contents, the whole element and what
+/// follows it. Single-byte tags and lengths up to 4 bytes, which is all X.509 needs here.
+fn tlv(input: &[u8]) -> Option<Tlv<'_>> {
+    let (&tag, rest) = input.split_first()?;
+    if tag & 0x1f == 0x1f {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let header = input.len() - rest.len();
+    Some((tag, &rest[..len], &input[..header + len], &rest[len..]))
+}
+
+/// A certificate's notAfter, in Unix seconds, read straight from its DER (no full parse: this
+/// runs on every handshake).
+pub(crate) fn cert_not_after(der: &[u8]) -> Option<i64> {
+    let (0x30, body, _, _) = tlv(der)? else {
+        return None;
+    };
+    let (0x30, tbs, _, _) = tlv(body)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    // [0] version (optional), serialNumber, signature, issuer, then validity.
+    if rest.first() == Some(&0xa0) {
+        rest = tlv(rest)?.3;
+    }
+    for _ in 0..3 {
+        rest = tlv(rest)?.3;
+    }
+    let (0x30, validity, _, _) = tlv(rest)? else {
+        return None;
+    };
+    let not_after = tlv(tlv(validity)?.3)?;
+    der_time(not_after.0, not_after.1)
+}
+
+/// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) → Unix seconds.
+fn der_time(tag: u8, text: &[u8]) -> Option<i64> {
+    let digits = |s: &[u8]| -> Option<i64> {
+        s.iter().try_fold(0i64, |acc, b| {
+            b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
+        })
+    };
+    let (year, rest) = match (tag, text.len()) {
+        (0x17, 13) => {
+            let yy = digits(&text[..2])?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &text[2..])
+        }
+        (0x18, 15) => (digits(&text[..4])?, &text[4..]),
+        _ => return None,
+    };
+    if rest.last() != Some(&b'Z') {
+        return None;
+    }
+    let field = |i: usize| digits(&rest[i..i + 2]);
+    let (month, day) = (field(0)?, field(2)?);
+    let (hour, minute, second) = (field(4)?, field(6)?, field(8)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Unix seconds as an RFC 3339 UTC timestamp, for logs.
+pub(crate) fn utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Inverse of days_from_civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The three parts of a signed X.509 structure (certificate or CRL).
+#[derive(Debug, Clone)]
+pub(crate) struct Signed {
+    tbs: Vec<u8>,
+    algorithm: Vec<u8>,
+    signature: Vec<u8>,
+}
+
+impl Signed {
+    pub(crate) fn parse(der: &[u8]) -> Option<Self> {
+        let Some((0x30, body, _, [])) = tlv(der) else {
+            return None;
+        };
+        let Some((0x30, _, tbs, rest)) = tlv(body) else {
+            return None;
+        };
+        let Some((0x30, algorithm, _, rest)) = tlv(rest) else {
+            return None;
+        };
+        let Some((0x03, bits, _, [])) = tlv(rest) else {
+            return None;
+        };
+        let (&0, signature) = bits.split_first()? else {
+            return None;
+        };
+        Some(Self {
+            tbs: tbs.to_vec(),
+            algorithm: algorithm.to_vec(),
+            signature: signature.to_vec(),
+        })
+    }
+
+    /// Whether the key of `spki` (a whole SubjectPublicKeyInfo) made this signature, with one
+    /// of the provider's algorithms.
+    pub(crate) fn verified_by(&self, spki: &[u8], algorithms: &WebPkiSupportedAlgorithms) -> bool {
+        let Some((0x30, body, _, [])) = tlv(spki) else {
+            return false;
+        };
+        let Some((0x30, key_algorithm, _, rest)) = tlv(body) else {
+            return false;
+        };
+        let Some((0x03, bits, _, [])) = tlv(rest) else {
+            return false;
+        };
+        let Some((&0, key)) = bits.split_first() else {
+            return false;
+        };
+        algorithms.all.iter().any(|alg| {
+            alg.public_key_alg_id().as_ref() == key_algorithm
+                && alg.signature_alg_id().as_ref() == self.algorithm.as_slice()
+                && alg
+                    .verify_signature(key, &self.tbs, &self.signature)
+                    .is_ok()
+        })
+    }
+}
+
+/// A serial number's bytes without redundant leading zero octets, so that encodings that
+/// differ only there compare equal.
+pub(crate) fn serial_key(raw: &[u8]) -> &[u8] {
+    let zeros = raw.iter().take_while(|b| **b == 0).count();
+    &raw[zeros.min(raw.len().saturating_sub(1))..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(der: &[u8]) -> NameKey {
+        let (_, name) = X509Name::from_der(der).expect("name");
+        NameKey::of(&name)
+    }
+
+    /// `SEQUENCE { SET { SEQUENCE { OID 2.5.4.3, <tag> value } } }`.
+    fn cn(tag: u8, value: &[u8]) -> Vec<u8> {
+        let mut atv = vec![0x06, 0x03, 0x55, 0x04, 0x03, tag, value.len() as u8];
+        atv.extend_from_slice(value);
+        let mut seq = vec![0x30, atv.len() as u8];
+        seq.extend(atv);
+        let mut set = vec![0x31, seq.len() as u8];
+        set.extend(seq);
+        let mut name = vec![0x30, set.len() as u8];
+        name.extend(set);
+        name
+    }
+
+    #[test]
+    fn names_compare_by_rfc5280_rules() {
+        let printable = key(&cn(0x13, b"Test  CA"));
+        assert_eq!(printable, key(&cn(0x0c, b"test ca")));
+        assert_eq!(printable, key(&cn(0x0c, b" TEST CA ")));
+        assert_ne!(printable, key(&cn(0x0c, b"test-ca")));
+        // BMPString "Test CA".
+        let bmp: Vec<u8> = "Test CA"
+            .encode_utf16()
+            .flat_map(u16::to_be_bytes)
+            .collect();
+        assert_eq!(printable, key(&cn(0x1e, &bmp)));
+        // A value of a non-string type is compared by tag and bytes.
+        assert_ne!(printable, key(&cn(0x04, b"Test CA")));
+    }
+
+    #[test]
+    fn names_from_webpki_contents_match_whole_names() {
+        let whole = cn(0x13, b"Root");
+        assert_eq!(NameKey::from_contents(&whole[2..]), Some(key(&whole)));
+        assert_eq!(NameKey::from_contents(&[0x31, 0x05]), None);
+    }
+
+    #[test]
+    fn tlv_reads_long_lengths_and_refuses_truncation() {
+        let mut long = vec![0x04, 0x82, 0x01, 0x00];
+        long.extend(std::iter::repeat_n(7u8, 256));
+        long.push(0xaa);
+        let (tag, contents, whole, rest) = tlv(&long).expect("tlv");
+        assert_eq!(
+            (tag, contents.len(), whole.len(), rest),
+            (0x04, 256, 260, &[0xaa][..])
+        );
+        assert!(tlv(&long[..100]).is_none());
+        assert!(tlv(&[0x1f, 0x01, 0x00]).is_none());
+        assert!(Signed::parse(&[0x30, 0x00]).is_none());
+    }
+
+    #[test]
+    fn serials_ignore_redundant_leading_zeros() {
+        assert_eq!(serial_key(&[0, 0x80]), &[0x80]);
+        assert_eq!(serial_key(&[0]), &[0]);
+        assert_eq!(serial_key(&[0, 0, 1]), &[1]);
+    }
+
+    #[test]
+    fn times_convert_both_ways() {
+        assert_eq!(der_time(0x17, b"700101000000Z"), Some(0));
+        assert_eq!(der_time(0x18, b"20900101000000Z"), Some(3_786_912_000));
+        assert_eq!(der_time(0x17, b"491231235959Z"), Some(2_524_607_999));
+        assert_eq!(der_time(0x17, b"701301000000Z"), None);
+        assert_eq!(der_time(0x18, b"2090010100000Z"), None);
+        assert_eq!(utc(3_786_912_000), "2090-01-01T00:00:00Z");
+        assert_eq!(utc(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn folding_collapses_whitespace_and_case() {
+        assert_eq!(fold("  A\tB \n c  "), "a b c");
+        assert_eq!(fold("ÄÖ"), "äö");
+    }
+}
