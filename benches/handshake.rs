@@ -29,10 +29,8 @@
 //! from an interleaved A/B run (bare, crate, bare, crate, …), which drift on a busy machine
 //! cannot skew the way two separate criterion runs can.
 
-#[path = "support/floor.rs"]
-mod floor;
-#[path = "../tests/support/pki.rs"]
-mod pki;
+use tower_mtls_test_kit::floor;
+use tower_mtls_test_kit::pki;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;

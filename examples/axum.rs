@@ -10,8 +10,7 @@
 //! route with every client and prints the status table; it exits 0 when every answer is the
 //! expected one.
 
-#[path = "../tests/support/pki.rs"]
-mod pki;
+use tower_mtls_test_kit::pki;
 
 use std::process::ExitCode;
 

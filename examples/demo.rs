@@ -6,8 +6,7 @@
 //! certificate, with none, and with one from an untrusted CA. Prints each outcome and exits 0
 //! when all three behaved as expected.
 
-#[path = "../tests/support/pki.rs"]
-mod pki;
+use tower_mtls_test_kit::pki;
 
 use std::convert::Infallible;
 use std::process::ExitCode;

@@ -6,8 +6,7 @@
 //! [`AddConnectionInfo`] so every request carries the peer. The example generates its own
 //! certificates, serves on an ephemeral port, calls itself once and exits.
 
-#[path = "../tests/support/pki.rs"]
-mod pki;
+use tower_mtls_test_kit::pki;
 
 use std::convert::Infallible;
 

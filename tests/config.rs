@@ -1,7 +1,7 @@
 //! Misconfiguration stops startup with an error that names the culprit; the environment
 //! contract behaves like Steadybit's extension-kit (and stricter where it is lenient).
 
-mod support;
+use tower_mtls_test_kit as support;
 
 use std::collections::HashMap;
 use std::path::Path;

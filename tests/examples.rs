@@ -1,7 +1,7 @@
 //! The self-checking examples run and succeed: `demo` (the README's main command), `axum`
 //! and `hyper_acceptor`.
 
-mod support;
+use tower_mtls_test_kit as support;
 
 use support::*;
 

@@ -1,7 +1,7 @@
 //! The `extension` example as a black box: configured only by the contract's environment
 //! variables, talked to with curl.
 
-mod support;
+use tower_mtls_test_kit as support;
 
 use std::path::PathBuf;
 use std::process::Stdio;

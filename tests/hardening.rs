@@ -1,7 +1,7 @@
 //! Hostile and broken clients: each gets a defined outcome and its class, and the server keeps
 //! serving everyone else. Bounded in time and count, loopback only.
 
-mod support;
+use tower_mtls_test_kit as support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! reads. Certificates with several common names, and certificates whose names are not DER,
 //! generated at run time.
 
-mod support;
+use tower_mtls_test_kit as support;
 
 use axum::Router;
 use axum::extract::Extension;

@@ -2,7 +2,7 @@
 //! The JDK's key manager offers a client certificate only if an issuer in its chain is listed
 //! in the server's CertificateRequest, so these tests check what the server advertises.
 
-mod support;
+use tower_mtls_test_kit as support;
 
 use std::path::{Path, PathBuf};
 

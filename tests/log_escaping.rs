@@ -2,7 +2,7 @@
 //! holding a new line and an ANSI escape sequence cannot forge a line or recolour a terminal.
 //! (Its own test binary: it installs a process-wide subscriber to read the log.)
 
-mod support;
+use tower_mtls_test_kit as support;
 
 use std::io;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! A flood of clients without certificates is counted, and its warnings are rate-limited.
 //! (Its own test binary: it installs a process-wide subscriber to read the log.)
 
-mod support;
+use tower_mtls_test_kit as support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

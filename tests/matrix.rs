@@ -2,7 +2,7 @@
 //! mTLS server. With a certificate each must get 200 and be recognised; without, each must be
 //! refused.
 
-mod support;
+use tower_mtls_test_kit as support;
 
 use std::path::{Path, PathBuf};
 

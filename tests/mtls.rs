@@ -1,7 +1,7 @@
 //! Mutual TLS end to end: a real server on loopback, curl, openssl s_client and the crate's
 //! own client, with certificates generated per test.
 
-mod support;
+use tower_mtls_test_kit as support;
 
 use std::time::Duration;
 

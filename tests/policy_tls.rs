@@ -1,7 +1,7 @@
 //! `ClientCertLayer` through real TLS: curl and the crate's client against an axum app, with
 //! certificates built to try the known spoofs.
 
-mod support;
+use tower_mtls_test_kit as support;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //!
 //! Every verdict here is a real handshake on loopback unless the test says "offline".
 
-mod support;
+use tower_mtls_test_kit as support;
 
 use std::sync::OnceLock;
 

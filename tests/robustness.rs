@@ -1,7 +1,7 @@
 //! Property tests: whatever bytes arrive from files or the network, the parsers return errors,
 //! never panic.
 
-mod support;
+use tower_mtls_test_kit as support;
 
 use std::sync::OnceLock;
 

@@ -1,7 +1,7 @@
 //! Live rotation and revocation against a running server. Every step waits on reload events,
 //! never on sleeps.
 
-mod support;
+use tower_mtls_test_kit as support;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! certificate expired meanwhile gets a real TLS alert (F); the offline verdict agrees with the
 //! handshake (I).
 
-mod support;
+use tower_mtls_test_kit as support;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};

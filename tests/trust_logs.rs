@@ -7,7 +7,7 @@
 //! parallel, so each one only looks at events that mention something unique to it (a temp
 //! path, a common name).
 
-mod support;
+use tower_mtls_test_kit as support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -1,7 +1,9 @@
-//! Shared test support: generated PKI, a running server on loopback, real clients.
+//! Test machinery for tower-mtls (not published): a PKI generated at run time ([`pki`]), the
+//! bare tokio-rustls configuration benchmarks compare against ([`floor`]), a server on
+//! loopback, and the real clients the tests talk to it with (curl, `openssl s_client`, the
+//! crate's own client). No private key is ever committed.
 
-#![allow(dead_code)]
-
+pub mod floor;
 pub mod pki;
 
 use std::convert::Infallible;
@@ -16,7 +18,6 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_mtls::{MtlsAcceptor, MtlsServer, PeerCertificates, TlsInfo};
 
-#[allow(unused_imports)]
 pub use pki::{Alg, Ca, Leaf, LeafSpec};
 
 /// A generous bound for anything that should happen "promptly" on a loaded 2-core machine.
@@ -173,6 +174,12 @@ pub struct Pki {
     pub ca_path: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Pki {

@@ -1,9 +1,7 @@
 //! Throwaway PKI for tests, examples and benches: CAs, server and client certificates made
 //! with rcgen at run time. No private key is ever committed.
 //!
-//! Shared by `tests/` (as a module), `examples/` and `benches/` (through `#[path]`).
-
-#![allow(dead_code)]
+//! Used by the tests, the examples and the benches alike.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

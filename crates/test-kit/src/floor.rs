@@ -1,10 +1,8 @@
 //! The floor of every comparison: rustls configured the way a bare tokio-rustls server would
 //! configure it, and the client the load generator and the in-memory benches use.
 //!
-//! Shared by `benches/handshake.rs` and the `bare_server` and `loadgen` examples (through
-//! `#[path]`), so that the in-memory floor and the loopback floor are one configuration.
-
-#![allow(dead_code)]
+//! Shared by `benches/handshake.rs` and the `bare_server` and `loadgen` tools, so that the
+//! in-memory floor and the loopback floor are one configuration.
 
 use std::sync::Arc;
 

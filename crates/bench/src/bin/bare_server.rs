@@ -1,4 +1,4 @@
-//! The floor of the loopback comparison (`benches/compare.sh`): a bare tokio-rustls + hyper
+//! The floor of the loopback comparison (`crates/bench/compare.sh`): a bare tokio-rustls + hyper
 //! server, with the rustls configuration this crate builds by default but none of its code.
 //!
 //! ```text
@@ -15,8 +15,7 @@
 //! The accept loop accepts, sets `TCP_NODELAY` and spawns; the task runs the handshake and
 //! then hyper-util's auto connection builder (shared by all connections, no timers).
 
-#[path = "../benches/support/floor.rs"]
-mod floor;
+use tower_mtls_test_kit::floor;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

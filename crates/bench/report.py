@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The table and the plot of benches/compare.sh, from the load generator's JSON lines.
+"""The table and the plot of crates/bench/compare.sh, from the load generator's JSON lines.
 
     python3 benches/report.py results.jsonl [--machine machine.txt] [--markdown table.md]
                               [--png compare.png]

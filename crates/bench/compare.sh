@@ -8,7 +8,7 @@
 #   bare               tokio-rustls + hyper, the crate's rustls settings, static answer (floor)
 #   bare-axum          the same serving the extension's axum router (the crate's cost alone)
 #   nginx              nginx, ssl_verify_client on (Debian's, OpenSSL 3)
-#   go                 Go net/http, RequireAndVerifyClientCert (benches/go)
+#   go                 Go net/http, RequireAndVerifyClientCert (crates/bench/go)
 #
 # all TLS 1.3 only on the wire (the client offers nothing else), ECDSA P-256 certificates,
 # X25519, session tickets off. Each server is pinned to one core, the load generator to the
@@ -16,7 +16,7 @@
 # core, so that loopback figures can be read against it on a machine whose speed drifts. Prints one table (ratios to the floor and to each peer), writes results.jsonl,
 # table.md and compare.png into $OUT.
 #
-# Run by hand (not in CI), as root on Debian 12:   bash benches/compare.sh
+# Run by hand (not in CI), as root on Debian 12:   bash crates/bench/compare.sh
 # Installs what is missing with apt-get: golang-go, nginx, python3-matplotlib.
 #
 # Settings (environment): DURATION (s per measurement, 5), WARMUP (s, 1), ROUNDS (5: the
@@ -27,7 +27,9 @@
 # LOAD_CPU (1), PORT (18443), ALLOW (the extension's rule, cn=loadgen), OUT.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# The workspace root (this script lives in crates/bench).
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+HERE="$ROOT/crates/bench"
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 ROUNDS=${ROUNDS:-5}
@@ -221,13 +223,16 @@ EOF
 
 build() {
     log "building (cargo --release, go)"
-    (cd "$ROOT" && cargo build --release --quiet --example extension --example bare_server \
-        --example loadgen)
+    (cd "$ROOT" && cargo build --release --quiet -p tower-mtls --example extension &&
+        cargo build --release --quiet -p tower-mtls-bench --bin bare_server --bin loadgen)
     local target
     target=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
         "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-    BIN="$target/release/examples"
-    HANDSHAKE_BENCH=$(cd "$ROOT" && cargo bench --quiet --bench handshake --no-run \
+    mkdir -p "$OUT/bin"
+    cp "$target/release/examples/extension" "$target/release/bare_server" \
+        "$target/release/loadgen" "$OUT/bin/"
+    BIN="$OUT/bin"
+    HANDSHAKE_BENCH=$(cd "$ROOT" && cargo bench --quiet -p tower-mtls --bench handshake --no-run \
         --message-format=json 2>/dev/null | "$PYTHON" -c '
 import json, sys
 for line in sys.stdin:
@@ -239,7 +244,7 @@ for line in sys.stdin:
         print(m["executable"])' | tail -1)
     [ -x "$HANDSHAKE_BENCH" ] || die "cannot find the handshake bench binary"
     mkdir -p "$OUT/bin"
-    (cd "$ROOT/benches/go" && go build -o "$OUT/bin/goserver" .)
+    (cd "$HERE/go" && go build -o "$OUT/bin/goserver" .)
 }
 
 # The in-memory handshake's server time, on the server's core: the yardstick for this round.
@@ -335,7 +340,7 @@ main() {
     done
 
     log "results ($OUT)"
-    "$PYTHON" "$ROOT/benches/report.py" "$OUT/results.jsonl" --machine "$OUT/machine.txt" \
+    "$PYTHON" "$HERE/report.py" "$OUT/results.jsonl" --machine "$OUT/machine.txt" \
         --markdown "$OUT/table.md" --png "$OUT/compare.png"
 }
 

@@ -1,6 +1,6 @@
 //! A loopback load generator for mutual-TLS HTTP servers: many concurrent clients presenting a
 //! client certificate, reporting rate, latency and — given the server's PID — the server's CPU
-//! time per operation and its memory per idle connection. `benches/compare.sh` drives it.
+//! time per operation and its memory per idle connection. `crates/bench/compare.sh` drives it.
 //!
 //! ```text
 //! cargo run --release --example loadgen -- --addr 127.0.0.1:8443 \
@@ -32,8 +32,7 @@
 //! bottleneck: the server's CPU time per operation is the figure to compare, and the server's
 //! utilisation (fraction of one core) says how loaded it was.
 
-#[path = "../benches/support/floor.rs"]
-mod floor;
+use tower_mtls_test_kit::floor;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
