@@ -342,18 +342,11 @@ impl AgentTls {
     /// verifier for the trusted certificate(s) and the hostname mode.
     pub fn client_config(&self) -> Result<Arc<ClientConfig>, AgentError> {
         let provider = self.provider.clone().unwrap_or_else(default_provider);
-        let server_cert = self.server_cert.as_ref().ok_or(AgentError::Env {
-            variable: vars::SERVER_CERT,
-            reason: "not set: the agent needs the extension's certificate (its tls.crt) or the \
-                     CA that issued it, to trust"
-                .into(),
-        })?;
-        let verifier =
-            AgentServerVerifier::load(server_cert, self.hostname_verification, provider.clone())?;
+        let verifier = self.server_cert_verifier_with(provider.clone())?;
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier));
+            .with_custom_certificate_verifier(verifier);
         let mut config = match self.client_identity(&provider)? {
             Some(certified) => {
                 builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
@@ -362,6 +355,29 @@ impl AgentTls {
         };
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
+    }
+
+    /// The verifier [`client_config`](Self::client_config) checks the extension's certificate
+    /// with, for tools that wrap it (to record what the server presented, say).
+    pub fn server_cert_verifier(&self) -> Result<Arc<dyn ServerCertVerifier>, AgentError> {
+        self.server_cert_verifier_with(self.provider.clone().unwrap_or_else(default_provider))
+    }
+
+    fn server_cert_verifier_with(
+        &self,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Arc<dyn ServerCertVerifier>, AgentError> {
+        let server_cert = self.server_cert.as_ref().ok_or(AgentError::Env {
+            variable: vars::SERVER_CERT,
+            reason: "not set: the agent needs the extension's certificate (its tls.crt) or the \
+                     CA that issued it, to trust"
+                .into(),
+        })?;
+        Ok(Arc::new(AgentServerVerifier::load(
+            server_cert,
+            self.hostname_verification,
+            provider,
+        )?))
     }
 
     /// The client certificate chain and signing key, checked to belong together; `None`
