@@ -482,8 +482,11 @@ impl AgentTls {
             return Err(AgentError::PasswordRequired { path });
         };
         let decrypted = info.decrypt(password.as_bytes()).map_err(|e| match e {
-            // A wrong password shows as bad padding (CBC) or an undecodable result.
-            pkcs8::Error::EncryptedPrivateKey(pkcs8::pkcs5::Error::DecryptFailed)
+            // A wrong password shows as bad padding (CBC) or an undecodable result; pkcs5 0.7
+            // reports bad padding as `EncryptFailed`.
+            pkcs8::Error::EncryptedPrivateKey(
+                pkcs8::pkcs5::Error::DecryptFailed | pkcs8::pkcs5::Error::EncryptFailed,
+            )
             | pkcs8::Error::Asn1(_)
             | pkcs8::Error::KeyMalformed => AgentError::WrongPassword { path: path.clone() },
             other => AgentError::EncryptedKey {
