@@ -85,6 +85,8 @@
 //! * `ring`: rustls with ring. With both enabled aws-lc-rs is used; the crate always passes its
 //!   provider explicitly and never panics over an ambiguous process default.
 //! * `client`: [`client`](mod@client), a small HTTPS client that presents a client certificate.
+//! * `agent`: [`steadybit::agent`], the agent side of the Steadybit contract: a rustls client
+//!   configuration from the agent's environment variables.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

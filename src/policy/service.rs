@@ -139,7 +139,7 @@ pin_project! {
     /// The response body of [`ClientCert`]: the inner service's body, or the rejection's.
     ///
     /// Its data is [`Bytes`] and its error the inner body's, so it works wherever the inner
-    /// body does (axum, hyper, the crate's [`MtlsServer`](crate::Server)).
+    /// body does (axum, hyper, the crate's [`MtlsServer`](crate::MtlsServer)).
     pub struct ResponseBody<B> {
         #[pin]
         kind: Kind<B>,

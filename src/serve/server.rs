@@ -30,6 +30,7 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where a [`MtlsServer`] listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ListenAddr {
     /// A TCP address.
     Tcp(SocketAddr),

@@ -178,6 +178,12 @@ fn missing(path: &Path, bytes: &[u8], expected: &'static str) -> ConfigError {
     }
 }
 
+/// The certificates of a PEM file, in order, read as the server reads its certificate file:
+/// an error naming the file when it is missing, unreadable or holds no certificate.
+pub fn certificates_from_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    certificates(&Source::Path(path.to_owned()).read_file()?)
+}
+
 /// The certificates of one PEM file, in order. An error when there are none.
 pub(crate) fn certificates(file: &LoadedFile) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let certs = certificates_or_none(file)?;

@@ -25,11 +25,12 @@ mod reload;
 mod session;
 mod stats;
 pub(crate) mod verify;
-mod x509;
+pub(crate) mod x509;
 
 pub use acceptor::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES};
 pub use config::ReloadHandle;
 pub use error::{ChainTooLarge, HandshakeError, HandshakeFailure};
+pub use load::certificates_from_file;
 pub use reload::{DEFAULT_WATCH_INTERVAL, ReloadEvent, ReloadOutcome, ReloadReport};
 pub use session::{resumption_scope, resumption_scope_sync};
 pub use stats::AcceptorStats;

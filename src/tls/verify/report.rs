@@ -10,6 +10,7 @@ use crate::tls::x509::utc;
 
 /// What the trust configuration holds, for logs and reload reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TrustSummary {
     /// CA certificates used as trust anchors.
     pub anchors: usize,

@@ -24,6 +24,10 @@ use std::path::PathBuf;
 use crate::tls::error::ConfigError;
 use crate::{ClientAuth, ClientCertPolicy, TlsConfig, TlsConfigBuilder};
 
+#[cfg(feature = "agent")]
+#[cfg_attr(docsrs, doc(cfg(feature = "agent")))]
+pub mod agent;
+
 /// The environment variable names.
 pub mod vars {
     /// TCP port of the extension.
