@@ -453,3 +453,35 @@ fn trust_certificates_that_cannot_authenticate_clients_are_skipped_with_a_warnin
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+// ---- a revocation names its CRL ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_client_is_logged_with_the_crl_that_revoked_it() {
+    capture();
+    let pki = Pki::new();
+    let revoked = pki.ca.client("revoked-logged-client");
+    let crl = pki.path("logged.crl");
+    std::fs::write(&crl, pki.ca.crl(&[&revoked])).expect("write CRL");
+    let tls = pki
+        .builder()
+        .client_trust(&pki.ca_path)
+        .client_crl(&crl)
+        .build()
+        .expect("config");
+    let server = TestServer::start(MtlsAcceptor::new(tls)).await;
+    let alert = refusal_alert(&pki, Some(&revoked), server.addr).await;
+    assert_eq!(
+        alert,
+        Some(tower_mtls::rustls::AlertDescription::CertificateRevoked)
+    );
+
+    let lines = rejection_logged("revoked-logged-client").await;
+    let verdict = lines[0].field("verdict").unwrap_or_default();
+    assert!(
+        verdict.contains(&crl.display().to_string()) && lines[0].field("reason") == Some("revoked"),
+        "{:#?}",
+        lines[0]
+    );
+    server.stop().await;
+}

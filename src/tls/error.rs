@@ -437,7 +437,13 @@ impl HandshakeError {
                 Some(p) => (p.subject.as_str(), p.issuer.as_str(), p.sha256.to_string()),
                 None => ("-", "-", "-".to_owned()),
             };
-            let verdict = self.detail.as_deref().unwrap_or("-");
+            // What the verifier said, when it says more than the error already does (which
+            // CRL file revoked the certificate, say).
+            let verdict = self
+                .detail
+                .as_deref()
+                .filter(|d| !detail.contains(*d))
+                .unwrap_or("-");
             tracing::warn!(
                 %remote,
                 reason,
