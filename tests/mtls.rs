@@ -193,47 +193,13 @@ async fn the_crate_client_sees_the_matching_alerts() {
     server.stop().await;
 }
 
-/// Presents a certificate with a key that does not belong to it (rustls' own client refuses
-/// to be configured like that, so the resolver is hand-made).
-#[derive(Debug)]
-struct Mismatched(std::sync::Arc<tower_mtls::rustls::sign::CertifiedKey>);
-
-impl tower_mtls::rustls::client::ResolvesClientCert for Mismatched {
-    fn resolve(
-        &self,
-        _: &[&[u8]],
-        _: &[tower_mtls::rustls::SignatureScheme],
-    ) -> Option<std::sync::Arc<tower_mtls::rustls::sign::CertifiedKey>> {
-        Some(self.0.clone())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
+/// A client presenting `cert` but signing with a key that does not belong to it.
 fn impostor(pki: &Pki, cert: &Leaf) -> tower_mtls::client::Client {
-    use tower_mtls::rustls::pki_types::PrivateKeyDer;
-    use tower_mtls::rustls::pki_types::pem::PemObject;
-    let provider = tower_mtls::tls::default_provider();
-    let wrong_key =
-        PrivateKeyDer::from_pem_slice(Alg::EcdsaP256.generate().serialize_pem().as_bytes())
-            .expect("key");
-    let signing = provider
-        .key_provider
-        .load_private_key(wrong_key)
-        .expect("load key");
-    let certified = tower_mtls::rustls::sign::CertifiedKey::new(vec![cert.der.clone()], signing);
-    let mut roots = tower_mtls::rustls::RootCertStore::empty();
-    roots.add(pki.ca.der.clone()).expect("root");
-    let config = tower_mtls::rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_client_cert_resolver(std::sync::Arc::new(Mismatched(std::sync::Arc::new(
-            certified,
-        ))));
-    tower_mtls::client::Client::from_config(std::sync::Arc::new(config))
+    raw_client(
+        pki,
+        &cert.cert_pem,
+        &Alg::EcdsaP256.generate().serialize_pem(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
