@@ -160,10 +160,12 @@ fn drain_delay_from_env() -> Result<Option<Duration>, ConfigError> {
     else {
         return Ok(None);
     };
-    parse_duration(&value).map(Some).ok_or_else(|| ConfigError::Env {
-        variable: vars::DRAIN_DELAY,
-        reason: format!("expected seconds (5) or a duration (500ms, 5s), got {value:?}"),
-    })
+    parse_duration(&value)
+        .map(Some)
+        .ok_or_else(|| ConfigError::Env {
+            variable: vars::DRAIN_DELAY,
+            reason: format!("expected seconds (5) or a duration (500ms, 5s), got {value:?}"),
+        })
 }
 
 /// `5`, `5s` or `500ms`.

@@ -59,7 +59,10 @@ pub const CRL_EARLIEST_NEXT_UPDATE_SECONDS: &str = "tower_mtls_crl_earliest_next
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(HANDSHAKES_TOTAL, "TLS handshakes finished, by outcome and failure class");
+    describe_counter!(
+        HANDSHAKES_TOTAL,
+        "TLS handshakes finished, by outcome and failure class"
+    );
     describe_histogram!(
         HANDSHAKE_DURATION_SECONDS,
         Unit::Seconds,
@@ -67,7 +70,10 @@ pub fn describe() {
     );
     describe_gauge!(HANDSHAKES_IN_PROGRESS, "TLS handshakes running now");
     describe_gauge!(CONNECTIONS_OPEN, "TLS connections open now");
-    describe_counter!(RELOADS_TOTAL, "TLS reloads that found changed files, by outcome");
+    describe_counter!(
+        RELOADS_TOTAL,
+        "TLS reloads that found changed files, by outcome"
+    );
     describe_counter!(
         POLICY_DECISIONS_TOTAL,
         "Client-certificate policy decisions, by decision and reason"
