@@ -64,7 +64,9 @@ fn addr(port: u16) -> SocketAddr {
 async fn metrics_move_by_exactly_the_handshakes_made() {
     let pki = Pki::new();
     let agent = pki.ca.client("steadybit-agent");
-    let ext = Extension::start(&tls_vars(&pki, &pki.ca_path)).await;
+    let mut vars = tls_vars(&pki, &pki.ca_path);
+    vars.push(("TOWER_MTLS_CLIENT_ALLOW", "cn=steadybit-agent".into()));
+    let ext = Extension::start(&vars).await;
     let (succeeded, failed) = ([("outcome", "succeeded")], [("outcome", "failed")]);
     let before = scrape(ext.health_port).await;
     let ok0 = sample(&before, "tower_mtls_handshakes_total", &succeeded);

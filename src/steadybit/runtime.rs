@@ -311,6 +311,7 @@ impl ExtensionRuntime {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        let mut signals = Signals::new()?;
         let env = ExtensionEnv::from_env()?;
         let mut server = match &env.unix_socket {
             #[cfg(unix)]
@@ -388,7 +389,7 @@ impl ExtensionRuntime {
         );
 
         let signal = tokio::select! {
-            signal = shutdown_signal() => signal?,
+            signal = signals.recv() => signal?,
             ended = &mut service => {
                 ended??;
                 return Err("the service stopped on its own".into());
@@ -427,24 +428,45 @@ struct Signal {
     number: u8,
 }
 
-#[cfg(unix)]
-async fn shutdown_signal() -> std::io::Result<Signal> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => Signal { name: "SIGTERM", number: 15 },
-        _ = int.recv() => Signal { name: "SIGINT", number: 2 },
-    })
+/// SIGTERM and SIGINT, listened for from creation on (so that a signal sent as soon as the
+/// listeners are up is not the default action, death).
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
 }
 
-#[cfg(not(unix))]
-async fn shutdown_signal() -> std::io::Result<Signal> {
-    tokio::signal::ctrl_c().await?;
-    Ok(Signal {
-        name: "SIGINT",
-        number: 2,
-    })
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    #[cfg(unix)]
+    async fn recv(&mut self) -> std::io::Result<Signal> {
+        Ok(tokio::select! {
+            _ = self.term.recv() => Signal { name: "SIGTERM", number: 15 },
+            _ = self.int.recv() => Signal { name: "SIGINT", number: 2 },
+        })
+    }
+
+    #[cfg(not(unix))]
+    async fn recv(&mut self) -> std::io::Result<Signal> {
+        tokio::signal::ctrl_c().await?;
+        Ok(Signal {
+            name: "SIGINT",
+            number: 2,
+        })
+    }
 }
 
 /// The health port: liveness, readiness, metrics.
