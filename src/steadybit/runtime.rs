@@ -17,7 +17,7 @@
 //!
 //! [`ExtensionRuntime::run`] reads the [`ExtensionEnv`] (a misconfiguration is logged and exits
 //! 1), serves the routes on the extension port — HTTPS with the contract's certificates when
-//! configured, wrapped in a [`ClientCertLayer`](crate::ClientCertLayer) when
+//! configured, wrapped in a [`ClientCertLayer`] when
 //! `TOWER_MTLS_CLIENT_ALLOW` is set, reloading certificates, trust and CRLs live — and serves
 //! plain HTTP on the health port:
 //!

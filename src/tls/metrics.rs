@@ -7,7 +7,7 @@
 //!
 //! | name | type | labels | meaning |
 //! |---|---|---|---|
-//! | `tower_mtls_handshakes_total` | counter | `outcome` (`succeeded`, `failed`), `class` (`none`, or the [`HandshakeFailure`](super::HandshakeFailure) class, e.g. `no_client_certificate`, `unknown_ca`, `timeout`) | TLS handshakes finished |
+//! | `tower_mtls_handshakes_total` | counter | `outcome` (`succeeded`, `failed`), `class` (`none`, or the [`HandshakeFailure`] class, e.g. `no_client_certificate`, `unknown_ca`, `timeout`) | TLS handshakes finished |
 //! | `tower_mtls_handshake_duration_seconds` | histogram | `outcome` | time from the first call to `accept` to the handshake's end |
 //! | `tower_mtls_handshakes_in_progress` | gauge | | handshakes running now |
 //! | `tower_mtls_connections_open` | gauge | | TLS connections open now (handshake done, not closed yet) |
