@@ -31,7 +31,17 @@ use tower_mtls::steadybit::runtime::ExtensionRuntime;
 async fn main() -> ExitCode {
     // The recorder first, so that the expiry gauges set while the configuration is built land
     // in it; no HTTP listener of its own: the runtime serves it on the health port.
-    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder();
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        // A real histogram (buckets) for the handshake duration; a summary otherwise.
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                tower_mtls::tls::metrics::HANDSHAKE_DURATION_SECONDS.to_owned(),
+            ),
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        )
+        .and_then(|builder| builder.install_recorder());
 
     let routes = axum::Router::new().route(
         "/",
