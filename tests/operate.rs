@@ -346,3 +346,46 @@ async fn expiring_certificates_are_warned_about_and_expired_ones_are_errors() {
         "{log:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_exits_130_and_plain_http_works_too() {
+    let ext = Extension::start(&[]).await;
+    let (status, body) = http_get(ext.port, "/").await.expect("index");
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http_get(ext.health_port, "/metrics")
+        .await
+        .expect("metrics");
+    assert_eq!(status, 200);
+    ext.signal("-INT");
+    let (code, log, _) = ext.wait().await;
+    assert_eq!(code, Some(130), "{log:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_log_settings_refuse_to_start() {
+    for (variable, value) in [
+        ("STEADYBIT_LOG_LEVEL", "loud"),
+        ("STEADYBIT_LOG_FORMAT", "xml"),
+        ("TOWER_MTLS_DRAIN_DELAY", "soon"),
+    ] {
+        let output = tokio::time::timeout(
+            PATIENCE,
+            tokio::process::Command::new(example_binary("extension"))
+                .env_clear()
+                .env("STEADYBIT_EXTENSION_PORT", "0")
+                .env("STEADYBIT_EXTENSION_HEALTH_PORT", "0")
+                .env(variable, value)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("exits")
+        .expect("runs");
+        assert_eq!(output.status.code(), Some(1), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(variable) && stderr.contains(value),
+            "{variable}={value}: {stderr}"
+        );
+    }
+}
