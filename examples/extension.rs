@@ -1,64 +1,49 @@
 //! A minimal Steadybit-style extension, configured only through the contract's environment
-//! variables (see `tower_mtls::env`):
+//! variables (see `tower_mtls::steadybit`):
 //!
 //! ```text
 //! STEADYBIT_EXTENSION_PORT=8080                # service port (default 8080)
-//! STEADYBIT_EXTENSION_HEALTH_PORT=8081         # plain-HTTP probes (default 8081)
+//! STEADYBIT_EXTENSION_HEALTH_PORT=8081         # plain-HTTP probes and /metrics (default 8081)
 //! STEADYBIT_EXTENSION_TLS_SERVER_CERT=/etc/extension/certificates/server-cert/tls.crt
 //! STEADYBIT_EXTENSION_TLS_SERVER_KEY=/etc/extension/certificates/server-cert/tls.key
 //! STEADYBIT_EXTENSION_TLS_CLIENT_CAS=/etc/extension/certificates/agent-cert,/etc/extension/certificates/ca.crt
 //! STEADYBIT_EXTENSION_UNIX_SOCKET=/run/extension.sock   # instead of the TCP port
 //! TOWER_MTLS_CLIENT_CRLS=/etc/extension/crls            # optional revocation lists
 //! TOWER_MTLS_CLIENT_ALLOW='cn=steadybit-agent & o=Steadybit'   # optional client policy
+//! STEADYBIT_LOG_LEVEL=info STEADYBIT_LOG_FORMAT=json    # logs like the Go extension-kit
+//! TOWER_MTLS_DRAIN_DELAY=5s                             # keep serving after SIGTERM
 //! cargo run --example extension
 //! ```
 //!
-//! `GET /` answers the extension index. The health server answers `/health/liveness` and
-//! `/health/readiness` in plain HTTP, outside TLS and outside the client policy, for Kubernetes
-//! probes. Certificates, trust and CRLs are reloaded live when their files change. Handshake
-//! counters are logged every minute and at shutdown. A configuration error — including an
-//! invalid policy — exits non-zero with the error.
+//! `GET /` answers the extension index. Everything else — logs, the health port
+//! (`/health/liveness`, `/health/readiness`, `/metrics` in the Prometheus text format), live
+//! reloads, expiry warnings, SIGTERM with a drain delay and exit code 143 — is
+//! `tower_mtls::steadybit::runtime`. A configuration error exits 1 with the error.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use axum::Json;
 use axum::routing::get;
 use serde_json::json;
-use tower::Layer;
-use tower_mtls::{
-    ClientAuth, ClientCertLayer, MtlsAcceptor, MtlsServer, steadybit::ExtensionEnv,
-    tls::DEFAULT_WATCH_INTERVAL,
-};
-
-const DEFAULT_PORT: u16 = 8080;
-const DEFAULT_HEALTH_PORT: u16 = 8081;
-const STATS_INTERVAL: Duration = Duration::from_secs(60);
+use tower_mtls::steadybit::runtime::ExtensionRuntime;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    // The recorder first, so that the expiry gauges set while the configuration is built land
+    // in it; no HTTP listener of its own: the runtime serves it on the health port.
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        // A real histogram (buckets) for the handshake duration; a summary otherwise.
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                tower_mtls::tls::metrics::HANDSHAKE_DURATION_SECONDS.to_owned(),
+            ),
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
         )
-        .init();
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error}");
-            eprintln!("extension: {error}");
-            ExitCode::FAILURE
-        }
-    }
-}
+        .and_then(|builder| builder.install_recorder());
 
-async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    // The whole contract, TOWER_MTLS_CLIENT_ALLOW included; a misconfiguration names the
-    // variable or file at fault.
-    let env = ExtensionEnv::from_env()?;
-    let policy = env.client_allow.clone();
-
-    let index = axum::Router::new().route(
+    let routes = axum::Router::new().route(
         "/",
         get(|| async {
             Json(json!({
@@ -70,112 +55,14 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             }))
         }),
     );
-    if let Some(policy) = &policy {
-        tracing::info!(%policy, "client policy on the service port");
-    }
-
-    let mut server = match &env.unix_socket {
-        Some(path) => MtlsServer::bind_unix(path).await?,
-        None => MtlsServer::bind_all_interfaces(env.port_or(DEFAULT_PORT)).await?,
-    };
-    let mut acceptor = None;
-    let _watch = match &env.tls {
-        Some(tls) => {
-            let tls_acceptor = MtlsAcceptor::new(tls.clone());
-            server = server.tls(tls_acceptor.clone());
-            acceptor = Some(tls_acceptor);
-            Some(tls.watch(DEFAULT_WATCH_INTERVAL))
-        }
-        None => None,
-    };
-    let mode = match &env.tls {
-        None => "plain HTTP".to_owned(),
-        Some(tls) => match tls.client_auth() {
-            ClientAuth::Required => format!(
-                "HTTPS, client certificates required ({} CAs, {} pinned, {} CRLs)",
-                tls.trust_summary().anchors,
-                tls.trust_summary().pinned,
-                tls.trust_summary().crls
-            ),
-            ClientAuth::Optional => "HTTPS, client certificates optional".to_owned(),
-            ClientAuth::None => "HTTPS, no client authentication".to_owned(),
-        },
-    };
-    tracing::info!(listen = %server.local_addr()?, "extension serving {mode}");
-
-    let health = axum::Router::new()
-        .route(
-            "/health/liveness",
-            get(|| async { Json(json!({"status": "UP"})) }),
-        )
-        .route(
-            "/health/readiness",
-            get(|| async { Json(json!({"status": "UP"})) }),
-        );
-    let health_server =
-        MtlsServer::bind_all_interfaces(env.health_port_or(DEFAULT_HEALTH_PORT)).await?;
-    tracing::info!(listen = %health_server.local_addr()?, "health probes serving plain HTTP");
-
-    if let Some(acceptor) = acceptor.clone() {
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(STATS_INTERVAL);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                tracing::info!(stats = %acceptor.stats(), "TLS");
-            }
-        });
-    }
-
-    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    let stopped = |tx: &tokio::sync::broadcast::Sender<()>| {
-        let mut rx = tx.subscribe();
-        async move {
-            let _ = rx.recv().await;
-        }
-    };
-    // The policy wraps the whole router (cheaper than `Router::layer`, which boxes and clones
-    // every route per request); the health router stays outside it.
-    let server = server.with_graceful_shutdown(stopped(&stop_tx));
-    let service = match policy {
-        Some(policy) => {
-            tokio::spawn(server.serve(ClientCertLayer::require().with_policy(policy).layer(index)))
-        }
-        None => tokio::spawn(server.serve(index)),
-    };
-    let probes = tokio::spawn(
-        health_server
-            .with_graceful_shutdown(stopped(&stop_tx))
-            .serve(health),
-    );
-
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(());
-    service.await??;
-    probes.await??;
-    if let Some(acceptor) = acceptor {
-        tracing::info!(stats = %acceptor.stats(), "TLS at shutdown");
-    }
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    let runtime = ExtensionRuntime::init("extension");
+    match prometheus {
+        Ok(prometheus) => runtime.metrics(move || prometheus.render()),
+        Err(error) => {
+            tracing::warn!(%error, "no metrics: the Prometheus recorder cannot be installed");
+            runtime
         }
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    .run(routes)
+    .await
 }

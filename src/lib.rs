@@ -87,6 +87,18 @@
 //! * `client`: [`client`](mod@client), a small HTTPS client that presents a client certificate.
 //! * `agent`: [`steadybit::agent`], the agent side of the Steadybit contract: a rustls client
 //!   configuration from the agent's environment variables.
+//! * `metrics`: handshakes, connections, reloads, policy decisions and certificate expiry
+//!   through the `metrics` facade; the names and labels are in [`tls::metrics`].
+//! * `steadybit-runtime`: [`steadybit::runtime`], what an extension's `main` needs besides its
+//!   routes — logs from `STEADYBIT_LOG_LEVEL`/`STEADYBIT_LOG_FORMAT`, the health port with
+//!   readiness and `/metrics`, SIGTERM with a drain delay, exit code 128 + signal.
+//!
+//! # Telemetry
+//!
+//! [`MtlsAcceptor::stats`] (and [`MtlsServer::stats`]) count handshakes by outcome;
+//! a [`TlsObserver`](tls::TlsObserver) given to [`MtlsAcceptor::observer`] hears of every
+//! handshake and reload outcome; the `metrics` feature records the table in [`tls::metrics`];
+//! certificates that expire within 30 days are warned about ([`TlsConfig::check_expiry`]).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -4,98 +4,17 @@
 use tower_mtls_test_kit as support;
 
 use std::path::PathBuf;
-use std::process::Stdio;
 
+use support::extension::Extension;
 use support::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 fn extension_binary() -> PathBuf {
     example_binary("extension")
 }
 
-struct Extension {
-    child: Child,
-    port: u16,
-    health_port: u16,
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Extension {
-    /// Stops the extension with SIGTERM, as Kubernetes does, and returns its whole log.
-    async fn terminate(mut self) -> (bool, Vec<String>) {
-        let pid = self.child.id().expect("running");
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let exit = tokio::time::timeout(PATIENCE, self.child.wait())
-            .await
-            .expect("exits in time")
-            .expect("exit status");
-        // The drain task ends at EOF, after the last line.
-        let done = async {
-            while std::sync::Arc::strong_count(&self.log) > 1 {
-                tokio::task::yield_now().await;
-            }
-        };
-        tokio::time::timeout(PATIENCE, done)
-            .await
-            .expect("log drained");
-        let log = self.log.lock().expect("log").clone();
-        (exit.success(), log)
-    }
-}
-
-/// Starts the example with `vars` and waits until both listeners are logged.
 async fn start(vars: &[(&str, String)]) -> Extension {
-    let mut cmd = Command::new(extension_binary());
-    cmd.env_clear()
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .env("STEADYBIT_EXTENSION_PORT", "0")
-        .env("STEADYBIT_EXTENSION_HEALTH_PORT", "0")
-        .envs(vars.iter().map(|(k, v)| (*k, v)))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("start extension");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut ports = Vec::new();
-    let read = async {
-        while let Some(line) = lines.next_line().await.expect("read log") {
-            if let Some(port) = line
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("listen=").and_then(|a| a.rsplit(':').next()))
-                .and_then(|p| p.parse::<u16>().ok())
-            {
-                ports.push(port);
-                if ports.len() == 2 {
-                    return;
-                }
-            }
-        }
-        panic!("extension exited before listening");
-    };
-    tokio::time::timeout(PATIENCE, read)
-        .await
-        .expect("extension starts");
-    // Keep draining the log so the child never blocks on a full pipe.
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = log.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            sink.lock().expect("log").push(line);
-        }
-    });
-    Extension {
-        child,
-        port: ports[0],
-        health_port: ports[1],
-        log,
-    }
+    Extension::start(vars).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,8 +184,8 @@ async fn extension_applies_the_client_policy_to_the_service_port_only() {
     .await;
     assert!(json(&health)["status"] == "UP");
 
-    let (clean, log) = ext.terminate().await;
-    assert!(clean, "{log:#?}");
+    let (code, log) = ext.terminate().await;
+    assert_eq!(code, Some(143), "{log:#?}");
     let shutdown_stats = log
         .iter()
         .find(|l| l.contains("TLS at shutdown"))

@@ -54,8 +54,10 @@ impl Shared {
 
     /// The decision for one request: who was let in, or why not (logged here).
     pub(crate) fn authorize<B>(&self, req: &Request<B>) -> Result<AllowedClient, Rejection> {
-        self.decide(req.extensions())
-            .map_err(|reason| self.reject(req, reason))
+        let decision = self.decide(req.extensions());
+        #[cfg(feature = "metrics")]
+        crate::tls::metrics::policy_decision(decision.as_ref().err().map(|r| r.as_str()));
+        decision.map_err(|reason| self.reject(req, reason))
     }
 
     /// Not generic, so the rule loop is compiled once, here, whatever the request body.

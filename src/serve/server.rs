@@ -228,6 +228,17 @@ impl MtlsServer {
         self
     }
 
+    /// The acceptor, when the server speaks TLS. Clone it before [`serve`](Self::serve) to read
+    /// its [`stats`](MtlsAcceptor::stats) while the server runs.
+    pub fn acceptor(&self) -> Option<&MtlsAcceptor> {
+        self.tls.as_ref()
+    }
+
+    /// A snapshot of the acceptor's counters; `None` for plain HTTP.
+    pub fn stats(&self) -> Option<crate::tls::AcceptorStats> {
+        self.tls.as_ref().map(MtlsAcceptor::stats)
+    }
+
     /// Whether the server speaks TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()

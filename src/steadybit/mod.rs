@@ -11,6 +11,8 @@
 //! | `TOWER_MTLS_CLIENT_CRLS` | *(this crate's addition)* comma-separated CRL files or directories |
 //! | `TOWER_MTLS_CLIENT_ALLOW` | *(this crate's addition)* who may call: a [`ClientCertPolicy`] in its text form, e.g. `cn=steadybit-agent & o=Steadybit` |
 //! | `TOWER_MTLS_CLIENT_CRLS_REQUIRE_FRESH` | *(this crate's addition)* `true`: refuse clients whose issuer's CRL is past its nextUpdate |
+//! | `STEADYBIT_LOG_LEVEL`, `STEADYBIT_LOG_FORMAT` | log level and `text`/`json` format, read by [`runtime`](self#runtime) (feature `steadybit-runtime`) |
+//! | `TOWER_MTLS_DRAIN_DELAY` | *(this crate's addition)* how long the runtime keeps serving after SIGTERM (default 5 s) |
 //!
 //! The rules are those of Steadybit's Go extension-kit: TLS is on when any of the certificate,
 //! key or client CAs is set, and then certificate **and** key are required; client CAs make
@@ -18,6 +20,12 @@
 //! the Go kit is lenient this crate is not: an unreadable or empty CA source stops startup
 //! instead of leaving an empty trust pool, and a Unix socket is served with TLS when TLS is
 //! configured. Empty values count as unset.
+//!
+//! # Runtime
+//!
+//! With the feature `steadybit-runtime`, `steadybit::runtime::ExtensionRuntime` does what every
+//! extension's `main` does besides its routes: log set-up, the health port with readiness and
+//! `/metrics`, SIGTERM with a drain delay, a graceful shutdown and exit code 128 + signal.
 
 use std::path::PathBuf;
 
@@ -27,6 +35,10 @@ use crate::{ClientAuth, ClientCertPolicy, TlsConfig, TlsConfigBuilder};
 #[cfg(feature = "agent")]
 #[cfg_attr(docsrs, doc(cfg(feature = "agent")))]
 pub mod agent;
+
+#[cfg(feature = "steadybit-runtime")]
+#[cfg_attr(docsrs, doc(cfg(feature = "steadybit-runtime")))]
+pub mod runtime;
 
 /// The environment variable names.
 pub mod vars {
@@ -50,6 +62,14 @@ pub mod vars {
     /// A client-certificate policy in text form (this crate's addition; see
     /// [`ClientCertLayer`](crate::ClientCertLayer)).
     pub const CLIENT_ALLOW: &str = "TOWER_MTLS_CLIENT_ALLOW";
+    /// Log level: `trace`, `debug`, `info`, `warn` or `error` (read by the Go extension-kit and
+    /// by the `runtime` module).
+    pub const LOG_LEVEL: &str = "STEADYBIT_LOG_LEVEL";
+    /// Log format: `text` or `json` (read by the Go extension-kit and by the `runtime` module).
+    pub const LOG_FORMAT: &str = "STEADYBIT_LOG_FORMAT";
+    /// How long an extension keeps serving after SIGTERM, readiness already down (this crate's
+    /// addition, read by the `runtime` module; default 5 s).
+    pub const DRAIN_DELAY: &str = "TOWER_MTLS_DRAIN_DELAY";
 }
 
 /// Everything the extension contract configures, read from the environment.

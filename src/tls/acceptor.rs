@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::server::ServerConnection;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 
 use super::config::TlsConfig;
 use super::error::{HandshakeError, HandshakeFailure, capture_refused, classify_io};
+use super::observe::{HandshakeEvent, TlsObserver};
 use super::stats::{AcceptorStats, Counters, Gauge, GaugeKind};
 use crate::connection::ConnectionInfo;
 use crate::rate_limit::LogLimiter;
@@ -33,13 +34,25 @@ pub const DEFAULT_MAX_CONCURRENT_HANDSHAKES: usize = 4096;
 
 /// Runs TLS handshakes for a [`TlsConfig`]. Cheap to clone; clones share limits, counters and
 /// the log rate limit.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MtlsAcceptor {
     config: TlsConfig,
     handshake_timeout: Duration,
     handshakes: Arc<Semaphore>,
     counters: Arc<Counters>,
     limiter: Arc<LogLimiter>,
+    observers: Arc<[Arc<dyn TlsObserver>]>,
+}
+
+impl std::fmt::Debug for MtlsAcceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MtlsAcceptor")
+            .field("config", &self.config)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("stats", &self.counters.snapshot())
+            .field("observers", &self.observers.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<TlsConfig> for MtlsAcceptor {
@@ -57,7 +70,21 @@ impl MtlsAcceptor {
             handshakes: Arc::new(Semaphore::new(DEFAULT_MAX_CONCURRENT_HANDSHAKES)),
             counters: Arc::default(),
             limiter: Arc::default(),
+            observers: Arc::new([]),
         }
+    }
+
+    /// Tells `observer` about every handshake this acceptor (and its clones made afterwards)
+    /// finishes, and about every reload outcome of its [`TlsConfig`] (see
+    /// [`TlsObserver`](super::TlsObserver)).
+    #[must_use]
+    pub fn observer(mut self, observer: impl TlsObserver) -> Self {
+        let observer: Arc<dyn TlsObserver> = Arc::new(observer);
+        self.config.add_reload_observer(observer.clone());
+        let mut all = self.observers.to_vec();
+        all.push(observer);
+        self.observers = all.into();
+        self
     }
 
     /// How long a client has, from the first call to [`accept`](Self::accept), to finish the
@@ -109,6 +136,7 @@ impl MtlsAcceptor {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        let started = Instant::now();
         let in_progress = Gauge::new(&self.counters, GaugeKind::InProgress);
         let (outcome, refused) = capture_refused(super::session::resumption_scope(
             tokio::time::timeout(self.handshake_timeout, self.handshake(io, remote_addr)),
@@ -118,6 +146,13 @@ impl MtlsAcceptor {
         let (error, linger) = match outcome {
             Ok(Ok(stream)) => {
                 self.counters.succeeded();
+                self.finished(started, None, remote_addr, || {
+                    stream
+                        .info()
+                        .peer()
+                        .and_then(|peer| peer.identity().ok())
+                        .map(|id| id.subject().to_string())
+                });
                 return Ok(stream);
             }
             Ok(Err(failed)) => (failed.error, failed.linger),
@@ -128,11 +163,39 @@ impl MtlsAcceptor {
         };
         let error = error.with_presented(refused);
         self.counters.failed(error.kind());
+        self.finished(started, Some(error.kind()), remote_addr, || {
+            error.presented_certificate().map(|c| c.subject.clone())
+        });
         error.log(&self.limiter);
         if let Some((io, response)) = linger {
             linger_close(io, response).await;
         }
         Err(error)
+    }
+
+    /// Records a finished handshake in the metrics and tells the observers.
+    fn finished(
+        &self,
+        started: Instant,
+        failure: Option<HandshakeFailure>,
+        remote_addr: Option<SocketAddr>,
+        client_subject: impl FnOnce() -> Option<String>,
+    ) {
+        let duration = started.elapsed();
+        #[cfg(feature = "metrics")]
+        super::metrics::handshake(failure, duration);
+        if self.observers.is_empty() {
+            return;
+        }
+        let event = HandshakeEvent {
+            failure,
+            duration,
+            remote_addr,
+            client_subject: client_subject(),
+        };
+        for observer in self.observers.iter() {
+            observer.on_handshake(&event);
+        }
     }
 
     async fn handshake<IO>(

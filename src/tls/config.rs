@@ -20,6 +20,9 @@ use tokio::task::JoinHandle;
 use super::error::ConfigError;
 use super::load::Source;
 use super::material::{Active, Spec};
+use super::observe::{
+    DEFAULT_EXPIRY_WARNING, EXPIRY_CHECK_INTERVAL, ExpiryWarning, TlsObserver, check_expiry,
+};
 use super::reload::{ReloadEvent, ReloadOutcome, ReloadState};
 use super::verify::{
     ChainLimits, ClientAccepted, ClientAuth, ClientRefused, TrustDetails, TrustSummary,
@@ -54,6 +57,7 @@ pub struct TlsConfigBuilder {
     alpn: Vec<Vec<u8>>,
     chain_limits: ChainLimits,
     require_fresh_crls: bool,
+    expiry_warning: Duration,
 }
 
 impl Default for TlsConfigBuilder {
@@ -69,6 +73,7 @@ impl Default for TlsConfigBuilder {
             alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
             chain_limits: ChainLimits::default(),
             require_fresh_crls: false,
+            expiry_warning: DEFAULT_EXPIRY_WARNING,
         }
     }
 }
@@ -181,6 +186,15 @@ impl TlsConfigBuilder {
         self
     }
 
+    /// Warns about a server certificate, trusted CA or pinned certificate that expires within
+    /// `window` (default [`DEFAULT_EXPIRY_WARNING`](super::DEFAULT_EXPIRY_WARNING), 30 days):
+    /// at `warn`, or at `error` once it has expired. Checked at build, on each applied reload,
+    /// when a watch starts and once a day while it runs (see [`TlsConfig::check_expiry`]).
+    pub fn expiry_warning(mut self, window: Duration) -> Self {
+        self.expiry_warning = window;
+        self
+    }
+
     /// Loads and checks everything, and builds the configuration.
     pub fn build(self) -> Result<TlsConfig, ConfigError> {
         let (server_cert, server_key) = match (self.server_cert, self.server_key) {
@@ -236,13 +250,16 @@ impl TlsConfigBuilder {
         let inputs = spec.read()?;
         let active = spec.build(&inputs)?;
         active.log_trust();
-        Ok(TlsConfig {
+        let config = TlsConfig {
             shared: Arc::new(Shared {
                 active: RwLock::new(Arc::new(active)),
                 reload: ReloadState::new(&inputs),
                 spec,
+                expiry_warning: self.expiry_warning,
             }),
-        })
+        };
+        config.check_expiry();
+        Ok(config)
     }
 }
 
@@ -259,6 +276,7 @@ pub(crate) struct Shared {
     pub(crate) spec: Spec,
     pub(crate) active: RwLock<Arc<Active>>,
     pub(crate) reload: ReloadState,
+    expiry_warning: Duration,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -291,6 +309,27 @@ impl TlsConfig {
     /// The server certificate in use now.
     pub fn server_certificate(&self) -> CertificateSummary {
         self.active().server_certificate.clone()
+    }
+
+    /// Logs every certificate in use — the server's, each trusted CA, each pinned
+    /// certificate — that expires within the warning window (at `warn`) or has expired (at
+    /// `error`), and returns them. With the `metrics` feature it also sets the expiry gauges
+    /// (see [`metrics`](super::metrics)).
+    pub fn check_expiry(&self) -> Vec<ExpiryWarning> {
+        let active = self.active();
+        let trust = self.trust_details();
+        #[cfg(feature = "metrics")]
+        super::metrics::expiry(active.server_certificate.not_after, &trust);
+        check_expiry(
+            &active.server_certificate,
+            &trust,
+            self.shared.expiry_warning,
+            SystemTime::now(),
+        )
+    }
+
+    pub(crate) fn add_reload_observer(&self, observer: Arc<dyn TlsObserver>) {
+        self.shared.reload.add_observer(observer);
     }
 
     /// What the client trust holds now.
@@ -366,9 +405,14 @@ impl TlsConfig {
     /// [`reload`](Self::reload) on the calling thread: blocking file I/O, for code outside an
     /// async context.
     pub fn blocking_reload(&self) -> ReloadOutcome {
-        self.shared
+        let outcome = self
+            .shared
             .reload
-            .apply(&self.shared.spec, &self.shared.active)
+            .apply(&self.shared.spec, &self.shared.active);
+        if let ReloadOutcome::Applied(_) = outcome {
+            self.check_expiry();
+        }
+        outcome
     }
 
     /// Subscribes to reload events: each change that was applied, and each broken change
@@ -382,21 +426,41 @@ impl TlsConfig {
     /// (see [`DEFAULT_WATCH_INTERVAL`](super::DEFAULT_WATCH_INTERVAL)). The watch stops when the handle is dropped, so keep
     /// it for as long as the server runs.
     ///
+    /// The watch also repeats [`check_expiry`](Self::check_expiry) once a day
+    /// ([`EXPIRY_CHECK_INTERVAL`](super::EXPIRY_CHECK_INTERVAL)); with the `metrics` feature it
+    /// sets the expiry gauges when it starts, in case the recorder was installed after the build.
+    ///
     /// # Panics
     ///
     /// Outside a Tokio runtime, like `tokio::spawn`.
     #[must_use = "the watch stops when the handle is dropped: keep it while the server runs"]
     pub fn watch(&self, interval: Duration) -> ReloadHandle {
         let config = self.clone();
+        #[cfg(feature = "metrics")]
+        {
+            let active = self.active();
+            super::metrics::expiry(active.server_certificate.not_after, &self.trust_details());
+        }
         let task = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker.tick().await;
+            let mut daily = tokio::time::interval_at(
+                tokio::time::Instant::now() + EXPIRY_CHECK_INTERVAL,
+                EXPIRY_CHECK_INTERVAL,
+            );
+            daily.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticker.tick().await;
-                if let ReloadOutcome::Rejected(e) = config.reload().await {
-                    // Reported by the reload itself once it persists; the watch goes on.
-                    tracing::trace!(error = %e, "TLS reload rejected");
+                tokio::select! {
+                    _ = ticker.tick() => {
+                        if let ReloadOutcome::Rejected(e) = config.reload().await {
+                            // Reported by the reload itself once it persists; the watch goes on.
+                            tracing::trace!(error = %e, "TLS reload rejected");
+                        }
+                    }
+                    _ = daily.tick() => {
+                        config.check_expiry();
+                    }
                 }
             }
         });

@@ -14,6 +14,8 @@
 //! | `acceptor.rs` | [`MtlsAcceptor`](crate::MtlsAcceptor): one handshake per connection, with a deadline |
 //! | `error.rs` | [`ConfigError`](crate::ConfigError), handshake failures and their classes |
 //! | `stats.rs` | the acceptor's counters |
+//! | `observe.rs` | the telemetry hook ([`TlsObserver`]) and the certificate expiry check |
+//! | `metrics.rs` | [`metrics`](mod@metrics): what is recorded through the `metrics` facade (feature `metrics`), in one table |
 
 pub(crate) mod acceptor;
 pub(crate) mod config;
@@ -21,6 +23,8 @@ mod crl;
 pub(crate) mod error;
 pub(crate) mod load;
 mod material;
+pub mod metrics;
+mod observe;
 mod reload;
 mod session;
 mod stats;
@@ -31,6 +35,10 @@ pub use acceptor::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES}
 pub use config::ReloadHandle;
 pub use error::{ChainTooLarge, HandshakeError, HandshakeFailure};
 pub use load::certificates_from_file;
+pub use observe::{
+    CertificateRole, DEFAULT_EXPIRY_WARNING, EXPIRY_CHECK_INTERVAL, ExpiryWarning, HandshakeEvent,
+    TlsObserver,
+};
 pub use reload::{DEFAULT_WATCH_INTERVAL, ReloadEvent, ReloadOutcome, ReloadReport};
 pub use session::{resumption_scope, resumption_scope_sync};
 pub use stats::AcceptorStats;

@@ -26,6 +26,7 @@ use tokio::sync::broadcast;
 
 use super::error::ConfigError;
 use super::material::{Active, Inputs, Spec};
+use super::observe::TlsObserver;
 use super::verify::TrustSummary;
 use crate::identity::{CertificateSummary, Fingerprint};
 
@@ -71,6 +72,7 @@ pub enum ReloadOutcome {
 pub(crate) struct ReloadState {
     inner: Mutex<Digests>,
     events: broadcast::Sender<ReloadEvent>,
+    observers: RwLock<Vec<Arc<dyn TlsObserver>>>,
 }
 
 struct Digests {
@@ -100,7 +102,30 @@ impl ReloadState {
                 reported: None,
             }),
             events: broadcast::channel(64).0,
+            observers: RwLock::default(),
         }
+    }
+
+    pub(crate) fn add_observer(&self, observer: Arc<dyn TlsObserver>) {
+        self.observers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(observer);
+    }
+
+    /// Tells the subscribers, the observers and the metrics about a reported outcome.
+    fn report(&self, event: ReloadEvent) {
+        #[cfg(feature = "metrics")]
+        super::metrics::reload(matches!(event, ReloadEvent::Applied(_)));
+        for observer in self
+            .observers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            observer.on_reload(&event);
+        }
+        let _ = self.events.send(event);
     }
 }
 
@@ -160,7 +185,7 @@ impl ReloadState {
                     trust.crls = report.trust.crls,
                     "TLS configuration reloaded"
                 );
-                let _ = self.events.send(ReloadEvent::Applied(report.clone()));
+                self.report(ReloadEvent::Applied(report.clone()));
                 ReloadOutcome::Applied(report)
             }
             Err((error, inputs)) => {
@@ -180,7 +205,7 @@ impl ReloadState {
                     );
                     digests.pending = None;
                     digests.reported = Some(failure);
-                    let _ = self.events.send(ReloadEvent::Rejected(error.clone()));
+                    self.report(ReloadEvent::Rejected(error.clone()));
                 } else {
                     tracing::debug!(
                         error = %failure.message,

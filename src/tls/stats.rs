@@ -54,6 +54,8 @@ pub(crate) enum GaugeKind {
 impl Gauge {
     pub(crate) fn new(counters: &Arc<Counters>, which: GaugeKind) -> Self {
         Self::counter(counters, which).fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        super::metrics::gauge(which.metric(), true);
         Self {
             counters: counters.clone(),
             which,
@@ -68,9 +70,21 @@ impl Gauge {
     }
 }
 
+#[cfg(feature = "metrics")]
+impl GaugeKind {
+    fn metric(self) -> &'static str {
+        match self {
+            Self::Active => super::metrics::CONNECTIONS_OPEN,
+            Self::InProgress => super::metrics::HANDSHAKES_IN_PROGRESS,
+        }
+    }
+}
+
 impl Drop for Gauge {
     fn drop(&mut self) {
         Self::counter(&self.counters, self.which).fetch_sub(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        super::metrics::gauge(self.which.metric(), false);
     }
 }
 

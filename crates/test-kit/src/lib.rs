@@ -3,6 +3,7 @@
 //! loopback, and the real clients the tests talk to it with (curl, `openssl s_client`, the
 //! crate's own client). No private key is ever committed.
 
+pub mod extension;
 pub mod floor;
 pub mod pki;
 

@@ -1,0 +1,162 @@
+//! Metrics, through the [`metrics`](https://docs.rs/metrics) facade (feature `metrics`).
+//!
+//! With the feature on, the crate records the following into whatever `metrics` recorder the
+//! process installed (e.g. `metrics-exporter-prometheus`; the `extension` example serves it at
+//! `/metrics` on its health port). Without a recorder, recording costs next to nothing. Names
+//! and labels follow the Prometheus conventions (base units, `_total` counters, `_seconds`).
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `tower_mtls_handshakes_total` | counter | `outcome` (`succeeded`, `failed`), `class` (`none`, or the [`HandshakeFailure`] class, e.g. `no_client_certificate`, `unknown_ca`, `timeout`) | TLS handshakes finished |
+//! | `tower_mtls_handshake_duration_seconds` | histogram | `outcome` | time from the first call to `accept` to the handshake's end |
+//! | `tower_mtls_handshakes_in_progress` | gauge | | handshakes running now |
+//! | `tower_mtls_connections_open` | gauge | | TLS connections open now (handshake done, not closed yet) |
+//! | `tower_mtls_reloads_total` | counter | `outcome` (`applied`, `rejected`) | reloads that found changed files (a rejected change is counted once) |
+//! | `tower_mtls_policy_decisions_total` | counter | `decision` (`allow`, `deny`), `reason` (`none`, or the [`RejectReason`](crate::policy::RejectReason) code, e.g. `client_certificate_not_allowed`) | requests a [`ClientCertLayer`](crate::ClientCertLayer) decided |
+//! | `tower_mtls_server_certificate_not_after_seconds` | gauge | | the served certificate's notAfter, Unix seconds |
+//! | `tower_mtls_trust_earliest_not_after_seconds` | gauge | | the earliest notAfter among trusted CAs and pinned certificates, Unix seconds (absent without client trust) |
+//! | `tower_mtls_crl_earliest_next_update_seconds` | gauge | | the earliest nextUpdate among the configured CRLs, Unix seconds (absent without CRLs) |
+//!
+//! The expiry gauges are set when a configuration is built, when a reload is applied, when a
+//! watch starts and once a day by the watch (with the expiry warnings,
+//! [`TlsConfig::check_expiry`](crate::TlsConfig::check_expiry)); with several configurations in one process the
+//! last one set wins. Call [`describe`] once after installing a recorder to give every metric
+//! its help text and unit.
+//!
+//! For other telemetry, an [`TlsObserver`](super::TlsObserver) gets every handshake and reload
+//! outcome as a callback.
+
+#[cfg(feature = "metrics")]
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[cfg(feature = "metrics")]
+use super::error::HandshakeFailure;
+#[cfg(feature = "metrics")]
+use super::verify::TrustDetails;
+
+/// `tower_mtls_handshakes_total`.
+pub const HANDSHAKES_TOTAL: &str = "tower_mtls_handshakes_total";
+/// `tower_mtls_handshake_duration_seconds`.
+pub const HANDSHAKE_DURATION_SECONDS: &str = "tower_mtls_handshake_duration_seconds";
+/// `tower_mtls_handshakes_in_progress`.
+pub const HANDSHAKES_IN_PROGRESS: &str = "tower_mtls_handshakes_in_progress";
+/// `tower_mtls_connections_open`.
+pub const CONNECTIONS_OPEN: &str = "tower_mtls_connections_open";
+/// `tower_mtls_reloads_total`.
+pub const RELOADS_TOTAL: &str = "tower_mtls_reloads_total";
+/// `tower_mtls_policy_decisions_total`.
+pub const POLICY_DECISIONS_TOTAL: &str = "tower_mtls_policy_decisions_total";
+/// `tower_mtls_server_certificate_not_after_seconds`.
+pub const SERVER_CERTIFICATE_NOT_AFTER_SECONDS: &str =
+    "tower_mtls_server_certificate_not_after_seconds";
+/// `tower_mtls_trust_earliest_not_after_seconds`.
+pub const TRUST_EARLIEST_NOT_AFTER_SECONDS: &str = "tower_mtls_trust_earliest_not_after_seconds";
+/// `tower_mtls_crl_earliest_next_update_seconds`.
+pub const CRL_EARLIEST_NEXT_UPDATE_SECONDS: &str = "tower_mtls_crl_earliest_next_update_seconds";
+
+/// Gives every metric of the table its help text and unit in the installed recorder.
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        HANDSHAKES_TOTAL,
+        "TLS handshakes finished, by outcome and failure class"
+    );
+    describe_histogram!(
+        HANDSHAKE_DURATION_SECONDS,
+        Unit::Seconds,
+        "Duration of TLS handshakes"
+    );
+    describe_gauge!(HANDSHAKES_IN_PROGRESS, "TLS handshakes running now");
+    describe_gauge!(CONNECTIONS_OPEN, "TLS connections open now");
+    describe_counter!(
+        RELOADS_TOTAL,
+        "TLS reloads that found changed files, by outcome"
+    );
+    describe_counter!(
+        POLICY_DECISIONS_TOTAL,
+        "Client-certificate policy decisions, by decision and reason"
+    );
+    describe_gauge!(
+        SERVER_CERTIFICATE_NOT_AFTER_SECONDS,
+        Unit::Seconds,
+        "notAfter of the served certificate, Unix seconds"
+    );
+    describe_gauge!(
+        TRUST_EARLIEST_NOT_AFTER_SECONDS,
+        Unit::Seconds,
+        "Earliest notAfter among trusted CAs and pinned certificates, Unix seconds"
+    );
+    describe_gauge!(
+        CRL_EARLIEST_NEXT_UPDATE_SECONDS,
+        Unit::Seconds,
+        "Earliest nextUpdate among the configured CRLs, Unix seconds"
+    );
+}
+
+#[cfg(feature = "metrics")]
+fn unix(time: SystemTime) -> f64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs_f64(),
+        Err(e) => -e.duration().as_secs_f64(),
+    }
+}
+
+/// Records one finished handshake.
+#[cfg(feature = "metrics")]
+pub(crate) fn handshake(failure: Option<HandshakeFailure>, duration: Duration) {
+    let (outcome, class) = match failure {
+        None => ("succeeded", "none"),
+        Some(kind) => ("failed", kind.as_str()),
+    };
+    metrics::counter!(HANDSHAKES_TOTAL, "outcome" => outcome, "class" => class).increment(1);
+    metrics::histogram!(HANDSHAKE_DURATION_SECONDS, "outcome" => outcome).record(duration);
+}
+
+/// Moves a connection gauge by one.
+#[cfg(feature = "metrics")]
+pub(crate) fn gauge(name: &'static str, up: bool) {
+    let gauge = metrics::gauge!(name);
+    if up {
+        gauge.increment(1.0);
+    } else {
+        gauge.decrement(1.0);
+    }
+}
+
+/// Records a reload that found changed files.
+#[cfg(feature = "metrics")]
+pub(crate) fn reload(applied: bool) {
+    let outcome = if applied { "applied" } else { "rejected" };
+    metrics::counter!(RELOADS_TOTAL, "outcome" => outcome).increment(1);
+}
+
+/// Records one policy decision.
+#[cfg(feature = "metrics")]
+pub(crate) fn policy_decision(denied: Option<&'static str>) {
+    let (decision, reason) = match denied {
+        None => ("allow", "none"),
+        Some(reason) => ("deny", reason),
+    };
+    metrics::counter!(POLICY_DECISIONS_TOTAL, "decision" => decision, "reason" => reason)
+        .increment(1);
+}
+
+/// Sets the expiry gauges from the configuration in use.
+#[cfg(feature = "metrics")]
+pub(crate) fn expiry(server_not_after: SystemTime, trust: &TrustDetails) {
+    metrics::gauge!(SERVER_CERTIFICATE_NOT_AFTER_SECONDS).set(unix(server_not_after));
+    if let Some(earliest) = trust
+        .anchors
+        .iter()
+        .chain(&trust.pinned)
+        .map(|c| c.not_after)
+        .min()
+    {
+        metrics::gauge!(TRUST_EARLIEST_NOT_AFTER_SECONDS).set(unix(earliest));
+    }
+    if let Some(earliest) = trust.crls.iter().filter_map(|c| c.next_update).min() {
+        metrics::gauge!(CRL_EARLIEST_NEXT_UPDATE_SECONDS).set(unix(earliest));
+    }
+}
