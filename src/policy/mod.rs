@@ -102,6 +102,7 @@ mod decide;
 mod dns;
 pub(crate) mod layer;
 mod log;
+mod parse_error;
 mod response;
 pub(crate) mod rules;
 mod service;
@@ -109,9 +110,9 @@ mod service;
 mod tests;
 
 pub use dns::{DnsPattern, InvalidDnsPattern};
+pub use parse_error::{PolicyErrorKind, PolicyParseError};
 pub use response::{RejectReason, Rejection};
 pub use service::{ClientCert, ResponseBody, ResponseFuture};
-pub use text::{PolicyErrorKind, PolicyParseError};
 
 /// Who was let in, and why: the layer inserts one into the extensions of every request it
 /// passes on.

@@ -18,12 +18,13 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::error::ConfigError;
+use super::events::{ReloadEvent, ReloadOutcome};
 use super::load::Source;
 use super::material::{Active, Spec};
 use super::observe::{
     DEFAULT_EXPIRY_WARNING, EXPIRY_CHECK_INTERVAL, ExpiryWarning, TlsObserver, check_expiry,
 };
-use super::reload::{ReloadEvent, ReloadOutcome, ReloadState};
+use super::reload::ReloadState;
 use super::verify::{
     ChainLimits, ClientAccepted, ClientAuth, ClientRefused, TrustDetails, TrustSummary,
 };

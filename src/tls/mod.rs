@@ -10,7 +10,8 @@
 //! | `crl.rs` | CRLs bound to issuer name and key, the authoritative one per issuer |
 //! | `x509.rs` | DER, signatures, times and RFC 5280 name comparison, where webpki keeps them private |
 //! | `session.rs` | resumption bounded by what the full handshake verified |
-//! | `reload.rs` | change detection and the reload outcome |
+//! | `reload.rs` | change detection and applying a reload |
+//! | `events.rs` | the reload outcome and events |
 //! | `acceptor.rs` | [`MtlsAcceptor`](crate::MtlsAcceptor): one handshake per connection, with a deadline |
 //! | `error.rs` | [`ConfigError`](crate::ConfigError), handshake failures and their classes |
 //! | `stats.rs` | the acceptor's counters |
@@ -21,6 +22,7 @@ pub(crate) mod acceptor;
 pub(crate) mod config;
 mod crl;
 pub(crate) mod error;
+mod events;
 pub(crate) mod load;
 mod material;
 pub mod metrics;
@@ -34,12 +36,13 @@ pub(crate) mod x509;
 pub use acceptor::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES};
 pub use config::ReloadHandle;
 pub use error::{ChainTooLarge, HandshakeError, HandshakeFailure};
+pub use events::{ReloadEvent, ReloadOutcome, ReloadReport};
 pub use load::certificates_from_file;
 pub use observe::{
     CertificateRole, DEFAULT_EXPIRY_WARNING, EXPIRY_CHECK_INTERVAL, ExpiryWarning, HandshakeEvent,
     TlsObserver,
 };
-pub use reload::{DEFAULT_WATCH_INTERVAL, ReloadEvent, ReloadOutcome, ReloadReport};
+pub use reload::DEFAULT_WATCH_INTERVAL;
 pub use session::{resumption_scope, resumption_scope_sync};
 pub use stats::AcceptorStats;
 pub use verify::{

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::error::HandshakeFailure;
-use super::reload::ReloadEvent;
+use super::events::ReloadEvent;
 use super::verify::TrustDetails;
 use super::x509::utc;
 use crate::identity::CertificateSummary;

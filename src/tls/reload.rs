@@ -24,50 +24,13 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::error::ConfigError;
+use super::events::{ReloadEvent, ReloadOutcome, ReloadReport};
 use super::material::{Active, Inputs, Spec};
 use super::observe::TlsObserver;
-use super::verify::TrustSummary;
-use crate::identity::{CertificateSummary, Fingerprint};
+use crate::identity::Fingerprint;
 
 /// The default interval of [`TlsConfig::watch`](crate::TlsConfig::watch).
 pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(1);
-
-/// What a reload changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ReloadReport {
-    /// The server certificate now in use.
-    pub server_certificate: CertificateSummary,
-    /// The server certificate in use before.
-    pub previous_server_certificate: CertificateSummary,
-    /// Whether the server certificate or key files changed.
-    pub identity_changed: bool,
-    /// What the client trust holds now.
-    pub trust: TrustSummary,
-    /// Whether any trust or CRL file changed. Sessions from before are no longer resumable.
-    pub trust_changed: bool,
-}
-
-/// The outcome of a reload that found changed files.
-#[derive(Debug, Clone)]
-pub enum ReloadEvent {
-    /// The new configuration is in use for new handshakes.
-    Applied(Arc<ReloadReport>),
-    /// The new files do not make a valid configuration; the previous one stays in use.
-    Rejected(Arc<ConfigError>),
-}
-
-/// The outcome of one [`TlsConfig::reload`](crate::TlsConfig::reload).
-#[derive(Debug, Clone)]
-pub enum ReloadOutcome {
-    /// No file changed.
-    Unchanged,
-    /// The files changed and the new configuration is in use.
-    Applied(Arc<ReloadReport>),
-    /// The files changed but do not make a valid configuration; the previous one stays.
-    Rejected(Arc<ConfigError>),
-}
 
 pub(crate) struct ReloadState {
     inner: Mutex<Digests>,
