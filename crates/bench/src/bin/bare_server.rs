@@ -12,8 +12,19 @@
 //! nginx and Go servers of the comparison do; `--app axum` serves the very axum router the
 //! `extension` example serves, so that the two differ only by what this crate adds.
 //!
-//! The accept loop accepts, sets `TCP_NODELAY` and spawns; the task runs the handshake and
-//! then hyper-util's auto connection builder (shared by all connections, no timers).
+//! What it does per connection, and nothing more, so that it is the fair floor of
+//! `crate_server` (the crate's public API doing the same job):
+//!
+//! * one thread (a `current_thread` runtime); the accept loop accepts, sets `TCP_NODELAY` and
+//!   spawns one task per connection;
+//! * the task runs tokio-rustls' handshake within a 10 s deadline (`tokio::time::timeout`, as
+//!   any server facing a network must), then hyper-util's auto connection builder (shared by
+//!   all connections);
+//! * HTTP/1: hyper's header-read timeout of 30 s (`TokioTimer`), the crate's default and what
+//!   keeps a silent client from holding a connection forever; `--header-read-timeout 0` turns
+//!   it off (the floor before issue 14, measured beside it in `callgrind.sh`);
+//! * no connection cap, no graceful shutdown, no handshake cap: those the crate adds, and their
+//!   cost is part of what is measured.
 
 use tower_mtls_test_kit::floor;
 
@@ -21,13 +32,14 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::routing::get;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use rustls::RootCertStore;
@@ -38,6 +50,9 @@ use tokio::net::TcpListener;
 
 /// The `extension` example's index document, as serde_json renders it (keys sorted).
 const INDEX: &[u8] = br#"{"actions":[],"discoveries":[],"eventListeners":[],"targetAttributes":[],"targetTypes":[]}"#;
+
+/// How long a client has to finish its handshake (the crate's default).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum App {
@@ -53,12 +68,14 @@ struct Args {
     ca: PathBuf,
     port: u16,
     app: App,
+    header_read_timeout: Option<Duration>,
 }
 
 fn parse_args() -> Args {
-    let usage =
-        "usage: bare_server --cert FILE --key FILE --ca FILE [--port N] [--app static|axum]";
+    let usage = "usage: bare_server --cert FILE --key FILE --ca FILE [--port N] [--app static|axum] \
+         [--header-read-timeout SECS]";
     let (mut cert, mut key, mut ca, mut port, mut app) = (None, None, None, 8443, App::Static);
+    let mut header_read_timeout = Some(Duration::from_secs(30));
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args
@@ -76,6 +93,10 @@ fn parse_args() -> Args {
                     other => panic!("--app {other}: static or axum\n{usage}"),
                 }
             }
+            "--header-read-timeout" => {
+                let secs: u64 = value.parse().expect("--header-read-timeout: seconds");
+                header_read_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+            }
             other => panic!("unknown argument {other}\n{usage}"),
         }
     }
@@ -85,10 +106,11 @@ fn parse_args() -> Args {
         ca: ca.expect(usage),
         port,
         app,
+        header_read_timeout,
     }
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args();
     let chain = CertificateDer::pem_file_iter(&args.cert)?.collect::<Result<Vec<_>, _>>()?;
@@ -104,7 +126,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(roots),
     )?;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let http = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    if let Some(timeout) = args.header_read_timeout {
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(timeout);
+    }
+    let http = Arc::new(http);
 
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port))).await?;
     println!(
@@ -126,9 +154,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let app = args.app;
-    // The accept loop runs on the runtime like every connection (as the crate's `MtlsServer` does
-    // when an application spawns it): accepting on `main`'s thread would hand each connection
-    // to a worker thread and wake it, one futex call per connection.
     tokio::spawn(async move {
         loop {
             let tcp = match listener.accept().await {
@@ -142,7 +167,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _ = tcp.set_nodelay(true);
             let (acceptor, http, router) = (acceptor.clone(), http.clone(), router.clone());
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
+                let Ok(Ok(tls)) =
+                    tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                else {
                     return;
                 };
                 let io = TokioIo::new(tls);

@@ -18,6 +18,11 @@
 //! * `keepalive`: each client opens one connection before the measurement and sends
 //!   requests on it one after the other (HTTP/1.1 keep-alive, or one HTTP/2 stream at a time).
 //!   One operation = one request.
+//! * `count-handshakes`, `count-requests`: exactly `--ops` operations (handshake + request +
+//!   close, or one keep-alive request on one of `--concurrency` connections opened, with one
+//!   request each, beforehand), `--concurrency` at a time, between the shell commands
+//!   `--on-start` and `--on-stop` (for instance `callgrind_control -i on PID`): a fixed
+//!   workload for counting the server's instructions per operation (`callgrind.sh`).
 //! * `idle`: opens `--connections` connections (`--concurrency` at a time), makes `--requests`
 //!   requests (default one) on each and keeps them all open; reports the server's resident
 //!   memory (VmRSS) before and after, per connection. A fixed amount of work, also handy for
@@ -48,6 +53,11 @@ enum Mode {
     Handshake,
     KeepAlive,
     Idle,
+    /// A fixed number of handshakes (`--ops`), bracketed by `--on-start`/`--on-stop`.
+    CountHandshakes,
+    /// A fixed number of keep-alive requests (`--ops`) on `--concurrency` connections opened
+    /// before `--on-start`.
+    CountRequests,
 }
 
 impl Mode {
@@ -56,6 +66,8 @@ impl Mode {
             Self::Handshake => "handshake",
             Self::KeepAlive => "keepalive",
             Self::Idle => "idle",
+            Self::CountHandshakes => "count-handshakes",
+            Self::CountRequests => "count-requests",
         }
     }
 }
@@ -79,11 +91,15 @@ struct Args {
     pid: Option<u32>,
     label: String,
     json: bool,
+    ops: usize,
+    on_start: Option<String>,
+    on_stop: Option<String>,
 }
 
 const USAGE: &str = "usage: loadgen --addr HOST:PORT --ca FILE --cert FILE --key FILE \
-    [--mode handshake|keepalive|idle] [--http 1|2] [--concurrency N] [--duration SECS] \
-    [--warmup SECS] [--connections N] [--requests N] [--settle SECS] [--pid PID] \
+    [--mode handshake|keepalive|idle|count-handshakes|count-requests] [--http 1|2] \
+    [--concurrency N] [--duration SECS] [--warmup SECS] [--connections N] [--requests N] \
+    [--ops N] [--on-start CMD] [--on-stop CMD] [--settle SECS] [--pid PID] \
     [--server-name NAME] [--path PATH] [--label NAME] [--json]";
 
 fn parse_args() -> Args {
@@ -105,6 +121,9 @@ fn parse_args() -> Args {
         pid: None,
         label: "server".into(),
         json: false,
+        ops: 1000,
+        on_start: None,
+        on_stop: None,
     };
     let secs = |v: String| Duration::from_secs_f64(v.parse().expect("seconds"));
     let mut it = std::env::args().skip(1);
@@ -128,6 +147,8 @@ fn parse_args() -> Args {
                     "handshake" => Mode::Handshake,
                     "keepalive" => Mode::KeepAlive,
                     "idle" => Mode::Idle,
+                    "count-handshakes" => Mode::CountHandshakes,
+                    "count-requests" => Mode::CountRequests,
                     other => panic!("--mode {other}\n{USAGE}"),
                 }
             }
@@ -143,6 +164,9 @@ fn parse_args() -> Args {
             "--warmup" => args.warmup = secs(value),
             "--connections" => args.connections = value.parse().expect("--connections N"),
             "--requests" => args.requests = value.parse().expect("--requests N"),
+            "--ops" => args.ops = value.parse().expect("--ops N"),
+            "--on-start" => args.on_start = Some(value),
+            "--on-stop" => args.on_stop = Some(value),
             "--settle" => args.settle = secs(value),
             "--pid" => args.pid = Some(value.parse().expect("--pid PID")),
             "--label" => args.label = value,
@@ -184,6 +208,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = match args.mode {
         Mode::Handshake | Mode::KeepAlive => load(&args, Arc::new(target)).await,
         Mode::Idle => idle(&args, Arc::new(target)).await?,
+        Mode::CountHandshakes | Mode::CountRequests => count(&args, Arc::new(target)).await?,
     };
     eprintln!("{}", report.summary);
     if args.json {
@@ -378,6 +403,83 @@ async fn load(args: &Args, target: Arc<Target>) -> Report {
         "client_util": client_util,
     });
     Report { summary, json }
+}
+
+/// Runs `cmd` with `sh -c`, failing when it fails.
+fn hook(cmd: &Option<String>) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(cmd) = cmd {
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .status()?;
+        if !status.success() {
+            return Err(format!("`{cmd}` failed: {status}").into());
+        }
+    }
+    Ok(())
+}
+
+/// The count modes: a fixed number of operations between the two hooks.
+async fn count(args: &Args, target: Arc<Target>) -> Result<Report, Box<dyn std::error::Error>> {
+    let mode = args.mode;
+    // Keep-alive connections are opened (with one request each) before the window.
+    let mut conns = Vec::new();
+    if mode == Mode::CountRequests {
+        for _ in 0..args.concurrency {
+            let conn = target.connect().await?;
+            target.get(&conn).await?;
+            conns.push(conn);
+        }
+    }
+    // Let the server finish what the set-up left (closing the check connection, TLS tickets).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hook(&args.on_start)?;
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    let mut conns = conns.into_iter();
+    for _ in 0..args.concurrency {
+        let (target, next, total) = (target.clone(), next.clone(), args.ops);
+        let conn = conns.next();
+        workers.push(tokio::spawn(async move {
+            let mut done = 0usize;
+            while next.fetch_add(1, Ordering::Relaxed) < total {
+                match &conn {
+                    Some(conn) => target.get(conn).await?,
+                    None => target.get(&target.connect().await?).await?,
+                }
+                done += 1;
+            }
+            Ok::<_, String>((done, conn))
+        }));
+    }
+    let (mut done, mut conns) = (0, Vec::new());
+    for worker in workers {
+        let (n, conn) = worker.await??;
+        done += n;
+        conns.extend(conn);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    // Closing is part of a handshake operation: let the server see the last close_notify.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hook(&args.on_stop)?;
+    drop(conns);
+    let protocol = if args.http2 { "h2" } else { "http/1.1" };
+    let summary = format!(
+        "[{}] {} {protocol} c={}: {done} ops in {secs:.1} s",
+        args.label,
+        mode.name(),
+        args.concurrency
+    );
+    let json = json!({
+        "label": args.label,
+        "mode": mode.name(),
+        "protocol": protocol,
+        "concurrency": args.concurrency,
+        "ops": done,
+        "seconds": secs,
+    });
+    Ok(Report { summary, json })
 }
 
 /// The idle mode: many open connections, the server's memory before and after.
