@@ -196,6 +196,7 @@ impl ConnectionInfo {
     }
 
     /// Inserts [`TlsInfo`] and, if present, [`PeerCertificates`] into `extensions`.
+    #[inline]
     pub fn insert_into(&self, extensions: &mut http::Extensions) {
         extensions.insert(self.tls.clone());
         if let Some(peer) = &self.peer {
@@ -255,6 +256,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         self.info.insert_into(req.extensions_mut());
         self.inner.call(req)

@@ -68,6 +68,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         match self.shared.authorize(&req) {
             Ok(allowed) => {

@@ -15,10 +15,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tower_service::Service;
 
-use super::connection::{BoxError, ConnCtx, Phase, Tracker};
+use super::connection::{BoxError, ConnCtx, Phase, PhaseSender, PhaseSignal, Tracker};
 use crate::tls::acceptor::MtlsAcceptor;
 
 /// The default grace period of a graceful shutdown.
@@ -320,7 +320,7 @@ impl MtlsServer {
         } = self;
         let http = Arc::new(http);
         let mut signal = shutdown.unwrap_or_else(|| Box::pin(std::future::pending()));
-        let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+        let phase = PhaseSender(PhaseSignal::new());
         let tracker = Arc::new(Tracker::default());
         let slots = Arc::new(Semaphore::new(max_connections));
 
@@ -338,7 +338,7 @@ impl MtlsServer {
             let ctx = ConnCtx {
                 tls: tls.clone(),
                 http: http.clone(),
-                phase: phase_rx.clone(),
+                phase: phase.0.clone(),
                 _guard: tracker.enter(),
                 _slot: slot,
             };
@@ -369,13 +369,13 @@ impl MtlsServer {
         drop(listener);
         let open = tracker.count();
         tracing::info!(open_connections = open, grace = ?grace, "shutting down: no longer accepting");
-        let _ = phase_tx.send(Phase::Draining);
+        phase.0.set(Phase::Draining);
         if tokio::time::timeout(grace, tracker.idle()).await.is_err() {
             tracing::warn!(
                 open_connections = tracker.count(),
                 "grace period over; closing the remaining connections"
             );
-            let _ = phase_tx.send(Phase::Closing);
+            phase.0.set(Phase::Closing);
             tracker.idle().await;
         }
         Ok(())
