@@ -129,6 +129,11 @@ pub mod policy;
 
 pub mod serve;
 
+mod frameworks;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use frameworks::axum;
+
 pub mod steadybit;
 
 #[cfg(feature = "client")]

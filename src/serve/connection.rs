@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::connection::AddConnectionInfo;
 use crate::tls::acceptor::MtlsAcceptor;
@@ -220,12 +221,13 @@ impl ConnCtx {
                     },
                     () = phase.stopping() => return,
                 };
+                let span = stream.info().span().clone();
                 let service = AddConnectionInfo::new(service, stream.info().clone());
                 let conn = Box::pin(http.serve_connection_with_upgrades(
                     TokioIo::new(stream),
                     TowerToHyperService::new(service),
                 ));
-                serve_http(conn, phase, remote).await;
+                serve_http(conn, phase, remote).instrument(span).await;
             }
             None => {
                 let conn = Box::pin(http.serve_connection_with_upgrades(

@@ -1,0 +1,4 @@
+//! Integrations with the servers of web frameworks, each behind its own cargo feature.
+
+#[cfg(feature = "axum")]
+pub mod axum;
