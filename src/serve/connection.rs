@@ -2,8 +2,8 @@
 //! shutdown waits on.
 
 use std::error::Error as StdError;
-use std::net::SocketAddr;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -13,14 +13,12 @@ use http_body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
 use tower_service::Service;
-use tracing::Instrument;
 
-use crate::connection::AddConnectionInfo;
+use super::service::{ConnectionService, InSpan};
 use crate::tls::acceptor::MtlsAcceptor;
 
 pub(super) type BoxError = Box<dyn StdError + Send + Sync>;
@@ -137,12 +135,14 @@ impl PhaseListener {
 
     /// Resolves when the phase leaves `Running`.
     async fn stopping(&mut self) {
-        std::future::poll_fn(|cx| loop {
-            if self.seen != Phase::Running {
-                return Poll::Ready(());
-            }
-            if self.poll_change(cx).is_pending() {
-                return Poll::Pending;
+        std::future::poll_fn(|cx| {
+            loop {
+                if self.seen != Phase::Running {
+                    return Poll::Ready(());
+                }
+                if self.poll_change(cx).is_pending() {
+                    return Poll::Pending;
+                }
             }
         })
         .await;
@@ -222,18 +222,14 @@ impl ConnCtx {
                     () = phase.stopping() => return,
                 };
                 let span = stream.info().span().clone();
-                let service = AddConnectionInfo::new(service, stream.info().clone());
-                let conn = Box::pin(http.serve_connection_with_upgrades(
-                    TokioIo::new(stream),
-                    TowerToHyperService::new(service),
-                ));
-                serve_http(conn, phase, remote).instrument(span).await;
+                let service = ConnectionService::new(service, Some(stream.info().clone()));
+                let conn =
+                    Box::pin(http.serve_connection_with_upgrades(TokioIo::new(stream), service));
+                InSpan::new(serve_http(conn, phase, remote), &span).await;
             }
             None => {
-                let conn = Box::pin(http.serve_connection_with_upgrades(
-                    TokioIo::new(io),
-                    TowerToHyperService::new(service),
-                ));
+                let service = ConnectionService::new(service, None);
+                let conn = Box::pin(http.serve_connection_with_upgrades(TokioIo::new(io), service));
                 serve_http(conn, phase, remote).await;
             }
         }

@@ -17,6 +17,7 @@
 mod connection;
 pub(crate) mod listener;
 pub(crate) mod server;
+mod service;
 
 pub use listener::MtlsListener;
 pub use server::{
