@@ -3,6 +3,8 @@
 # server CPU per mutual-TLS handshake and per keep-alive request, and server memory per idle
 # mTLS connection, for
 #
+#   crate              crates/bench/src/bin/crate_server.rs: MtlsServer + TlsConfig +
+#                      ClientCertLayer::require() with one subject rule, constant answer, one thread
 #   extension          this crate's `extension` example (ClientCertLayer with one rule)
 #   extension-nolayer  the same without the rule's layer (the layer's cost, per request)
 #   bare               tokio-rustls + hyper, the crate's rustls settings, static answer (floor)
@@ -35,7 +37,7 @@ WARMUP=${WARMUP:-1}
 ROUNDS=${ROUNDS:-5}
 CONCURRENCY=${CONCURRENCY:-32}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
-SERVERS=${SERVERS:-"extension extension-nolayer bare bare-axum nginx go"}
+SERVERS=${SERVERS:-"crate extension extension-nolayer bare bare-axum nginx go"}
 MODES=${MODES:-"handshake h1 h2 idle"}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
@@ -110,6 +112,11 @@ start_server() {
                 TOWER_MTLS_CLIENT_ALLOW="$rule" \
                 RUST_LOG=warn \
                 taskset -c "$SERVER_CPU" "$BIN/extension" >>"$logfile" 2>&1 &
+            ;;
+        crate)
+            taskset -c "$SERVER_CPU" "$BIN/crate_server" --port "$PORT" --allow-cn "${allow#cn=}" \
+                --cert "$pki/server.crt" --key "$pki/server.key" --ca "$pki/ca.crt" \
+                >>"$logfile" 2>&1 &
             ;;
         bare | bare-axum)
             local app=static
@@ -224,12 +231,12 @@ EOF
 build() {
     log "building (cargo --release, go)"
     (cd "$ROOT" && cargo build --release --quiet -p tower-mtls --example extension &&
-        cargo build --release --quiet -p tower-mtls-bench --bin bare_server --bin loadgen)
+        cargo build --release --quiet -p tower-mtls-bench --bin bare_server --bin crate_server --bin loadgen)
     local target
     target=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
         "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
     mkdir -p "$OUT/bin"
-    cp "$target/release/examples/extension" "$target/release/bare_server" \
+    cp "$target/release/examples/extension" "$target/release/bare_server" "$target/release/crate_server" \
         "$target/release/loadgen" "$OUT/bin/"
     BIN="$OUT/bin"
     HANDSHAKE_BENCH=$(cd "$ROOT" && cargo bench --quiet -p tower-mtls --bench handshake --no-run \

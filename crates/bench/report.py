@@ -16,12 +16,13 @@ import statistics
 import sys
 from collections import defaultdict
 
-ORDER = ["extension", "extension-nolayer", "bare", "bare-axum", "nginx", "go",
+ORDER = ["crate", "extension", "extension-nolayer", "bare", "bare-axum", "nginx", "go",
          "in-memory rustls", "in-memory acceptor"]
 FLOOR = "bare"
-PEERS = ["bare", "nginx", "go", "extension"]
-PLOTTED = ["extension", "bare", "nginx", "go"]
+PEERS = ["bare", "nginx", "go", "crate"]
+PLOTTED = ["crate", "extension", "bare", "nginx", "go"]
 DESCRIPTION = {
+    "crate": "crate_server: MtlsServer + TlsConfig + ClientCertLayer::require() + 1 rule, static answer",
     "extension": "tower-mtls `extension` example, ClientCertLayer + 1 rule",
     "extension-nolayer": "the same without the layer",
     "bare": "tokio-rustls + hyper, static answer (the floor)",
@@ -166,6 +167,8 @@ def findings(data):
     for key, what in [("handshake", "per handshake"), ("h1", "per HTTP/1.1 request"),
                       ("h2", "per HTTP/2 request"), ("idle", "per idle connection")]:
         for a, b, label in [
+            ("crate", "bare", "crate / bare (like for like: the floor)"),
+            ("crate", "in-memory rustls", "crate / the in-memory rustls handshake"),
             ("extension", "bare", "extension / bare (the floor)"),
             ("extension-nolayer", "bare-axum", "extension without the layer / bare serving the same axum app"),
             ("extension", "extension-nolayer", "extension / extension without the layer"),

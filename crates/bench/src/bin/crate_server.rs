@@ -4,13 +4,15 @@
 //!
 //! ```text
 //! crate_server --cert server.crt --key server.key --ca ca.crt [--port 8443] [--allow-cn loadgen]
+//!     [--no-layer]
 //! ```
 //!
 //! `MtlsServer` with its defaults (handshake deadline 10 s, at most 4096 concurrent handshakes
 //! and 16384 connections, HTTP/1 header-read timeout 30 s, graceful shutdown, here on Ctrl-C)
 //! and a `TlsConfig` built from the three files, serving `ClientCertLayer::require()` with one
 //! subject rule (`cn=<--allow-cn>`) around a `service_fn` that answers the same constant JSON as
-//! `bare_server`. One thread: a `current_thread` runtime, like the floor.
+//! `bare_server`. One thread: a `current_thread` runtime, like the floor. `--no-layer` serves the
+//! `service_fn` without the layer (to tell the layer's cost from the server's).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -31,14 +33,20 @@ struct Args {
     ca: PathBuf,
     port: u16,
     allow_cn: String,
+    layer: bool,
 }
 
 fn parse_args() -> Args {
-    let usage = "usage: crate_server --cert FILE --key FILE --ca FILE [--port N] [--allow-cn CN]";
+    let usage = "usage: crate_server --cert FILE --key FILE --ca FILE [--port N] [--allow-cn CN] [--no-layer]";
     let (mut cert, mut key, mut ca, mut port, mut allow_cn) =
         (None, None, None, 8443, String::from("loadgen"));
+    let mut layer = true;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--no-layer" {
+            layer = false;
+            continue;
+        }
         let value = args
             .next()
             .unwrap_or_else(|| panic!("{flag} needs a value\n{usage}"));
@@ -57,6 +65,7 @@ fn parse_args() -> Args {
         ca: ca.expect(usage),
         port,
         allow_cn,
+        layer,
     }
 }
 
@@ -75,16 +84,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .server_key_file(&args.key)
         .client_trust(&args.ca)
         .build()?;
-    let app = ClientCertLayer::require()
-        .allow_subject_cn(args.allow_cn)
-        .layer(tower::service_fn(index));
-    let server = MtlsServer::bind(SocketAddr::from(([127, 0, 0, 1], args.port)))
+    let mut server = MtlsServer::bind(SocketAddr::from(([127, 0, 0, 1], args.port)))
         .await?
         .tls(tls)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         });
+    if std::env::var_os("EXP_MAXBUF").is_some() {
+        server.http_builder().http1().max_buf_size(8192);
+    }
     println!("crate_server on https://{}", server.local_addr()?);
-    server.serve(app).await?;
+    if args.layer {
+        let app = ClientCertLayer::require()
+            .allow_subject_cn(args.allow_cn)
+            .layer(tower::service_fn(index));
+        server.serve(app).await?;
+    } else {
+        server.serve(tower::service_fn(index)).await?;
+    }
     Ok(())
 }
