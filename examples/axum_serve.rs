@@ -144,11 +144,9 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     ];
     let mut all_as_expected = true;
     for (client, name, path, expected) in cases {
-        let outcome = tokio::time::timeout(
-            Duration::from_secs(30),
-            client.get(addr, "localhost", path),
-        )
-        .await;
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(30), client.get(addr, "localhost", path))
+                .await;
         let (status, detail) = match outcome {
             Err(_) => (u16::MAX, "no answer within 30 s".to_owned()),
             Ok(Ok(response)) => (
