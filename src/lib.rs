@@ -89,6 +89,9 @@
 //!   configuration from the agent's environment variables.
 //! * `metrics`: handshakes, connections, reloads, policy decisions and certificate expiry
 //!   through the `metrics` facade; the names and labels are in [`tls::metrics`].
+//! * `tonic`: [`tonic`](mod@tonic), a tonic gRPC server over this crate's mutual TLS — the
+//!   incoming stream for `serve_with_incoming`, the client's identity in every request,
+//!   [`ClientCertLayer`] answering with gRPC statuses.
 //! * `steadybit-runtime`: [`steadybit::runtime`], what an extension's `main` needs besides its
 //!   routes — logs from `STEADYBIT_LOG_LEVEL`/`STEADYBIT_LOG_FORMAT`, the health port with
 //!   readiness and `/metrics`, SIGTERM with a drain delay, exit code 128 + signal.
@@ -128,6 +131,11 @@ pub mod tls;
 pub mod policy;
 
 pub mod serve;
+
+mod frameworks;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub use frameworks::tonic;
 
 pub mod steadybit;
 
