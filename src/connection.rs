@@ -31,6 +31,8 @@ use rustls::server::ServerConnection;
 use rustls::{CipherSuite, HandshakeKind, ProtocolVersion};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument;
+use tracing::instrument::Instrumented;
 
 use crate::identity::{ClientIdentity, IdentityError};
 
@@ -43,7 +45,7 @@ pub struct PeerCertificates(Arc<PeerInner>);
 
 struct PeerInner {
     chain: Box<[CertificateDer<'static>]>,
-    identity: OnceLock<Result<ClientIdentity, IdentityError>>,
+    identity: OnceLock<Result<Arc<ClientIdentity>, IdentityError>>,
 }
 
 impl PeerCertificates {
@@ -72,9 +74,14 @@ impl PeerCertificates {
     /// The leaf, parsed. Parsed on first use and cached for the connection: every request on
     /// it shares the one result.
     pub fn identity(&self) -> Result<&ClientIdentity, &IdentityError> {
+        self.parsed().map(|identity| &**identity)
+    }
+
+    /// The parsed leaf, shared.
+    pub(crate) fn parsed(&self) -> Result<&Arc<ClientIdentity>, &IdentityError> {
         self.0
             .identity
-            .get_or_init(|| ClientIdentity::parse(self.leaf().as_ref()))
+            .get_or_init(|| ClientIdentity::parse(self.leaf().as_ref()).map(Arc::new))
             .as_ref()
     }
 }
@@ -162,27 +169,65 @@ impl fmt::Debug for TlsInfo {
 
 /// Everything captured about one connection: attach it to each request with
 /// [`AddConnectionInfo`].
+///
+/// It also carries the connection's `tracing` span (see [`span`](Self::span)), under which
+/// [`AddConnectionInfo`] runs every request, so request spans (tower-http's `TraceLayer`, a
+/// handler's `#[instrument]`) nest under the connection they arrived on.
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     tls: TlsInfo,
     peer: Option<PeerCertificates>,
+    span: tracing::Span,
 }
 
 impl ConnectionInfo {
     /// Captures the connection's facts and the client's chain. Call once per connection,
     /// after the handshake.
     pub fn from_connection(conn: &ServerConnection, remote_addr: Option<SocketAddr>) -> Self {
-        Self {
-            tls: TlsInfo::from_connection(conn, remote_addr),
-            peer: conn
-                .peer_certificates()
+        Self::new(
+            TlsInfo::from_connection(conn, remote_addr),
+            conn.peer_certificates()
                 .and_then(|chain| PeerCertificates::new(chain.to_vec())),
-        }
+        )
     }
 
-    /// Assembles connection info from its parts.
+    /// Assembles connection info from its parts, opening the connection's span.
     pub fn new(tls: TlsInfo, peer: Option<PeerCertificates>) -> Self {
-        Self { tls, peer }
+        let span = connection_span(&tls, peer.as_ref());
+        Self { tls, peer, span }
+    }
+
+    /// The connection's span: `tls_connection` at `INFO`, with the fields `remote` (the
+    /// peer's address), `tls` (protocol version), `alpn` and `client` (the client
+    /// certificate's SPIFFE ID, else its subject; empty without a certificate).
+    ///
+    /// [`MtlsServer`](crate::MtlsServer) runs the whole connection in it; wherever
+    /// [`AddConnectionInfo`] wraps a service, each request's service call and response future
+    /// run in it too, on HTTP/1.1 and HTTP/2 alike. When no subscriber wants it the span is
+    /// disabled and costs nothing.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// The connection's facts from a request's extensions, however they were put there:
+    /// by [`AddConnectionInfo`] (this crate's server, axum-server), as a `ConnectionInfo`
+    /// value (tonic's connect info) or, with the `axum` feature, as axum's
+    /// `ConnectInfo<ConnectionInfo>`. `None` when the request did not come through this
+    /// crate's acceptor.
+    pub fn find(extensions: &http::Extensions) -> Option<(&TlsInfo, Option<&PeerCertificates>)> {
+        if let Some(tls) = extensions.get::<TlsInfo>() {
+            return Some((tls, extensions.get::<PeerCertificates>()));
+        }
+        if let Some(info) = extensions.get::<ConnectionInfo>() {
+            return Some((&info.tls, info.peer.as_ref()));
+        }
+        #[cfg(feature = "axum")]
+        if let Some(axum::extract::ConnectInfo(info)) =
+            extensions.get::<axum::extract::ConnectInfo<ConnectionInfo>>()
+        {
+            return Some((&info.tls, info.peer.as_ref()));
+        }
+        None
     }
 
     /// The connection's TLS facts.
@@ -195,13 +240,49 @@ impl ConnectionInfo {
         self.peer.as_ref()
     }
 
-    /// Inserts [`TlsInfo`] and, if present, [`PeerCertificates`] into `extensions`.
+    /// Inserts [`TlsInfo`] and, if present, [`PeerCertificates`] into `extensions` (with the
+    /// `axum` feature also axum's `ConnectInfo<SocketAddr>`, when the address is known, so
+    /// axum's own extractor works).
     pub fn insert_into(&self, extensions: &mut http::Extensions) {
         extensions.insert(self.tls.clone());
         if let Some(peer) = &self.peer {
             extensions.insert(peer.clone());
         }
+        #[cfg(feature = "axum")]
+        if let Some(remote) = self.tls.remote_addr() {
+            extensions.insert(axum::extract::ConnectInfo(remote));
+        }
     }
+}
+
+/// Opens the span of one connection; disabled (and free) when no subscriber wants it.
+fn connection_span(tls: &TlsInfo, peer: Option<&PeerCertificates>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "tls_connection",
+        remote = tracing::field::Empty,
+        tls = tracing::field::Empty,
+        alpn = tracing::field::Empty,
+        client = tracing::field::Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    if let Some(remote) = tls.remote_addr() {
+        span.record("remote", tracing::field::display(remote));
+    }
+    if let Some(version) = tls.protocol_version().and_then(|v| v.as_str()) {
+        span.record("tls", version);
+    }
+    if let Some(alpn) = tls.alpn_protocol() {
+        span.record("alpn", String::from_utf8_lossy(alpn).as_ref());
+    }
+    if let Some(Ok(identity)) = peer.map(PeerCertificates::identity) {
+        match identity.spiffe_id() {
+            Some(id) => span.record("client", tracing::field::display(id)),
+            None => span.record("client", tracing::field::display(identity.subject())),
+        };
+    }
+    span
 }
 
 /// A service that adds one connection's [`ConnectionInfo`] to every request before passing it
@@ -249,15 +330,18 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Instrumented<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
+    /// Adds the connection's facts to the request and calls the inner service in the
+    /// connection's span (see [`ConnectionInfo::span`]).
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         self.info.insert_into(req.extensions_mut());
-        self.inner.call(req)
+        let _entered = self.info.span.enter();
+        self.inner.call(req).instrument(self.info.span.clone())
     }
 }
 

@@ -133,6 +133,9 @@ pub mod policy;
 pub mod serve;
 
 mod frameworks;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use frameworks::axum;
 #[cfg(feature = "tonic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub use frameworks::tonic;

@@ -1,6 +1,7 @@
-//! Framework integrations, one module per framework behind its own feature; each a small
-//! trait impl over [`MtlsListener`](crate::serve::MtlsListener) and `connection.rs`, not a
-//! second server.
+//! Integrations with the servers of web frameworks, each behind its own cargo feature.
+
+#[cfg(feature = "axum")]
+pub mod axum;
 
 #[cfg(feature = "tonic")]
 pub mod tonic;

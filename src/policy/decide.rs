@@ -12,7 +12,7 @@ use super::log;
 use super::response::{RejectReason, Rejection};
 use super::rules::ClientCertPolicy;
 use super::{AllowedClient, MatchedRule};
-use crate::connection::{PeerCertificates, TlsInfo};
+use crate::connection::{ConnectionInfo, PeerCertificates};
 
 /// What answers a rejected request instead of the default 401/403 (see
 /// [`ClientCertLayer::on_reject`](crate::ClientCertLayer::on_reject)).
@@ -62,15 +62,20 @@ impl Shared {
 
     /// Not generic, so the rule loop is compiled once, here, whatever the request body.
     fn decide(&self, extensions: &Extensions) -> Result<AllowedClient, RejectReason> {
-        let Some(peer) = extensions.get::<PeerCertificates>() else {
-            return match extensions.get::<TlsInfo>() {
-                Some(_) if !self.required => Ok(AllowedClient {
-                    peer: None,
-                    rule: None,
-                }),
-                Some(_) => Err(RejectReason::CertificateRequired),
-                None => Err(RejectReason::NoTlsConnection),
-            };
+        // The common case first: the crate's own server put the peer there.
+        let peer = match extensions.get::<PeerCertificates>() {
+            Some(peer) => peer,
+            None => match ConnectionInfo::find(extensions) {
+                Some((_, Some(peer))) => peer,
+                Some((_, None)) if !self.required => {
+                    return Ok(AllowedClient {
+                        peer: None,
+                        rule: None,
+                    });
+                }
+                Some((_, None)) => return Err(RejectReason::CertificateRequired),
+                None => return Err(RejectReason::NoTlsConnection),
+            },
         };
         let identity = peer
             .identity()
@@ -98,12 +103,12 @@ impl Shared {
 
     #[cold]
     fn reject<B>(&self, req: &Request<B>, reason: RejectReason) -> Rejection {
-        let extensions = req.extensions();
+        let found = ConnectionInfo::find(req.extensions());
         let rejection = Rejection::new(
             reason,
             req.headers(),
-            extensions.get::<PeerCertificates>().cloned(),
-            extensions.get::<TlsInfo>().and_then(TlsInfo::remote_addr),
+            found.and_then(|(_, peer)| peer.cloned()),
+            found.and_then(|(tls, _)| tls.remote_addr()),
         );
         if reason == RejectReason::NoTlsConnection {
             let first = !self.miswired_warned.swap(true, Ordering::Relaxed);

@@ -15,6 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, watch};
 use tower_service::Service;
+use tracing::Instrument;
 
 use crate::connection::AddConnectionInfo;
 use crate::tls::acceptor::MtlsAcceptor;
@@ -99,12 +100,13 @@ impl ConnCtx {
                     },
                     _ = self.phase.wait_for(|p| *p != Phase::Running) => return,
                 };
+                let span = stream.info().span().clone();
                 let service = AddConnectionInfo::new(service, stream.info().clone());
                 let conn = Box::pin(http.serve_connection_with_upgrades(
                     TokioIo::new(stream),
                     TowerToHyperService::new(service),
                 ));
-                self.serve_http(conn, remote).await;
+                self.serve_http(conn, remote).instrument(span).await;
             }
             None => {
                 let conn = Box::pin(http.serve_connection_with_upgrades(

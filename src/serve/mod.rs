@@ -9,10 +9,16 @@
 //!
 //! Once a [`MtlsAcceptor`](crate::MtlsAcceptor) is set, the server speaks only TLS — on TCP and on Unix sockets
 //! alike. Nothing falls back to plain HTTP.
+//!
+//! For servers that run their own accept loop (`axum::serve`, tonic's `serve_with_incoming`),
+//! [`MtlsListener`] hands out established mutual-TLS streams instead, with the handshakes run
+//! off the accept path.
 
 mod connection;
+pub(crate) mod listener;
 pub(crate) mod server;
 
+pub use listener::MtlsListener;
 pub use server::{
     DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ListenAddr,
 };

@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, watch};
 use tower_service::Service;
 
 use super::connection::{BoxError, ConnCtx, Phase, Tracker};
+use super::listener::is_per_connection_error;
 use crate::tls::acceptor::MtlsAcceptor;
 
 /// The default grace period of a graceful shutdown.
@@ -394,15 +395,4 @@ async fn accept(listener: &Listener) -> io::Result<Accepted> {
         #[cfg(unix)]
         Listener::Unix { listener, .. } => listener.accept().await.map(|(s, _)| Accepted::Unix(s)),
     }
-}
-
-fn is_per_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-    )
 }

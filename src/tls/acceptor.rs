@@ -9,6 +9,7 @@
 //! handshake record. Anything else is turned away at once — a plain-HTTP request with a short
 //! `400` that says the port speaks HTTPS — instead of waiting for rustls to give up.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -263,6 +264,7 @@ impl MtlsAcceptor {
             inner: stream,
             info,
             _active: Gauge::new(&self.counters, GaugeKind::Active),
+            lease: None,
         })
     }
 }
@@ -358,9 +360,42 @@ pub struct MtlsStream<IO> {
     inner: tokio_rustls::server::TlsStream<Rewind<IO>>,
     info: ConnectionInfo,
     _active: Gauge,
+    lease: Option<Box<Lease>>,
+}
+
+/// What a listener hands out with a stream: a connection slot, held for the stream's life,
+/// and the signal that ends the stream when a shutdown's grace period is over.
+pub(crate) struct Lease {
+    pub(crate) _slot: tokio::sync::OwnedSemaphorePermit,
+    pub(crate) closing: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease").finish_non_exhaustive()
+    }
 }
 
 impl<IO> MtlsStream<IO> {
+    /// Ties the stream to a listener's connection slot and shutdown deadline.
+    pub(crate) fn with_lease(mut self, lease: Lease) -> Self {
+        self.lease = Some(Box::new(lease));
+        self
+    }
+
+    /// Fails the stream's reads and writes once the lease's shutdown deadline has passed.
+    fn check_lease(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if let Some(lease) = &mut self.lease {
+            if lease.closing.as_mut().poll(cx).is_ready() {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "closed by the server: its shutdown grace period is over",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The peer's certificates and the connection's TLS facts, captured once after the
     /// handshake.
     pub fn info(&self) -> &ConnectionInfo {
@@ -380,7 +415,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for MtlsStream<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        this.check_lease(cx)?;
+        Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
 
@@ -390,7 +427,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MtlsStream<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        this.check_lease(cx)?;
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -398,7 +437,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MtlsStream<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        this.check_lease(cx)?;
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -406,7 +447,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MtlsStream<IO> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        this.check_lease(cx)?;
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
