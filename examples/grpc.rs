@@ -130,9 +130,7 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
     let addr = tcp.local_addr()?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status("", ServingStatus::Serving)
-        .await;
+    health.set_service_status("", ServingStatus::Serving).await;
     health.set_serving::<IdentityServer<WhoAmI>>().await;
 
     let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<i32>();
@@ -152,7 +150,7 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
         }
     };
 
-    let server = Server::builder().timeout(Duration::from_secs(30));
+    let mut server = Server::builder().timeout(Duration::from_secs(30));
     match grpc_tls(&env)? {
         Some(tls) => {
             let mode = match tls.client_auth() {

@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use support::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -86,8 +85,14 @@ impl GrpcExample {
                 "STEADYBIT_EXTENSION_TLS_SERVER_CERT",
                 pki.server_cert.as_os_str(),
             )
-            .env("STEADYBIT_EXTENSION_TLS_SERVER_KEY", pki.server_key.as_os_str())
-            .env("STEADYBIT_EXTENSION_TLS_CLIENT_CAS", pki.ca_path.as_os_str())
+            .env(
+                "STEADYBIT_EXTENSION_TLS_SERVER_KEY",
+                pki.server_key.as_os_str(),
+            )
+            .env(
+                "STEADYBIT_EXTENSION_TLS_CLIENT_CAS",
+                pki.ca_path.as_os_str(),
+            )
             .envs(vars.iter().map(|(k, v)| (*k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -195,7 +200,8 @@ fn channel(pki: &Pki, port: u16, identity: Option<&Leaf>) -> Channel {
 }
 
 async fn health(channel: Channel) -> Result<HealthCheckResponse, Status> {
-    let call = HealthClient::new(channel).check(HealthCheckRequest {
+    let mut client = HealthClient::new(channel);
+    let call = client.check(HealthCheckRequest {
         service: String::new(),
     });
     tokio::time::timeout(PATIENCE * 2, call)
@@ -205,7 +211,8 @@ async fn health(channel: Channel) -> Result<HealthCheckResponse, Status> {
 }
 
 async fn who_am_i(channel: Channel) -> Result<WhoAmIResponse, Status> {
-    let call = IdentityClient::new(channel).who_am_i(WhoAmIRequest {});
+    let mut client = IdentityClient::new(channel);
+    let call = client.who_am_i(WhoAmIRequest {});
     tokio::time::timeout(PATIENCE * 2, call)
         .await
         .expect("the identity call ends")
@@ -296,9 +303,26 @@ async fn an_untrusted_certificate_fails_the_handshake_even_with_optional_client_
         .await
         .expect_err("untrusted");
     // A refused handshake is a transport error to a gRPC client, never a call that passed.
+    assert_transport_failure(&status);
+}
+
+/// What tonic's client makes of a handshake the server refused: no status the server sent,
+/// but its own for a broken connection — `UNKNOWN "transport error"` when the alert (e.g.
+/// `certificate_required`) is read first, `CANCELLED "operation was canceled"` when the
+/// connection is found closed first (TLS 1.3 clients send the request before the server's
+/// verdict arrives, so either happens), `UNAVAILABLE` when connecting fails outright.
+fn assert_transport_failure(status: &Status) {
     assert!(
-        matches!(status.code(), Code::Unavailable | Code::Unknown),
+        matches!(
+            status.code(),
+            Code::Unknown | Code::Cancelled | Code::Unavailable
+        ),
         "{status:?}"
+    );
+    let source = std::error::Error::source(status).expect("a local transport error");
+    assert!(
+        source.is::<tonic::transport::Error>(),
+        "{status:?}: {source:?}"
     );
 }
 
@@ -335,7 +359,9 @@ impl IdentityService for WhoAmI {
 fn needs_identity(request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
     match request.peer_certificates() {
         Some(peer) if peer.identity().is_ok() => Ok(request),
-        _ => Err(Status::unauthenticated("the interceptor saw no certificate")),
+        _ => Err(Status::unauthenticated(
+            "the interceptor saw no certificate",
+        )),
     }
 }
 
@@ -379,14 +405,7 @@ async fn required_client_auth_refuses_the_handshake_which_grpc_reports_as_a_tran
     let status = health(channel(&c.pki, addr.port(), None))
         .await
         .expect_err("refused in the handshake");
-    assert!(
-        matches!(status.code(), Code::Unavailable | Code::Unknown),
-        "{status:?}"
-    );
-    assert!(
-        status.message().contains("transport error") || status.message().contains("connection"),
-        "{status:?}"
-    );
+    assert_transport_failure(&status);
     // With a certificate all is well, and the interceptor and handler read it.
     let me = who_am_i(channel(&c.pki, addr.port(), Some(&c.allowed)))
         .await
@@ -460,17 +479,16 @@ async fn fifty_silent_clients_do_not_delay_a_real_one() {
 
     let mut silent = Vec::new();
     for _ in 0..50 {
-        silent.push(
-            tokio::net::TcpStream::connect(addr)
-                .await
-                .expect("connect"),
-        );
+        silent.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
     }
     let started = std::time::Instant::now();
-    let reply = tokio::time::timeout(PATIENCE, health(channel(&c.pki, addr.port(), Some(&c.allowed))))
-        .await
-        .expect("the real client is served while 50 handshakes are pending")
-        .expect("health");
+    let reply = tokio::time::timeout(
+        PATIENCE,
+        health(channel(&c.pki, addr.port(), Some(&c.allowed))),
+    )
+    .await
+    .expect("the real client is served while 50 handshakes are pending")
+    .expect("health");
     assert_eq!(reply.status(), ServingStatus::Serving);
     assert!(started.elapsed() < PATIENCE);
     // The silent ones were held open all along.
@@ -480,7 +498,10 @@ async fn fifty_silent_clients_do_not_delay_a_real_one() {
 // ----------------------------------------------------------------------------------------
 // Python's grpcio.
 
-const GRPC_CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/grpc_health.py");
+const GRPC_CLIENT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/clients/grpcio_health_check.py"
+);
 
 /// A Python with grpcio and grpcio-health-checking: `TOWER_MTLS_GRPC_PYTHON`, the venv that
 /// .ci/run makes, or `python3` if it has them. `None` (the test is skipped) only outside CI:
@@ -513,7 +534,12 @@ fn grpc_python() -> Option<PathBuf> {
     None
 }
 
-async fn grpcio_health(python: &Path, port: u16, ca: &Path, identity: Option<(&Path, &Path)>) -> String {
+async fn grpcio_health(
+    python: &Path,
+    port: u16,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> String {
     let mut cmd = Command::new(python);
     cmd.arg(GRPC_CLIENT).arg(port.to_string()).arg(ca);
     if let Some((cert, key)) = identity {
@@ -548,7 +574,13 @@ async fn grpcio_sees_serving_when_allowed_and_permission_denied_when_not() {
     .await;
     assert!(out.contains("HEALTH SERVING"), "{out}\n{}", server.log());
 
-    let out = grpcio_health(&python, server.port, &c.pki.ca_path, Some((&other.0, &other.1))).await;
+    let out = grpcio_health(
+        &python,
+        server.port,
+        &c.pki.ca_path,
+        Some((&other.0, &other.1)),
+    )
+    .await;
     assert!(
         out.contains("STATUS PERMISSION_DENIED the client certificate is not allowed"),
         "{out}"
@@ -559,6 +591,19 @@ async fn grpcio_sees_serving_when_allowed_and_permission_denied_when_not() {
         out.contains("STATUS UNAUTHENTICATED a client certificate is required"),
         "{out}"
     );
+
+    // Refused in the handshake (the contract's `Required`), grpcio sees no status of the call.
+    let tls = c
+        .pki
+        .builder()
+        .client_trust(&c.pki.ca_path)
+        .client_auth(ClientAuth::Required)
+        .build()
+        .expect("config");
+    let (addr, _server) = in_process(MtlsAcceptor::new(tls)).await;
+    let out = grpcio_health(&python, addr.port(), &c.pki.ca_path, None).await;
+    eprintln!("observed: {out}");
+    assert!(out.contains("STATUS UNAVAILABLE"), "{out}");
 }
 
 // ----------------------------------------------------------------------------------------
@@ -629,7 +674,10 @@ fn provider_child() {
     std::panic::set_hook(Box::new(|_| {}));
     let ambiguous = std::panic::catch_unwind(tower_mtls::rustls::ServerConfig::builder);
     std::panic::set_hook(silence);
-    assert!(ambiguous.is_err(), "both providers are compiled in: ambiguous");
+    assert!(
+        ambiguous.is_err(),
+        "both providers are compiled in: ambiguous"
+    );
 
     assert!(tower_mtls::tls::install_default_provider());
     assert!(!tower_mtls::tls::install_default_provider(), "once");
@@ -659,9 +707,16 @@ async fn without_tls_variables_the_example_serves_plain_grpc() {
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let port = tokio::time::timeout(PATIENCE, async {
         while let Some(line) = lines.next_line().await.expect("read") {
-            if let Some(addr) = line.split_whitespace().find_map(|w| w.strip_prefix("listen=")) {
+            if let Some(addr) = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("listen="))
+            {
                 assert!(line.contains("plain gRPC"), "{line}");
-                return addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).expect("port");
+                return addr
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .expect("port");
             }
         }
         panic!("exited before listening");
@@ -687,8 +742,14 @@ async fn a_policy_without_client_cas_is_refused_at_start_up() {
         .env_clear()
         .env("NO_COLOR", "1")
         .env("STEADYBIT_EXTENSION_PORT", "0")
-        .env("STEADYBIT_EXTENSION_TLS_SERVER_CERT", pki.server_cert.as_os_str())
-        .env("STEADYBIT_EXTENSION_TLS_SERVER_KEY", pki.server_key.as_os_str())
+        .env(
+            "STEADYBIT_EXTENSION_TLS_SERVER_CERT",
+            pki.server_cert.as_os_str(),
+        )
+        .env(
+            "STEADYBIT_EXTENSION_TLS_SERVER_KEY",
+            pki.server_key.as_os_str(),
+        )
         .env("TOWER_MTLS_CLIENT_ALLOW", "cn=x")
         .kill_on_drop(true)
         .output();

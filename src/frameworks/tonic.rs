@@ -91,16 +91,19 @@
 //!
 //! * [`ClientAuth::Required`](crate::ClientAuth::Required) (what the Steadybit contract sets when
 //!   client CAs are configured): the server ends the handshake with a TLS alert
-//!   (`certificate_required`). gRPC clients report a failed connection, not a status of the
-//!   call: tonic's client returns `UNAVAILABLE` or `UNKNOWN` with a message about a transport
-//!   error; grpcio retries until its deadline and ends with `UNAVAILABLE`.
+//!   (`certificate_required`). A gRPC client gets no status from the server, only its own
+//!   for a broken connection: tonic's client `UNKNOWN` "transport error" (the alert read
+//!   first) or `CANCELLED` "operation was canceled" (the connection found closed first — a
+//!   TLS 1.3 client sends its request before the server's verdict arrives, so either
+//!   happens); Python's grpcio `UNAVAILABLE` "failed to connect to all addresses".
 //! * [`ClientAuth::Optional`](crate::ClientAuth::Optional) plus [`ClientCertLayer::require`]:
 //!   the handshake completes and every call is answered `UNAUTHENTICATED` with the message
-//!   `a client certificate is required` — what a gRPC client can act on. A certificate that is
-//!   presented must still verify, so the only clients the layer sees without one are those
-//!   that sent none; every call, on every service behind the layer, needs one.
+//!   "a client certificate is required" — a status a gRPC client can act on. A certificate
+//!   that is presented must still verify in the handshake, so the only clients the layer sees
+//!   without one are those that sent none, and no call behind the layer passes without one.
+//!   This is the better choice for gRPC, and the `grpc` example's.
 //!
-//! `tests/grpc.rs` checks both with tonic's client.
+//! `tests/grpc.rs` checks both, with tonic's client and with grpcio.
 //!
 //! # Crypto providers
 //!

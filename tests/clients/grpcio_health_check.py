@@ -1,6 +1,6 @@
 """Python's grpcio as a gRPC client over mutual TLS: one grpc.health.v1 Check.
 
-Usage: python grpc_health.py PORT CA_PEM [CERT_PEM KEY_PEM]
+Usage: python grpcio_health_check.py PORT CA_PEM [CERT_PEM KEY_PEM]
 Connects to 127.0.0.1:PORT, checking the server certificate against CA_PEM for the name
 "localhost", presenting CERT_PEM/KEY_PEM when given (grpc.ssl_channel_credentials).
 Prints "HEALTH <serving status>" (exit 0) or "STATUS <code> <details>" (exit 1).
