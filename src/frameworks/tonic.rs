@@ -80,10 +80,10 @@
 //! connection arrived on). Without the layer, [`TlsInfo::remote_addr`] has it:
 //! `request.tls_info().and_then(TlsInfo::remote_addr)`.
 //!
-//! [`Request::peer_certs`](::tonic::Request::peer_certs) cannot work: it reads only
-//! `TlsConnectInfo<TcpConnectInfo>`, whose fields are private and which tonic builds only from
-//! a `tokio_rustls` stream of its own TLS server, and it exists only with one of tonic's TLS
-//! features. Use [`MtlsRequestExt::peer_certificates`] (the chain, leaf first) or
+//! `Request::peer_certs()` cannot work: it reads only a `TlsConnectInfo<TcpConnectInfo>`,
+//! which has private fields and no constructor (tonic makes one only in its `Connected` impl
+//! for a bare `tokio_rustls` stream), the one connect-info slot is taken by
+//! [`ConnectionInfo`], and the method exists only with one of tonic's TLS features. Use [`MtlsRequestExt::peer_certificates`] (the chain, leaf first) or
 //! [`MtlsRequestExt::client_identity`] (the parsed leaf) instead; they work the same over TCP
 //! and Unix sockets.
 //!
