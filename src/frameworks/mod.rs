@@ -5,3 +5,5 @@
 pub mod axum;
 #[cfg(feature = "axum-server")]
 pub mod axum_server;
+#[cfg(feature = "tonic")]
+pub mod tonic;
