@@ -56,6 +56,8 @@ async fn agent(client: AllowedClient) -> String {
     format!("welcome, agent (rule {rule})\n")
 }
 
+/// The routes, each request in a tower-http span (nested under the connection's span, which
+/// names the client: try `RUST_LOG=info,tower_http=debug`).
 fn app() -> Router {
     Router::new()
         .route("/", get(public))
@@ -70,6 +72,7 @@ fn app() -> Router {
                 ),
             ),
         )
+        .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 #[tokio::main]

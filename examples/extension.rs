@@ -43,18 +43,22 @@ async fn main() -> ExitCode {
         )
         .and_then(|builder| builder.install_recorder());
 
-    let routes = axum::Router::new().route(
-        "/",
-        get(|| async {
-            Json(json!({
-                "actions": [],
-                "discoveries": [],
-                "targetTypes": [],
-                "targetAttributes": [],
-                "eventListeners": [],
-            }))
-        }),
-    );
+    // Each request's span (tower-http, at DEBUG: `RUST_LOG=tower_http=debug`) nests under the
+    // connection's `tls_connection` span, which names the client.
+    let routes = axum::Router::new()
+        .route(
+            "/",
+            get(|| async {
+                Json(json!({
+                    "actions": [],
+                    "discoveries": [],
+                    "targetTypes": [],
+                    "targetAttributes": [],
+                    "eventListeners": [],
+                }))
+            }),
+        )
+        .layer(tower_http::trace::TraceLayer::new_for_http());
     let runtime = ExtensionRuntime::init("extension");
     match prometheus {
         Ok(prometheus) => runtime.metrics(move || prometheus.render()),

@@ -28,6 +28,28 @@ pub fn default_provider() -> Arc<CryptoProvider> {
     }
 }
 
+/// Installs [`default_provider`] as the process-wide default provider, unless one is
+/// installed already; returns whether this call installed it.
+///
+/// For applications, first thing in `main`, when their build compiles both of rustls's
+/// providers (this crate's default `aws-lc-rs` next to a dependency's `ring`, such as tonic's
+/// `tls-ring`): `rustls::ServerConfig::builder()` and `ClientConfig::builder()`, which other
+/// libraries call, panic without a process default then. This crate never needs it — it
+/// always passes its provider explicitly — and never calls it itself: rustls leaves the
+/// process default to the application.
+///
+/// ```
+/// tower_mtls::tls::install_default_provider();
+/// assert!(tower_mtls::rustls::crypto::CryptoProvider::get_default().is_some());
+/// ```
+pub fn install_default_provider() -> bool {
+    if CryptoProvider::get_default().is_some() {
+        return false;
+    }
+    // Losing a race to another installer is fine: a default is installed either way.
+    CryptoProvider::install_default(default_provider().as_ref().clone()).is_ok()
+}
+
 /// SHA-256 of `data`, from the same library that backs the default provider.
 pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     #[cfg(feature = "aws-lc-rs")]

@@ -89,6 +89,11 @@
 //!   configuration from the agent's environment variables.
 //! * `metrics`: handshakes, connections, reloads, policy decisions and certificate expiry
 //!   through the `metrics` facade; the names and labels are in [`tls::metrics`].
+//! * `axum-server`: [`axum_server`](mod@axum_server), an acceptor for the `axum-server` crate
+//!   (`axum_server::bind(addr).acceptor(..)`) with this crate's handshake and identity.
+//! * `tonic`: [`tonic`](mod@tonic), a tonic gRPC server over this crate's mutual TLS — the
+//!   incoming stream for `serve_with_incoming`, the client's identity in every request,
+//!   [`ClientCertLayer`] answering with gRPC statuses.
 //! * `steadybit-runtime`: [`steadybit::runtime`], what an extension's `main` needs besides its
 //!   routes — logs from `STEADYBIT_LOG_LEVEL`/`STEADYBIT_LOG_FORMAT`, the health port with
 //!   readiness and `/metrics`, SIGTERM with a drain delay, exit code 128 + signal.
@@ -129,16 +134,23 @@ pub mod policy;
 
 pub mod serve;
 
-mod frameworks;
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use frameworks::axum;
-
 pub mod steadybit;
 
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
+
+// Framework integrations, each behind its feature, each reachable at the crate root only.
+mod frameworks;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use frameworks::axum;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub use frameworks::tonic;
+#[cfg(feature = "axum-server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum-server")))]
+pub use frameworks::axum_server;
 
 // What the quick start and the common tasks name; everything else lives in its module.
 pub use connection::{

@@ -1,5 +1,5 @@
-//! The self-checking examples run and succeed: `demo` (the README's main command), `axum`
-//! and `hyper_acceptor`.
+//! The self-checking examples run and succeed: `demo` (the README's main command), `axum`,
+//! `axum_serve` and `hyper_acceptor`.
 
 use tower_mtls_test_kit as support;
 
@@ -46,4 +46,11 @@ async fn axum_example_routes_answer_as_expected() {
 async fn hyper_acceptor_example_serves_itself() {
     let out = run_example("hyper_acceptor").await;
     assert!(out.contains("hello CN=example-client"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_serve_example_answers_every_request_as_expected() {
+    let out = run_example("axum_serve").await;
+    assert_eq!(out.matches("[as expected]").count(), 10, "{out}");
+    assert!(out.contains("every request behaved as expected"), "{out}");
 }

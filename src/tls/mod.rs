@@ -50,4 +50,4 @@ pub use verify::{
     TrustedCertificate,
 };
 
-pub use crate::crypto::default_provider;
+pub use crate::crypto::{default_provider, install_default_provider};

@@ -256,7 +256,7 @@ pub fn example_binary(name: &str) -> PathBuf {
     let binary = profile_dir.join("examples").join(name);
     if !binary.exists() {
         let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--example", name])
+            .args(["build", "--all-features", "--example", name])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("cargo build");

@@ -1,0 +1,221 @@
+//! A gRPC extension with tonic: the standard health service (`grpc.health.v1.Health`) and one
+//! method, `tower_mtls.example.v1.Identity/WhoAmI`, that tells the caller who the server
+//! thinks it is. Configured only through the Steadybit contract's environment variables, as
+//! the `extension` example is (see `tower_mtls::steadybit`):
+//!
+//! ```text
+//! STEADYBIT_EXTENSION_PORT=8085                # gRPC port (default 8085)
+//! STEADYBIT_EXTENSION_TLS_SERVER_CERT=/etc/extension/certificates/server-cert/tls.crt
+//! STEADYBIT_EXTENSION_TLS_SERVER_KEY=/etc/extension/certificates/server-cert/tls.key
+//! STEADYBIT_EXTENSION_TLS_CLIENT_CAS=/etc/extension/certificates/agent-cert
+//! TOWER_MTLS_CLIENT_CRLS=/etc/extension/crls                   # optional revocation lists
+//! TOWER_MTLS_CLIENT_ALLOW='cn=steadybit-agent & o=Steadybit'   # optional client policy
+//! STEADYBIT_LOG_LEVEL=info STEADYBIT_LOG_FORMAT=json           # logs
+//! cargo run --example grpc --features tonic
+//! grpcurl -cacert ca.crt -cert agent.crt -key agent.key localhost:8085 grpc.health.v1.Health/Check
+//! ```
+//!
+//! With client CAs the Steadybit contract requires a client certificate. This example asks for
+//! one in the handshake but lets a client without one finish it, and `ClientCertLayer::require()`
+//! in front of every service answers its calls with `UNAUTHENTICATED` ("a client certificate is
+//! required"): a gRPC client reports a refused handshake only as `UNAVAILABLE`, a transport
+//! error, which tells its user nothing. A certificate that is presented must still verify, and
+//! no call passes without one. `TOWER_MTLS_CLIENT_ALLOW` narrows who passes; others get
+//! `PERMISSION_DENIED`.
+//!
+//! The health service answers `SERVING`, and `NOT_SERVING` from SIGTERM or SIGINT on; then the
+//! server stops accepting, lets calls in flight finish (at most 10 s) and the process exits
+//! with 128 + the signal number (143 for SIGTERM). Without TLS variables it serves plain gRPC
+//! (h2c), like the contract's plain-HTTP mode; a Unix socket is not supported here and is
+//! refused at start-up, as is any configuration error (exit code 1).
+//!
+//! `examples/grpc/identity.rs` is generated from `examples/grpc/identity.proto` and checked
+//! in, so neither the crate nor the example needs a build script or protoc; regenerate it with
+//! `examples/grpc/regenerate.sh`.
+
+use std::error::Error;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+use tonic_health::ServingStatus;
+use tower_mtls::serve::MtlsListener;
+use tower_mtls::steadybit::{self, ExtensionEnv};
+use tower_mtls::tonic::{ConnectInfoLayer, MtlsIncoming, MtlsRequestExt};
+use tower_mtls::{ClientAuth, ClientCertLayer, TlsConfig};
+
+#[path = "grpc/identity.rs"]
+mod identity;
+
+use identity::identity_server::{Identity, IdentityServer};
+use identity::{WhoAmIRequest, WhoAmIResponse};
+
+const DEFAULT_PORT: u16 = 8085;
+const GRACE: Duration = Duration::from_secs(10);
+
+/// `Identity/WhoAmI`: what the handshake verified and the policy matched.
+struct WhoAmI;
+
+#[tonic::async_trait]
+impl Identity for WhoAmI {
+    async fn who_am_i(
+        &self,
+        request: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIResponse>, Status> {
+        let mut reply = WhoAmIResponse {
+            // tonic's own accessor works behind `ConnectInfoLayer`.
+            remote_addr: request
+                .remote_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            tls_version: request
+                .tls_info()
+                .and_then(|tls| tls.protocol_version())
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default(),
+            ..WhoAmIResponse::default()
+        };
+        if let Some(id) = request.client_identity() {
+            reply.subject = id.subject().to_string();
+            reply.common_name = id.common_name().unwrap_or_default().to_owned();
+            reply.dns_names = id.dns_names().to_vec();
+            reply.uris = id.uris().to_vec();
+            reply.spiffe_id = id.spiffe_id().map(|s| s.to_string()).unwrap_or_default();
+        }
+        if let Some(rule) = request.allowed_client().and_then(|c| c.matched_rule()) {
+            reply.matched_rule = match rule.name() {
+                Some(name) => name.to_owned(),
+                None => format!("#{}", rule.index()),
+            };
+        }
+        Ok(Response::new(reply))
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    if let Err(error) = steadybit::runtime::init_logging() {
+        tracing::error!(%error, "invalid log configuration");
+        return ExitCode::from(1);
+    }
+    match run().await {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!(%error, "the grpc example cannot start");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run() -> Result<ExitCode, Box<dyn Error>> {
+    // Listened for from the start, so a signal sent as soon as the port is up is not death.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+
+    let env = ExtensionEnv::from_env()?;
+    if let Some(path) = &env.unix_socket {
+        return Err(format!(
+            "{} is set ({}), but this example serves gRPC on TCP only",
+            steadybit::vars::UNIX_SOCKET,
+            path.display()
+        )
+        .into());
+    }
+    let tcp = bind_all_interfaces(env.port_or(DEFAULT_PORT)).await?;
+    let addr = tcp.local_addr()?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", ServingStatus::Serving).await;
+    health.set_serving::<IdentityServer<WhoAmI>>().await;
+
+    let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<i32>();
+    let shutdown = {
+        let health = health.clone();
+        async move {
+            let number = tokio::select! {
+                _ = term.recv() => 15,
+                _ = int.recv() => 2,
+            };
+            tracing::info!(signal = number, "shutting down: health NOT_SERVING");
+            health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            health.set_not_serving::<IdentityServer<WhoAmI>>().await;
+            let _ = signal_tx.send(number);
+        }
+    };
+
+    let mut server = Server::builder().timeout(Duration::from_secs(30));
+    match grpc_tls(&env)? {
+        Some(tls) => {
+            let mode = match tls.client_auth() {
+                ClientAuth::None => "gRPC over TLS",
+                _ => "gRPC over mutual TLS",
+            };
+            let layer = match (tls.client_auth(), env.client_allow.clone()) {
+                (ClientAuth::None, _) => ClientCertLayer::optional(),
+                (_, Some(policy)) => ClientCertLayer::require().with_policy(policy),
+                (_, None) => ClientCertLayer::require(),
+            };
+            // Live reloads of certificates, trust and CRLs, as the extension runtime does.
+            let _reload = tls.watch(Duration::from_secs(10));
+            let incoming = MtlsIncoming::new(MtlsListener::from_tcp(tcp, tls));
+            let shutdown = incoming.graceful_shutdown(shutdown, GRACE);
+            tracing::info!(listen = %addr, policy = %layer.policy(), "grpc example serving {mode}");
+            server
+                .layer(ConnectInfoLayer::new())
+                .layer(layer)
+                .add_service(health_service)
+                .add_service(IdentityServer::new(WhoAmI))
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?;
+        }
+        None => {
+            tracing::info!(listen = %addr, "grpc example serving plain gRPC (h2c): no TLS configured");
+            // No deadline for plain connections: tonic waits for the calls in flight.
+            server
+                .add_service(health_service)
+                .add_service(IdentityServer::new(WhoAmI))
+                .serve_with_incoming_shutdown(TcpIncoming::from(tcp), shutdown)
+                .await?;
+        }
+    }
+    let code = signal_rx.await.map_or(0, |number| 128 + number);
+    tracing::info!(exit_code = code, "stopped");
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// The contract's TLS configuration, with the client certificate optional in the handshake
+/// when the contract requires one (the layer then requires it per call; see the module docs).
+fn grpc_tls(env: &ExtensionEnv) -> Result<Option<TlsConfig>, Box<dyn Error>> {
+    let Some(tls) = &env.tls else {
+        return Ok(None);
+    };
+    if tls.client_auth() != ClientAuth::Required {
+        return Ok(Some(tls.clone()));
+    }
+    // Built again from the same variables (they are valid: `ExtensionEnv` just built them).
+    let builder = steadybit::tls_builder_from_env()?.ok_or("the TLS variables disappeared")?;
+    Ok(Some(builder.client_auth(ClientAuth::Optional).build()?))
+}
+
+/// `[::]:port` (dual-stack), or `0.0.0.0:port` where the host has no IPv6.
+async fn bind_all_interfaces(port: u16) -> std::io::Result<TcpListener> {
+    match TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))).await {
+        Ok(listener) => Ok(listener),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            Err(e)
+        }
+        Err(_) => TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).await,
+    }
+}

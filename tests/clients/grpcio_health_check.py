@@ -1,0 +1,41 @@
+"""Python's grpcio as a gRPC client over mutual TLS: one grpc.health.v1 Check.
+
+Usage: python grpcio_health_check.py PORT CA_PEM [CERT_PEM KEY_PEM]
+Connects to 127.0.0.1:PORT, checking the server certificate against CA_PEM for the name
+"localhost", presenting CERT_PEM/KEY_PEM when given (grpc.ssl_channel_credentials).
+Prints "HEALTH <serving status>" (exit 0) or "STATUS <code> <details>" (exit 1).
+Needs grpcio and grpcio-health-checking (.ci/run installs them into a venv).
+"""
+import sys
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def main() -> int:
+    port, ca = int(sys.argv[1]), sys.argv[2]
+    chain = key = None
+    if len(sys.argv) >= 5:
+        chain, key = read(sys.argv[3]), read(sys.argv[4])
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read(ca), private_key=key, certificate_chain=chain
+    )
+    options = [("grpc.ssl_target_name_override", "localhost")]
+    with grpc.secure_channel(f"127.0.0.1:{port}", credentials, options=options) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=20)
+        except grpc.RpcError as error:  # the test reads the code and the message
+            print("STATUS", error.code().name, error.details())
+            return 1
+        print("HEALTH", health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
