@@ -11,7 +11,8 @@
 # -d`). Instructions ÷ operations = the figure; the ratio is against the first server.
 #
 # Modes: h1, h2 (keep-alive requests, OPS_REQUESTS each), handshake (full TLS 1.3 mTLS handshake
-# + 1 request + close, OPS_HANDSHAKES each). Every server/mode pair runs REPEATS times in a fresh
+# + 1 request + close, OPS_HANDSHAKES each; handshake-mlkem: the same with the client offering
+# X25519MLKEM768 only, which every server here accepts). Every server/mode pair runs REPEATS times in a fresh
 # server process; the table shows the median and the spread (max-min)/median.
 #
 # Servers: floor (bare_server: tokio-rustls + hyper-util, handshake deadline, header-read
@@ -25,7 +26,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SERVERS=${SERVERS:-"floor floor-notimer crate"}
-MODES=${MODES:-"h1 h2 handshake"}
+MODES=${MODES:-"h1 h2 handshake handshake-mlkem"}
 REPEATS=${REPEATS:-3}
 OPS_REQUESTS=${OPS_REQUESTS:-20000}
 OPS_HANDSHAKES=${OPS_HANDSHAKES:-300}
@@ -108,6 +109,7 @@ for repeat in $(seq "$REPEATS"); do
                 h1) args=(--mode count-requests --http 1 --ops "$OPS_REQUESTS") ;;
                 h2) args=(--mode count-requests --http 2 --ops "$OPS_REQUESTS") ;;
                 handshake) args=(--mode count-handshakes --http 1 --ops "$OPS_HANDSHAKES") ;;
+                handshake-mlkem) args=(--mode count-handshakes --http 1 --ops "$OPS_HANDSHAKES" --kx x25519mlkem768) ;;
                 *) die "unknown mode $mode" ;;
             esac
             rm -f "$OUT/cg.$tag"*
@@ -122,7 +124,7 @@ for repeat in $(seq "$REPEATS"); do
             dump=$(ls "$OUT/cg.$tag".* 2>/dev/null | sort -V | head -1)
             [ -n "$dump" ] || die "no callgrind dump for $tag"
             ir=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$dump" | tail -1)
-            ops=$([ "$mode" = handshake ] && echo "$OPS_HANDSHAKES" || echo "$OPS_REQUESTS")
+            ops=$([[ "$mode" = handshake* ]] && echo "$OPS_HANDSHAKES" || echo "$OPS_REQUESTS")
             printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$mode" "$repeat" "$ir" "$ops" >>"$RESULTS"
             printf '%-14s %-9s #%s  %12s Ir / %s = %10.1f per op\n' "$name" "$mode" "$repeat" \
                 "$ir" "$ops" "$(echo "$ir / $ops" | bc -l)" >&2
@@ -140,7 +142,8 @@ for name, mode, _, ir, ops in rows:
     per.setdefault((mode, name), []).append(int(ir) / int(ops))
 modes = list(dict.fromkeys(m for m, _ in per))
 label = {"h1": "keep-alive request, HTTP/1.1", "h2": "keep-alive request, HTTP/2",
-         "handshake": "full mTLS handshake + 1 request + close"}
+         "handshake": "full mTLS handshake + 1 request + close (X25519)",
+         "handshake-mlkem": "the same with X25519MLKEM768"}
 print("| per … (server user-space instructions) | " + " | ".join(servers) + " | " +
       " | ".join(f"{s} / {servers[0]}" for s in servers[1:]) + " | spread |")
 print("|---" * (2 + 2 * (len(servers) - 1)) + "|---|")

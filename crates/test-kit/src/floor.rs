@@ -46,9 +46,12 @@ pub fn server_config(
 /// The crate's default provider, offering X25519 only: every server in the comparison
 /// (rustls, Go 1.19, OpenSSL 3.0) negotiates the same key exchange with it.
 pub fn client_provider() -> Arc<CryptoProvider> {
+    client_provider_with(NamedGroup::X25519)
+}
+
+/// The crate's default provider, offering the key exchange `group` only.
+pub fn client_provider_with(group: NamedGroup) -> Arc<CryptoProvider> {
     let mut provider = (*tower_mtls::tls::default_provider()).clone();
-    provider
-        .kx_groups
-        .retain(|g| g.name() == NamedGroup::X25519);
+    provider.kx_groups.retain(|g| g.name() == group);
     Arc::new(provider)
 }

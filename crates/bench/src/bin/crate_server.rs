@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! crate_server --cert server.crt --key server.key --ca ca.crt [--port 8443] [--allow-cn loadgen]
-//!     [--no-layer]
+//!     [--no-layer] [--max-buf-size BYTES]
 //! ```
 //!
 //! `MtlsServer` with its defaults (handshake deadline 10 s, at most 4096 concurrent handshakes
@@ -12,7 +12,8 @@
 //! and a `TlsConfig` built from the three files, serving `ClientCertLayer::require()` with one
 //! subject rule (`cn=<--allow-cn>`) around a `service_fn` that answers the same constant JSON as
 //! `bare_server`. One thread: a `current_thread` runtime, like the floor. `--no-layer` serves the
-//! `service_fn` without the layer (to tell the layer's cost from the server's).
+//! `service_fn` without the layer (to tell the layer's cost from the server's); `--max-buf-size` sets hyper's
+//! HTTP/1 read-buffer cap (memory per idle connection, BENCHMARKS.md).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,13 +35,15 @@ struct Args {
     port: u16,
     allow_cn: String,
     layer: bool,
+    max_buf_size: Option<usize>,
 }
 
 fn parse_args() -> Args {
-    let usage = "usage: crate_server --cert FILE --key FILE --ca FILE [--port N] [--allow-cn CN] [--no-layer]";
+    let usage = "usage: crate_server --cert FILE --key FILE --ca FILE [--port N] [--allow-cn CN] [--no-layer] [--max-buf-size BYTES]";
     let (mut cert, mut key, mut ca, mut port, mut allow_cn) =
         (None, None, None, 8443, String::from("loadgen"));
     let mut layer = true;
+    let mut max_buf_size = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--no-layer" {
@@ -56,6 +59,7 @@ fn parse_args() -> Args {
             "--ca" => ca = Some(PathBuf::from(value)),
             "--port" => port = value.parse().expect("--port: a port number"),
             "--allow-cn" => allow_cn = value,
+            "--max-buf-size" => max_buf_size = Some(value.parse().expect("--max-buf-size: bytes")),
             other => panic!("unknown argument {other}\n{usage}"),
         }
     }
@@ -66,6 +70,7 @@ fn parse_args() -> Args {
         port,
         allow_cn,
         layer,
+        max_buf_size,
     }
 }
 
@@ -90,8 +95,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         });
-    if std::env::var_os("EXP_MAXBUF").is_some() {
-        server.http_builder().http1().max_buf_size(8192);
+    if let Some(max) = args.max_buf_size {
+        server.http_builder().http1().max_buf_size(max);
     }
     println!("crate_server on https://{}", server.local_addr()?);
     if args.layer {

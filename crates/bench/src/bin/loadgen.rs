@@ -28,7 +28,8 @@
 //!   memory (VmRSS) before and after, per connection. A fixed amount of work, also handy for
 //!   counting a server's instructions per connection or per request under a profiler.
 //!
-//! The client offers TLS 1.3 with X25519 only, so every server negotiates the same key
+//! The client offers TLS 1.3 with X25519 only (`--kx x25519mlkem768`: the post-quantum hybrid
+//! only), so every server negotiates the same key
 //! exchange, and ALPN `http/1.1` or `h2` only, so the protocol is the one asked for.
 //!
 //! CPU figures come from `/proc/PID/stat` (user + system time of all the server's threads),
@@ -92,6 +93,7 @@ struct Args {
     label: String,
     json: bool,
     ops: usize,
+    mlkem: bool,
     on_start: Option<String>,
     on_stop: Option<String>,
 }
@@ -99,7 +101,7 @@ struct Args {
 const USAGE: &str = "usage: loadgen --addr HOST:PORT --ca FILE --cert FILE --key FILE \
     [--mode handshake|keepalive|idle|count-handshakes|count-requests] [--http 1|2] \
     [--concurrency N] [--duration SECS] [--warmup SECS] [--connections N] [--requests N] \
-    [--ops N] [--on-start CMD] [--on-stop CMD] [--settle SECS] [--pid PID] \
+    [--ops N] [--kx x25519|x25519mlkem768] [--on-start CMD] [--on-stop CMD] [--settle SECS] [--pid PID] \
     [--server-name NAME] [--path PATH] [--label NAME] [--json]";
 
 fn parse_args() -> Args {
@@ -122,6 +124,7 @@ fn parse_args() -> Args {
         label: "server".into(),
         json: false,
         ops: 1000,
+        mlkem: false,
         on_start: None,
         on_stop: None,
     };
@@ -165,6 +168,13 @@ fn parse_args() -> Args {
             "--connections" => args.connections = value.parse().expect("--connections N"),
             "--requests" => args.requests = value.parse().expect("--requests N"),
             "--ops" => args.ops = value.parse().expect("--ops N"),
+            "--kx" => {
+                args.mlkem = match value.as_str() {
+                    "x25519" => false,
+                    "x25519mlkem768" => true,
+                    other => panic!("--kx {other}: x25519 or x25519mlkem768\n{USAGE}"),
+                }
+            }
             "--on-start" => args.on_start = Some(value),
             "--on-stop" => args.on_stop = Some(value),
             "--settle" => args.settle = secs(value),
@@ -190,7 +200,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::builder()
         .trust_server_ca_file(&args.ca)
         .identity_files(&args.cert, &args.key)
-        .crypto_provider(floor::client_provider())
+        .crypto_provider(if args.mlkem {
+            floor::client_provider_with(rustls::NamedGroup::X25519MLKEM768)
+        } else {
+            floor::client_provider()
+        })
         .protocol_versions(&[&rustls::version::TLS13])
         .alpn_protocols(vec![alpn.to_vec()])
         .no_resumption()
