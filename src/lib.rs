@@ -165,7 +165,8 @@ pub use tls::config::{TlsConfig, TlsConfigBuilder};
 pub use tls::error::ConfigError;
 pub use tls::verify::ClientAuth;
 
-#[cfg(doctest)]
+// The README's examples use axum's own server.
+#[cfg(all(doctest, feature = "axum"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
