@@ -86,7 +86,9 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
                 ),
             ),
         )
-        .route("/public", get(public));
+        .route("/public", get(public))
+        // Request spans nest under the connection's span, which names the client.
+        .layer(tower_http::trace::TraceLayer::new_for_http());
 
     // 4. axum-server with this crate's acceptor, on an ephemeral port.
     let handle = axum_server::Handle::new();

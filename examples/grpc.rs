@@ -167,8 +167,11 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
             let incoming = MtlsIncoming::new(MtlsListener::from_tcp(tcp, tls));
             let shutdown = incoming.graceful_shutdown(shutdown, GRACE);
             tracing::info!(listen = %addr, policy = %layer.policy(), "grpc example serving {mode}");
+            // Each call runs in the connection's span (ConnectInfoLayer), and tower-http's span
+            // for the call nests under it: `RUST_LOG=info,tower_http=debug`.
             server
                 .layer(ConnectInfoLayer::new())
+                .layer(tower_http::trace::TraceLayer::new_for_grpc())
                 .layer(layer)
                 .add_service(health_service)
                 .add_service(IdentityServer::new(WhoAmI))

@@ -276,7 +276,7 @@ impl Client {
             .peer_certificates()
             .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
             .unwrap_or_default();
-        let tls_error = Arc::new(std::sync::Mutex::new(None));
+        let tls_error = Arc::new(TlsFailure::default());
         let io = TokioIo::new(RecordTlsError {
             inner: tls,
             slot: tls_error.clone(),
@@ -327,18 +327,46 @@ fn authority(host: &str, port: Option<u16>) -> String {
 /// Remembers the first rustls error seen on the stream.
 struct RecordTlsError<IO> {
     inner: tokio_rustls::client::TlsStream<IO>,
-    slot: Arc<std::sync::Mutex<Option<rustls::Error>>>,
+    slot: Arc<TlsFailure>,
+}
+
+/// The first TLS error a connection's stream saw, and a wake-up for whoever waits on it.
+#[derive(Default)]
+struct TlsFailure {
+    error: std::sync::Mutex<Option<rustls::Error>>,
+    seen: tokio::sync::Notify,
+}
+
+impl TlsFailure {
+    fn get(&self) -> Option<rustls::Error> {
+        self.error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Resolves once the stream has seen a TLS error (e.g. the server's alert).
+    async fn wait(&self) {
+        loop {
+            let seen = self.seen.notified();
+            if self.get().is_some() {
+                return;
+            }
+            seen.await;
+        }
+    }
 }
 
 impl<IO> RecordTlsError<IO> {
     fn record<T>(&self, result: io::Result<T>) -> io::Result<T> {
         if let Err(e) = &result {
             if let Some(tls) = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-                let mut slot = self
-                    .slot
+                self.slot
+                    .error
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                slot.get_or_insert_with(|| tls.clone());
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get_or_insert_with(|| tls.clone());
+                self.slot.seen.notify_waiters();
             }
         }
         result
@@ -406,7 +434,7 @@ pub struct Connection {
     /// server's TLS alert).
     driver: Mutex<Option<tokio::task::JoinHandle<Result<(), hyper::Error>>>>,
     /// The first TLS error the connection's stream saw (HTTP/2 turns I/O errors into text).
-    tls_error: Arc<std::sync::Mutex<Option<rustls::Error>>>,
+    tls_error: Arc<TlsFailure>,
     alpn: Option<Vec<u8>>,
     resumed: bool,
     protocol_version: Option<rustls::ProtocolVersion>,
@@ -457,6 +485,10 @@ impl Connection {
 
     /// The error that ended the connection, if it has ended with one.
     async fn connection_error(&self) -> Option<ClientError> {
+        // The server's alert says it all; hyper's task may not even have noticed yet.
+        if let Some(tls) = self.tls_error.get() {
+            return Some(ClientError::Tls(tls));
+        }
         let driver = self.driver.lock().await.take();
         // The connection is closing when a request fails; its task ends promptly.
         let driver_error = match driver {
@@ -468,16 +500,28 @@ impl Connection {
             }
             None => None,
         };
-        let tls = self
-            .tls_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        tls.map(ClientError::Tls)
+        self.tls_error
+            .get()
+            .map(ClientError::Tls)
             .or(driver_error.map(ClientError::Http))
     }
 
     async fn exchange(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<Bytes>, ClientError> {
+        // A TLS error (the server's alert after a TLS 1.3 handshake the client thought done)
+        // ends the request even if hyper's HTTP/2 client task misses the connection's end.
+        tokio::select! {
+            biased;
+            response = self.exchange_http(request) => response,
+            () = self.tls_error.wait() => Err(ClientError::Tls(
+                self.tls_error.get().unwrap_or(rustls::Error::HandshakeNotComplete),
+            )),
+        }
+    }
+
+    async fn exchange_http(
         &self,
         request: http::Request<Full<Bytes>>,
     ) -> Result<http::Response<Bytes>, ClientError> {

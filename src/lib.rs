@@ -145,12 +145,12 @@ mod frameworks;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use frameworks::axum;
-#[cfg(feature = "tonic")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
-pub use frameworks::tonic;
 #[cfg(feature = "axum-server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum-server")))]
 pub use frameworks::axum_server;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub use frameworks::tonic;
 
 // What the quick start and the common tasks name; everything else lives in its module.
 pub use connection::{
@@ -165,7 +165,8 @@ pub use tls::config::{TlsConfig, TlsConfigBuilder};
 pub use tls::error::ConfigError;
 pub use tls::verify::ClientAuth;
 
-#[cfg(doctest)]
+// The README's examples use axum's own server.
+#[cfg(all(doctest, feature = "axum"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
