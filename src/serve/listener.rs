@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::server::DEFAULT_MAX_CONNECTIONS;
+use super::limits::{DEFAULT_MAX_CONNECTIONS, is_per_connection_error};
 use crate::tls::acceptor::{Lease, MtlsAcceptor, MtlsStream};
 
 type SlotFuture =
@@ -262,15 +262,4 @@ impl MtlsListener {
             ))
         });
     }
-}
-
-pub(super) fn is_per_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-    )
 }

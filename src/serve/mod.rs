@@ -15,11 +15,11 @@
 //! off the accept path.
 
 mod connection;
+mod limits;
 pub(crate) mod listener;
 pub(crate) mod server;
 mod service;
 
+pub use limits::{DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use listener::MtlsListener;
-pub use server::{
-    DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ListenAddr,
-};
+pub use server::ListenAddr;

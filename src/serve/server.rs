@@ -19,15 +19,11 @@ use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use super::connection::{BoxError, ConnCtx, Phase, PhaseSender, PhaseSignal, Tracker};
-use super::listener::is_per_connection_error;
+use super::limits::{
+    DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    is_per_connection_error,
+};
 use crate::tls::acceptor::MtlsAcceptor;
-
-/// The default grace period of a graceful shutdown.
-pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
-/// The default cap on open connections (handshakes included).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
-/// The default time a client has to send a complete HTTP/1 request head.
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where a [`MtlsServer`] listens.
 #[derive(Debug, Clone, PartialEq, Eq)]

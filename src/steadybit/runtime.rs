@@ -58,7 +58,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{ExtensionEnv, vars};
-use crate::serve::server::DEFAULT_GRACE_PERIOD;
+use crate::serve::DEFAULT_GRACE_PERIOD;
 use crate::tls::DEFAULT_WATCH_INTERVAL;
 use crate::{ClientAuth, ClientCertLayer, ConfigError, MtlsAcceptor, MtlsServer};
 
