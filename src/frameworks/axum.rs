@@ -243,12 +243,22 @@ impl IntoResponse for ClientCertRejection {
     }
 }
 
-/// The peer from wherever the connection's facts are, or why there is none.
-fn peer_of(parts: &Parts) -> Result<Option<&PeerCertificates>, RejectReason> {
+/// The peer from wherever the connection's facts are (`None` without a certificate); 401 when
+/// the request did not come through this crate's acceptor.
+fn peer_of(parts: &Parts) -> Result<Option<&PeerCertificates>, ClientCertRejection> {
     match ConnectionInfo::find(&parts.extensions) {
         Some((_, peer)) => Ok(peer),
-        None => Err(RejectReason::NoTlsConnection),
+        None => Err(ClientCertRejection::new(
+            RejectReason::NoTlsConnection,
+            parts,
+        )),
     }
+}
+
+/// The peer; 401 without one.
+fn required_peer(parts: &Parts) -> Result<&PeerCertificates, ClientCertRejection> {
+    peer_of(parts)?
+        .ok_or_else(|| ClientCertRejection::new(RejectReason::CertificateRequired, parts))
 }
 
 /// The client's verified certificate chain; 401 without one.
@@ -256,14 +266,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerCertificates {
     type Rejection = ClientCertRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match peer_of(parts) {
-            Ok(Some(peer)) => Ok(peer.clone()),
-            Ok(None) => Err(ClientCertRejection::new(
-                RejectReason::CertificateRequired,
-                parts,
-            )),
-            Err(reason) => Err(ClientCertRejection::new(reason, parts)),
-        }
+        required_peer(parts).cloned()
     }
 }
 
@@ -276,10 +279,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for PeerCertificates {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        match peer_of(parts) {
-            Ok(peer) => Ok(peer.cloned()),
-            Err(reason) => Err(ClientCertRejection::new(reason, parts)),
-        }
+        Ok(peer_of(parts)?.cloned())
     }
 }
 
@@ -308,8 +308,8 @@ impl<S: Send + Sync> FromRequestParts<S> for AllowedClient {
         if let Some(allowed) = parts.extensions.get::<AllowedClient>() {
             return Ok(allowed.clone());
         }
-        let reason = match peer_of(parts) {
-            Ok(Some(_)) => {
+        let reason = match peer_of(parts)? {
+            Some(_) => {
                 tracing::warn!(
                     path = parts.uri.path(),
                     "a handler asks for AllowedClient but no ClientCertLayer guards its route; \
@@ -317,8 +317,7 @@ impl<S: Send + Sync> FromRequestParts<S> for AllowedClient {
                 );
                 RejectReason::CertificateRequired
             }
-            Ok(None) => RejectReason::CertificateRequired,
-            Err(reason) => reason,
+            None => RejectReason::CertificateRequired,
         };
         Err(ClientCertRejection::new(reason, parts))
     }
@@ -364,14 +363,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Identity {
     type Rejection = ClientCertRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match peer_of(parts) {
-            Ok(Some(peer)) => Self::of(peer, parts),
-            Ok(None) => Err(ClientCertRejection::new(
-                RejectReason::CertificateRequired,
-                parts,
-            )),
-            Err(reason) => Err(ClientCertRejection::new(reason, parts)),
-        }
+        Self::of(required_peer(parts)?, parts)
     }
 }
 
@@ -382,10 +374,8 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Identity {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        match peer_of(parts) {
-            Ok(Some(peer)) => Self::of(peer, parts).map(Some),
-            Ok(None) => Ok(None),
-            Err(reason) => Err(ClientCertRejection::new(reason, parts)),
-        }
+        peer_of(parts)?
+            .map(|peer| Self::of(peer, parts))
+            .transpose()
     }
 }
