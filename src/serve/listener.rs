@@ -13,6 +13,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -52,6 +53,7 @@ pub struct MtlsListener {
     waiting_for_slot: Option<SlotFuture>,
     backoff: Option<Pin<Box<tokio::time::Sleep>>>,
     closing: watch::Sender<bool>,
+    closed: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for MtlsListener {
@@ -85,6 +87,7 @@ impl MtlsListener {
             waiting_for_slot: None,
             backoff: None,
             closing: watch::Sender::new(false),
+            closed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -146,6 +149,7 @@ impl MtlsListener {
         grace: Duration,
     ) -> impl Future<Output = ()> + Send + 'static {
         let closing = self.closing.clone();
+        let closed = self.closed.clone();
         let slots = self.slots.clone();
         let max = self.max_connections;
         async move {
@@ -168,6 +172,7 @@ impl MtlsListener {
                         "grace period over; closing the remaining connections"
                     );
                 }
+                closed.store(true, Ordering::Release);
                 closing.send_replace(true);
             });
         }
@@ -245,6 +250,7 @@ impl MtlsListener {
         }
         let acceptor = self.acceptor.clone();
         let mut closing = self.closing.subscribe();
+        let closed = self.closed.clone();
         self.handshakes.spawn(async move {
             let stream = acceptor.accept(stream, Some(remote)).await.ok()?;
             let closing = Box::pin(async move {
@@ -256,6 +262,7 @@ impl MtlsListener {
             Some((
                 stream.with_lease(Lease {
                     _slot: slot,
+                    closed,
                     closing,
                 }),
                 remote,

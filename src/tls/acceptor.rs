@@ -367,6 +367,10 @@ pub struct MtlsStream<IO> {
 /// and the signal that ends the stream when a shutdown's grace period is over.
 pub(crate) struct Lease {
     pub(crate) _slot: tokio::sync::OwnedSemaphorePermit,
+    /// Set when the grace period is over: one load per read or write.
+    pub(crate) closed: Arc<std::sync::atomic::AtomicBool>,
+    /// Resolves at the same moment; polled only when the stream would wait, so that an idle
+    /// connection is woken.
     pub(crate) closing: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
 }
 
@@ -383,17 +387,31 @@ impl<IO> MtlsStream<IO> {
         self
     }
 
-    /// Fails the stream's reads and writes once the lease's shutdown deadline has passed.
-    fn check_lease(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        if let Some(lease) = &mut self.lease {
-            if lease.closing.as_mut().poll(cx).is_ready() {
-                return Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "closed by the server: its shutdown grace period is over",
-                ));
-            }
+    /// Runs one read or write, failing it once the lease's shutdown deadline has passed.
+    #[inline]
+    fn leased<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        op: impl FnOnce(
+            Pin<&mut tokio_rustls::server::TlsStream<Rewind<IO>>>,
+            &mut Context<'_>,
+        ) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>>
+    where
+        IO: Unpin,
+    {
+        let Self { inner, lease, .. } = self;
+        let Some(lease) = lease else {
+            return op(Pin::new(inner), cx);
+        };
+        if lease.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Poll::Ready(Err(closed_by_deadline()));
         }
-        Ok(())
+        let poll = op(Pin::new(inner), cx);
+        if poll.is_pending() && lease.closing.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(closed_by_deadline()));
+        }
+        poll
     }
 
     /// The peer's certificates and the connection's TLS facts, captured once after the
@@ -416,9 +434,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for MtlsStream<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.check_lease(cx)?;
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        self.get_mut()
+            .leased(cx, |inner, cx| inner.poll_read(cx, buf))
     }
 }
 
@@ -429,9 +446,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MtlsStream<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.check_lease(cx)?;
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        self.get_mut()
+            .leased(cx, |inner, cx| inner.poll_write(cx, buf))
     }
 
     #[inline]
@@ -440,9 +456,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MtlsStream<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.check_lease(cx)?;
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        self.get_mut()
+            .leased(cx, |inner, cx| inner.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -450,14 +465,20 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MtlsStream<IO> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.check_lease(cx)?;
-        Pin::new(&mut this.inner).poll_flush(cx)
+        self.get_mut().leased(cx, |inner, cx| inner.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
+}
+
+#[cold]
+fn closed_by_deadline() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "closed by the server: its shutdown grace period is over",
+    )
 }
 
 /// Replays the bytes read to recognise TLS, then reads from the stream itself.
