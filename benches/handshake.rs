@@ -117,7 +117,12 @@ fn main() {
 }
 
 /// `HANDSHAKE_PROFILE="mtls/p256 acceptor crate 1000"`: runs that one case that many times
-/// and nothing else, for a profiler (`perf record`, `valgrind --tool=callgrind`).
+/// and nothing else, for a profiler (`perf record`, `valgrind --tool=callgrind`), and counts
+/// the handshakes the client saw resumed (all of them must be, for `mtls-resumed`).
+///
+/// Server instructions per handshake, exactly: run it under `valgrind --tool=callgrind
+/// --toggle-collect='*server_side*'` with N and with 2N iterations and divide the difference
+/// by N (the setup, the warm-up handshake and the process's start cancel out).
 fn profile(spec: &str) {
     let usage = "HANDSHAKE_PROFILE=\"<kind>/<alg> <rustls|acceptor> <bare|crate> <iterations>\"";
     let parts: Vec<&str> = spec.split_whitespace().collect();
@@ -150,13 +155,19 @@ fn profile(spec: &str) {
     let iterations: u32 = iterations.parse().expect(usage);
     let case = Case::new(&Setup::new(alg), kind);
     let mut timer = Timer::default();
+    let resumed_before = RESUMED.with(std::cell::Cell::get);
     for _ in 0..iterations {
         case.run(level, path, &mut timer);
     }
+    let resumed = RESUMED.with(std::cell::Cell::get) - resumed_before;
     println!(
-        "{spec}: {:.1} µs server time per handshake",
+        "{spec}: {:.1} µs server time per handshake; the client saw {resumed} of {iterations} \
+         resumed",
         timer.spent.as_secs_f64() * 1e6 / f64::from(iterations)
     );
+    if kind == Kind::Resumed {
+        assert_eq!(resumed, u64::from(iterations), "every handshake resumed");
+    }
 }
 
 fn bench(group: &mut BenchmarkGroup<'_, WallTime>, case: &Case, level: Level, path: Path) {
@@ -220,9 +231,27 @@ struct Timer {
 impl Timer {
     fn run<T>(&mut self, f: impl FnOnce() -> T) -> T {
         let start = Instant::now();
-        let out = f();
+        let out = server_side(f);
         self.spent += start.elapsed();
         out
+    }
+}
+
+/// Everything the server does, and nothing else, runs inside this function: callgrind counts
+/// exactly the server's instructions with `--toggle-collect='*server_side*'`.
+#[inline(never)]
+fn server_side<T>(f: impl FnOnce() -> T) -> T {
+    f()
+}
+
+thread_local! {
+    /// Handshakes the client saw as `HandshakeKind::Resumed`, for the profile mode's check.
+    static RESUMED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn count_client(client: &ClientConnection) {
+    if client.handshake_kind() == Some(HandshakeKind::Resumed) {
+        RESUMED.with(|n| n.set(n.get() + 1));
     }
 }
 
@@ -727,6 +756,7 @@ fn handshake_sync_unscoped(
             && !client.wants_write()
             && !server.wants_write();
         if done {
+            count_client(&client);
             return (server, client);
         }
     }
@@ -768,6 +798,7 @@ where
         if let Poll::Ready(result) = timer.run(|| accepting.as_mut().poll(&mut cx)) {
             // Let the client read the server's last flight (tickets), as a real one would.
             pump_client(&mut client, &wire);
+            count_client(&client);
             return result.map_err(io::Error::other);
         }
         pump_client(&mut client, &wire);
