@@ -89,6 +89,8 @@
 //!   configuration from the agent's environment variables.
 //! * `metrics`: handshakes, connections, reloads, policy decisions and certificate expiry
 //!   through the `metrics` facade; the names and labels are in [`tls::metrics`].
+//! * `axum`: [`axum`](mod@axum), axum's own server (`axum::serve`) on a
+//!   [`serve::MtlsListener`], with extractors for the client that answer 401, not 500.
 //! * `axum-server`: [`axum_server`](mod@axum_server), an acceptor for the `axum-server` crate
 //!   (`axum_server::bind(addr).acceptor(..)`) with this crate's handshake and identity.
 //! * `tonic`: [`tonic`](mod@tonic), a tonic gRPC server over this crate's mutual TLS — the
