@@ -20,6 +20,8 @@ use tower_service::Service;
 
 use super::service::{ConnectionService, InSpan};
 use crate::tls::acceptor::MtlsAcceptor;
+#[cfg(test)]
+use crate::tls::acceptor::MtlsStream;
 
 pub(super) type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -213,18 +215,25 @@ impl ConnCtx {
         let mut phase = self.phase.listen(Phase::Running);
         match self.tls.take() {
             Some(acceptor) => {
-                let stream = tokio::select! {
-                    result = Box::pin(acceptor.accept(io, remote)) => match result {
-                        Ok(stream) => stream,
-                        // The acceptor has logged the failure.
-                        Err(_) => return,
-                    },
-                    () = phase.stopping() => return,
+                // The stream (rustls's connection state, over a kilobyte) is a local of this
+                // block only: it moves into the boxed HTTP connection before the next await,
+                // so the task does not keep room for it for the connection's life.
+                let (conn, span) = {
+                    let stream = tokio::select! {
+                        result = Box::pin(acceptor.accept(io, remote)) => match result {
+                            Ok(stream) => stream,
+                            // The acceptor has logged the failure.
+                            Err(_) => return,
+                        },
+                        () = phase.stopping() => return,
+                    };
+                    let span = stream.info().span().clone();
+                    let service = ConnectionService::new(service, Some(stream.info().clone()));
+                    let conn = Box::pin(
+                        http.serve_connection_with_upgrades(TokioIo::new(stream), service),
+                    );
+                    (conn, span)
                 };
-                let span = stream.info().span().clone();
-                let service = ConnectionService::new(service, Some(stream.info().clone()));
-                let conn =
-                    Box::pin(http.serve_connection_with_upgrades(TokioIo::new(stream), service));
                 InSpan::new(serve_http(conn, phase, remote), &span).await;
             }
             None => {
@@ -281,4 +290,37 @@ async fn serve_http<I, S, B>(
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The task of an idle connection holds this future for the connection's life: it must
+    /// not keep room for the TLS stream (rustls's state, over a kilobyte), which lives in the
+    /// boxed HTTP connection. Measured 784 bytes with the stream kept out, 2104 with it in.
+    #[test]
+    fn the_connection_task_does_not_keep_room_for_the_tls_stream() {
+        let tracker = Arc::new(Tracker::default());
+        let ctx = ConnCtx {
+            tls: None,
+            http: Arc::new(auto::Builder::new(TokioExecutor::new())),
+            phase: PhaseSignal::new(),
+            _guard: tracker.enter(),
+            _slot: None,
+        };
+        let (io, _peer) = tokio::io::duplex(64);
+        let app = tower::service_fn(|_req: http::Request<Incoming>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                bytes::Bytes::new(),
+            )))
+        });
+        let task = ctx.run(io, None, app);
+        let stream = std::mem::size_of::<MtlsStream<tokio::io::DuplexStream>>();
+        assert!(
+            std::mem::size_of_val(&task) < stream,
+            "the connection's future ({} bytes) has room for the TLS stream ({stream} bytes)",
+            std::mem::size_of_val(&task)
+        );
+    }
 }
