@@ -123,6 +123,26 @@ async fn listener(pki: &Pki, auth: ClientAuth) -> MtlsListener {
     MtlsListener::bind("127.0.0.1:0", tls).await.unwrap()
 }
 
+/// curl against `served` with the client identity `(certificate, key)`.
+async fn curl_as(
+    pki: &Pki,
+    served: &Served,
+    identity: &(std::path::PathBuf, std::path::PathBuf),
+    path: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let (cert, key) = identity;
+    curl_with_cert(
+        &pki.ca_path,
+        &served.url(path),
+        served.addr.port(),
+        cert,
+        key,
+        extra,
+    )
+    .await
+}
+
 fn body(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -143,8 +163,8 @@ async fn curl_allowed_denied_and_without_a_certificate() {
     let pki = Pki::new();
     let agent = pki.ca.client("agent");
     let other = pki.ca.client("other");
-    let (agent_crt, agent_key) = pki.write_leaf(&agent, "agent");
-    let (other_crt, other_key) = pki.write_leaf(&other, "other");
+    let agent_id = pki.write_leaf(&agent, "agent");
+    let other_id = pki.write_leaf(&other, "other");
     let served = serve_axum(
         listener(&pki, ClientAuth::Optional).await,
         router(),
@@ -153,15 +173,7 @@ async fn curl_allowed_denied_and_without_a_certificate() {
     .await;
     let port = served.addr.port();
 
-    let out = curl_with_cert(
-        &pki.ca_path,
-        &served.url("/whoami"),
-        port,
-        &agent_crt,
-        &agent_key,
-        STATUS,
-    )
-    .await;
+    let out = curl_as(&pki, &served, &agent_id, "/whoami", STATUS).await;
     let text = body(&out);
     assert!(text.contains("subject=CN=agent"), "{text}");
     assert!(
@@ -170,27 +182,11 @@ async fn curl_allowed_denied_and_without_a_certificate() {
     );
     assert!(text.ends_with("\n200"), "{text}");
 
-    let out = curl_with_cert(
-        &pki.ca_path,
-        &served.url("/agent"),
-        port,
-        &agent_crt,
-        &agent_key,
-        STATUS,
-    )
-    .await;
+    let out = curl_as(&pki, &served, &agent_id, "/agent", STATUS).await;
     assert_eq!(status_of(&out), "200", "{}", body(&out));
     assert!(body(&out).contains("allowed CN=agent"));
 
-    let out = curl_with_cert(
-        &pki.ca_path,
-        &served.url("/agent"),
-        port,
-        &other_crt,
-        &other_key,
-        STATUS,
-    )
-    .await;
+    let out = curl_as(&pki, &served, &other_id, "/agent", STATUS).await;
     assert_eq!(status_of(&out), "403", "{}", body(&out));
     assert!(body(&out).contains("client_certificate_not_allowed"));
 
@@ -202,41 +198,17 @@ async fn curl_allowed_denied_and_without_a_certificate() {
     }
     let out = curl(&pki.ca_path, &served.url("/maybe"), port, STATUS).await;
     assert_eq!(body(&out), "without\n200");
-    let out = curl_with_cert(
-        &pki.ca_path,
-        &served.url("/maybe"),
-        port,
-        &other_crt,
-        &other_key,
-        STATUS,
-    )
-    .await;
+    let out = curl_as(&pki, &served, &other_id, "/maybe", STATUS).await;
     assert_eq!(body(&out), "with\n200");
 
     // A trusted certificate, but no layer on `/allowed`: AllowedClient is refused (fail closed).
-    let out = curl_with_cert(
-        &pki.ca_path,
-        &served.url("/allowed"),
-        port,
-        &agent_crt,
-        &agent_key,
-        STATUS,
-    )
-    .await;
+    let out = curl_as(&pki, &served, &agent_id, "/allowed", STATUS).await;
     assert_eq!(status_of(&out), "401", "{}", body(&out));
 
     // HTTP/2 too.
     let mut args = vec!["--http2"];
     args.extend_from_slice(STATUS);
-    let out = curl_with_cert(
-        &pki.ca_path,
-        &served.url("/whoami"),
-        port,
-        &agent_crt,
-        &agent_key,
-        &args,
-    )
-    .await;
+    let out = curl_as(&pki, &served, &agent_id, "/whoami", &args).await;
     assert!(body(&out).contains("alpn=h2"), "{}", body(&out));
     assert_eq!(status_of(&out), "200");
 
@@ -248,8 +220,8 @@ async fn required_client_auth_refuses_in_the_handshake() {
     let pki = Pki::new();
     let agent = pki.ca.client("agent");
     let stranger = tower_mtls_test_kit::Ca::new("Other CA").client("agent");
-    let (agent_crt, agent_key) = pki.write_leaf(&agent, "agent");
-    let (stranger_crt, stranger_key) = pki.write_leaf(&stranger, "stranger");
+    let agent_id = pki.write_leaf(&agent, "agent");
+    let stranger_id = pki.write_leaf(&stranger, "stranger");
     let served = serve_axum(
         listener(&pki, ClientAuth::Required).await,
         router(),
@@ -264,29 +236,13 @@ async fn required_client_auth_refuses_in_the_handshake() {
         "no certificate must fail the handshake: {}",
         body(&out)
     );
-    let out = curl_with_cert(
-        &pki.ca_path,
-        &served.url("/whoami"),
-        port,
-        &stranger_crt,
-        &stranger_key,
-        STATUS,
-    )
-    .await;
+    let out = curl_as(&pki, &served, &stranger_id, "/whoami", STATUS).await;
     assert!(
         !out.status.success(),
         "an untrusted certificate must fail the handshake"
     );
     // The server keeps serving everyone else.
-    let out = curl_with_cert(
-        &pki.ca_path,
-        &served.url("/whoami"),
-        port,
-        &agent_crt,
-        &agent_key,
-        STATUS,
-    )
-    .await;
+    let out = curl_as(&pki, &served, &agent_id, "/whoami", STATUS).await;
     assert_eq!(status_of(&out), "200", "{}", body(&out));
     served.stop().await;
 }
@@ -381,7 +337,7 @@ async fn connect_info_connection_info_works_as_well() {
 async fn fifty_silent_clients_do_not_block_a_real_one() {
     let pki = Pki::new();
     let agent = pki.ca.client("agent");
-    let (agent_crt, agent_key) = pki.write_leaf(&agent, "agent");
+    let agent_id = pki.write_leaf(&agent, "agent");
     let tls = pki.builder().client_trust(&pki.ca_path).build().unwrap();
     // The silent clients would hold their handshakes for a minute: far longer than the test.
     let acceptor = MtlsAcceptor::new(tls).handshake_timeout(Duration::from_secs(120));
@@ -392,15 +348,7 @@ async fn fifty_silent_clients_do_not_block_a_real_one() {
         silent.push(tokio::net::TcpStream::connect(served.addr).await.unwrap());
     }
     // A handshake held up behind the silent ones would wait 120 s; curl gives up after 20.
-    let out = curl_with_cert(
-        &pki.ca_path,
-        &served.url("/whoami"),
-        served.addr.port(),
-        &agent_crt,
-        &agent_key,
-        STATUS,
-    )
-    .await;
+    let out = curl_as(&pki, &served, &agent_id, "/whoami", STATUS).await;
     assert_eq!(
         status_of(&out),
         "200",
@@ -553,7 +501,7 @@ async fn request_spans_nest_under_the_connection_span() {
 
     let pki = Pki::new();
     let agent = pki.ca.client("agent");
-    let (agent_crt, agent_key) = pki.write_leaf(&agent, "agent");
+    let agent_id = pki.write_leaf(&agent, "agent");
     // Outside the router, so the request span is made in `call`, not in the router's future.
     let traced = || {
         tower_http::trace::TraceLayer::new_for_http()
@@ -577,7 +525,7 @@ async fn request_spans_nest_under_the_connection_span() {
             captured.0.lock().unwrap().clear();
             let url = format!("https://localhost:{port}/whoami");
             let out =
-                curl_with_cert(&pki.ca_path, &url, port, &agent_crt, &agent_key, &[http]).await;
+                curl_with_cert(&pki.ca_path, &url, port, &agent_id.0, &agent_id.1, &[http]).await;
             assert!(out.status.success(), "{name} {http}");
             let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
             let line = log
