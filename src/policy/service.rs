@@ -169,6 +169,14 @@ impl<B> ResponseBody<B> {
     }
 }
 
+/// An empty body, for middleware that answers on its own (tower-http's `TimeoutLayer` answers
+/// `408` with `ResponseBody::default()`).
+impl<B> Default for ResponseBody<B> {
+    fn default() -> Self {
+        Self::rejection(Full::new(Bytes::new()))
+    }
+}
+
 impl<B> Body for ResponseBody<B>
 where
     B: Body<Data = Bytes>,
