@@ -479,3 +479,32 @@ fn an_unterminated_pem_names_its_end_line_as_text() {
     );
     assert!(!message.contains("[45, 45"), "{message}");
 }
+
+#[test]
+fn builders_printed_with_debug_never_show_in_memory_keys() {
+    let pki = Pki::new();
+    let leaf = pki.ca.client("agent");
+    let key_body: String = leaf
+        .key_pem
+        .lines()
+        .find(|l| !l.starts_with("-----"))
+        .expect("a base64 line")
+        .to_owned();
+    let server = format!(
+        "{:?}",
+        TlsConfig::builder()
+            .server_identity_pem(pki.server.cert_pem.clone(), pki.server.key_pem.clone())
+            .client_trust_pem(pki.ca.cert_pem.clone())
+    );
+    let client = format!(
+        "{:?}",
+        tower_mtls::client::Client::builder()
+            .identity_pem(leaf.chain_pem.clone(), leaf.key_pem.clone())
+    );
+    for text in [&server, &client] {
+        assert!(
+            !text.contains("PRIVATE KEY") && !text.contains(&key_body) && text.contains("redacted"),
+            "{text}"
+        );
+    }
+}

@@ -26,14 +26,14 @@ async fn next_event(events: &mut broadcast::Receiver<ReloadEvent>) -> ReloadEven
 async fn applied(events: &mut broadcast::Receiver<ReloadEvent>) -> Arc<ReloadReport> {
     match next_event(events).await {
         ReloadEvent::Applied(report) => report,
-        ReloadEvent::Rejected(error) => panic!("expected the reload to apply, got: {error}"),
+        other => panic!("expected the reload to apply, got: {other:?}"),
     }
 }
 
 async fn rejected(events: &mut broadcast::Receiver<ReloadEvent>) -> String {
     match next_event(events).await {
         ReloadEvent::Rejected(error) => error.to_string(),
-        ReloadEvent::Applied(report) => panic!("expected a rejection, got: {report:?}"),
+        other => panic!("expected a rejection, got: {other:?}"),
     }
 }
 

@@ -25,6 +25,7 @@ pub struct ReloadReport {
 
 /// The outcome of a reload that found changed files.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum ReloadEvent {
     /// The new configuration is in use for new handshakes.
     Applied(Arc<ReloadReport>),
@@ -34,6 +35,7 @@ pub enum ReloadEvent {
 
 /// The outcome of one [`TlsConfig::reload`](crate::TlsConfig::reload).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum ReloadOutcome {
     /// No file changed.
     Unchanged,

@@ -21,12 +21,28 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use super::error::ConfigError;
 
 /// Where a piece of PEM material comes from: a path, or bytes handed over in code.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its `Debug` never shows in-memory bytes (they may be a private key): only their label and
+/// length, so a builder printed with `{:?}` leaks nothing.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Source {
     /// A file, or (for trust and CRL sources) a directory.
     Path(PathBuf),
     /// PEM (or, for CRLs, DER) bytes; the label names them in errors.
     Memory { label: PathBuf, bytes: Arc<[u8]> },
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Path(path) => f.debug_tuple("Path").field(path).finish(),
+            Self::Memory { label, bytes } => f
+                .debug_struct("Memory")
+                .field("label", label)
+                .field("bytes", &format_args!("<{} bytes, redacted>", bytes.len()))
+                .finish(),
+        }
+    }
 }
 
 impl Source {
