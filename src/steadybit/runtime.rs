@@ -746,4 +746,24 @@ mod tests {
         assert_eq!(parse_duration("x"), None);
         assert_eq!(parse_duration("-1"), None);
     }
+
+    /// The kit's README, not its inverted `getNoColor`: `true` colours, `false` never, unset
+    /// only on a terminal (and without `NO_COLOR`).
+    #[test]
+    fn log_colour_follows_the_kit_readme() {
+        let v = |s: &str| Some(s.to_owned());
+        for (terminal, no_color) in [(false, false), (true, false), (true, true), (false, true)] {
+            assert!(log_colour(v("true"), no_color, terminal).unwrap());
+            assert!(log_colour(v("TRUE"), no_color, terminal).unwrap());
+            assert!(!log_colour(v("false"), no_color, terminal).unwrap());
+        }
+        assert!(log_colour(None, false, true).unwrap());
+        assert!(!log_colour(None, true, true).unwrap());
+        assert!(!log_colour(None, false, false).unwrap());
+        let err = log_colour(v("yes"), false, true).unwrap_err().to_string();
+        assert!(
+            err.contains("STEADYBIT_LOG_COLOR") && err.contains("\"yes\""),
+            "{err}"
+        );
+    }
 }
