@@ -31,6 +31,7 @@
 
 use std::path::PathBuf;
 
+use crate::tls::ClientTrust;
 use crate::tls::error::ConfigError;
 use crate::{ClientAuth, ClientCertPolicy, TlsConfig, TlsConfigBuilder};
 
@@ -128,15 +129,7 @@ impl ExtensionEnv {
                 Some(builder) => Some(builder.build()?),
                 None => None,
             },
-            client_allow: get(vars::CLIENT_ALLOW)
-                .map(|text| {
-                    text.parse::<ClientCertPolicy>()
-                        .map_err(|e| ConfigError::Env {
-                            variable: vars::CLIENT_ALLOW,
-                            reason: e.to_string(),
-                        })
-                })
-                .transpose()?,
+            client_allow: policy(get(vars::CLIENT_ALLOW))?,
         };
         if env.unix_socket_tls && env.unix_socket.is_none() {
             return Err(ConfigError::Env {
@@ -241,6 +234,75 @@ fn port(variable: &'static str, value: Option<String>) -> Result<Option<u16>, Co
             })
         })
         .transpose()
+}
+
+/// The client-trust part of the contract alone — `STEADYBIT_EXTENSION_TLS_CLIENT_CAS`,
+/// `TOWER_MTLS_CLIENT_CRLS`, `TOWER_MTLS_CLIENT_CRLS_REQUIRE_FRESH` — through `lookup`, without
+/// the server's certificate or key: what judging a client certificate needs
+/// ([`ClientTrust::verify_client_chain`]). `Ok(None)` when no client CA is set.
+pub fn client_trust_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<ClientTrust>, ConfigError> {
+    let get = |name: &str| {
+        lookup(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let cas = list(get(vars::TLS_CLIENT_CAS));
+    let crls = list(get(vars::CLIENT_CRLS));
+    let require_fresh = boolean(
+        vars::CLIENT_CRLS_REQUIRE_FRESH,
+        get(vars::CLIENT_CRLS_REQUIRE_FRESH),
+    )?;
+    if cas.is_empty() {
+        if !crls.is_empty() {
+            return Err(ConfigError::Env {
+                variable: vars::CLIENT_CRLS,
+                reason: format!(
+                    "set, but {} is not: revocation lists only apply to client certificates",
+                    vars::TLS_CLIENT_CAS
+                ),
+            });
+        }
+        return Ok(None);
+    }
+    if require_fresh == Some(true) && crls.is_empty() {
+        return Err(ConfigError::Env {
+            variable: vars::CLIENT_CRLS_REQUIRE_FRESH,
+            reason: format!("set to true, but {} is not set", vars::CLIENT_CRLS),
+        });
+    }
+    let mut builder = ClientTrust::builder().require_fresh_crls(require_fresh.unwrap_or(false));
+    for ca in cas {
+        builder = builder.client_trust(ca);
+    }
+    for crl in crls {
+        builder = builder.client_crl(crl);
+    }
+    builder.build().map(Some)
+}
+
+/// `TOWER_MTLS_CLIENT_ALLOW` through `lookup`, parsed; `Ok(None)` when unset. (Whether client
+/// certificates are required, which the policy needs, is [`ExtensionEnv`]'s check.)
+pub fn client_allow_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<ClientCertPolicy>, ConfigError> {
+    policy(
+        lookup(vars::CLIENT_ALLOW)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty()),
+    )
+}
+
+fn policy(text: Option<String>) -> Result<Option<ClientCertPolicy>, ConfigError> {
+    text.map(|text| {
+        text.parse::<ClientCertPolicy>()
+            .map_err(|e| ConfigError::Env {
+                variable: vars::CLIENT_ALLOW,
+                reason: e.to_string(),
+            })
+    })
+    .transpose()
 }
 
 /// `true`/`1` or `false`/`0` (ASCII case-insensitive).

@@ -89,16 +89,40 @@ impl Setup {
     }
 
     /// `verify --json --client-cert <leaf's chain>` with extra flags, against the extension's
-    /// variables trusting the client CA.
+    /// variables trusting the client CA — once with the server identity and once without it
+    /// (the client trust alone), which must give the same verdict.
     fn verify(&self, leaf: &Leaf, name: &str, extra: &[&str], code: i32) -> Value {
         let (chain, _) = leaf.write(self.dir.path(), name);
         let chain = chain.to_string_lossy().into_owned();
         let mut args = vec!["verify", "--json", "--client-cert", &chain];
         args.extend_from_slice(extra);
-        json(
+        let full = json(
             &doctor(&args, &self.extension_vars(&self.client_ca_path)),
             code,
-        )
+        );
+        let trust_only = json(
+            &doctor(
+                &args,
+                &[("STEADYBIT_EXTENSION_TLS_CLIENT_CAS", &self.client_ca_path)],
+            ),
+            code,
+        );
+        assert_eq!(full["server_identity"], true, "{full}");
+        assert_eq!(trust_only["server_identity"], false, "{trust_only}");
+        for field in [
+            "accepted",
+            "tls",
+            "policy",
+            "failures",
+            "client_chain",
+            "time",
+        ] {
+            assert_eq!(
+                full[field], trust_only[field],
+                "{field}: with the server identity {full}\nwithout {trust_only}"
+            );
+        }
+        full
     }
 }
 
@@ -352,6 +376,114 @@ fn verify_reports_the_policy_that_denies_a_client() {
     assert!(
         text.contains("verdict: REFUSED") && text.contains("fix (policy_denied)"),
         "{text}"
+    );
+}
+
+/// The command: a client certificate and the CAs, no server certificate or key
+/// anywhere — no private key has to be copied to ask whether a client is trusted.
+#[test]
+fn verify_needs_no_server_identity() {
+    let setup = Setup::new();
+    let agent = setup.client_ca.client("steadybit-agent");
+    let (chain, _) = agent.write(setup.dir.path(), "agent");
+    let chain = chain.to_string_lossy().into_owned();
+    let cas = setup.client_ca_path.to_string_lossy().into_owned();
+    let out = doctor(
+        &["verify", "--client-cert", &chain, "--client-cas", &cas],
+        &[],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("no server identity given")
+            && text.contains("TLS: accepted")
+            && text.contains("verdict: ACCEPTED"),
+        "{text}"
+    );
+    assert!(!text.contains("NOT start"), "{text}");
+
+    // A pinned leaf (the chart passes the agent's own tls.crt), judged without the server.
+    let (pinned, _) = setup
+        .client_ca
+        .client("pinned-agent")
+        .write(setup.dir.path(), "pinned");
+    let pinned = pinned.to_string_lossy().into_owned();
+    let report = json(
+        &doctor(
+            &[
+                "verify",
+                "--json",
+                "--client-cert",
+                &pinned,
+                "--client-cas",
+                &pinned,
+            ],
+            &[],
+        ),
+        0,
+    );
+    assert_eq!(report["server_identity"], false);
+    assert!(
+        report["tls"]["trusted_by"]
+            .as_str()
+            .unwrap()
+            .contains("pinned"),
+        "{report}"
+    );
+
+    // Nothing trusted: refused, and the fix says what to set.
+    let report = json(
+        &doctor(&["verify", "--json", "--client-cert", &chain], &[]),
+        1,
+    );
+    assert_eq!(failure_classes(&report), ["unknown_ca"]);
+    assert!(tls_reason(&report).contains("STEADYBIT_EXTENSION_TLS_CLIENT_CAS"));
+
+    // Broken trust is the startup error a server would give, naming the file.
+    let report = json(
+        &doctor(
+            &[
+                "verify",
+                "--json",
+                "--client-cert",
+                &chain,
+                "--client-cas",
+                "/no/such/ca.pem",
+            ],
+            &[],
+        ),
+        1,
+    );
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("/no/such/ca.pem"),
+        "{report}"
+    );
+    // So is a policy that does not parse.
+    let report = json(
+        &doctor(
+            &[
+                "verify",
+                "--json",
+                "--client-cert",
+                &chain,
+                "--client-cas",
+                &cas,
+                "--policy",
+                "cn=",
+            ],
+            &[],
+        ),
+        1,
+    );
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("TOWER_MTLS_CLIENT_ALLOW"),
+        "{report}"
     );
 }
 
