@@ -7,7 +7,8 @@
 //! STEADYBIT_EXTENSION_TLS_SERVER_CERT=/etc/extension/certificates/server-cert/tls.crt
 //! STEADYBIT_EXTENSION_TLS_SERVER_KEY=/etc/extension/certificates/server-cert/tls.key
 //! STEADYBIT_EXTENSION_TLS_CLIENT_CAS=/etc/extension/certificates/agent-cert,/etc/extension/certificates/ca.crt
-//! STEADYBIT_EXTENSION_UNIX_SOCKET=/run/extension.sock   # instead of the TCP port
+//! STEADYBIT_EXTENSION_UNIX_SOCKET=/run/extension.sock   # instead of the TCP port: plain HTTP, probes on it
+//! TOWER_MTLS_UNIX_SOCKET_TLS=true                       # optional: TLS on the Unix socket too
 //! TOWER_MTLS_CLIENT_CRLS=/etc/extension/crls            # optional revocation lists
 //! TOWER_MTLS_CLIENT_ALLOW='cn=steadybit-agent & o=Steadybit'   # optional client policy
 //! STEADYBIT_LOG_LEVEL=info STEADYBIT_LOG_FORMAT=json    # logs like the Go extension-kit
@@ -17,8 +18,12 @@
 //!
 //! `GET /` answers the extension index. Everything else — logs, the health port
 //! (`/health/liveness`, `/health/readiness`, `/metrics` in the Prometheus text format), live
-//! reloads, expiry warnings, SIGTERM with a drain delay and exit code 143 — is
-//! `tower_mtls::steadybit::runtime`. A configuration error exits 1 with the error.
+//! reloads, expiry warnings, SIGTERM (or SIGUSR1) with a drain delay and exit code 143 (138) —
+//! is `tower_mtls::steadybit::runtime`. A configuration error exits 1 with the error.
+//!
+//! The shutdown hook stands for an extension's "stop actions" step. For the tests,
+//! `EXTENSION_EXAMPLE_HOOK_GATE=/path` makes it wait until that file exists, so that a test can
+//! look at the extension while the hook runs.
 
 use std::process::ExitCode;
 
@@ -59,7 +64,17 @@ async fn main() -> ExitCode {
             }),
         )
         .layer(tower_http::trace::TraceLayer::new_for_http());
-    let runtime = ExtensionRuntime::init("extension");
+    let runtime = ExtensionRuntime::init("extension")
+        .version(env!("CARGO_PKG_VERSION"))
+        .on_shutdown(|| async {
+            tracing::info!("stop actions: aborting the attacks still running (none)");
+            if let Some(gate) = std::env::var_os("EXTENSION_EXAMPLE_HOOK_GATE") {
+                while !std::path::Path::new(&gate).exists() {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+            tracing::info!("stop actions: done");
+        });
     match prometheus {
         Ok(prometheus) => runtime.metrics(move || prometheus.render()),
         Err(error) => {

@@ -98,7 +98,8 @@ impl GrpcExample {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let mut child = cmd.spawn().expect("start the grpc example");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        // The runtime's logging writes to stderr, like the Go extension-kit.
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
         let log = Arc::new(Mutex::new(Vec::new()));
         let read = async {
             while let Some(line) = lines.next_line().await.expect("read log") {
@@ -121,7 +122,7 @@ impl GrpcExample {
             .expect("the grpc example starts");
         drain(lines, log.clone());
         drain(
-            BufReader::new(child.stderr.take().expect("stderr")).lines(),
+            BufReader::new(child.stdout.take().expect("stdout")).lines(),
             log.clone(),
         );
         GrpcExample { child, port, log }
@@ -700,11 +701,11 @@ async fn without_tls_variables_the_example_serves_plain_grpc() {
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .env("STEADYBIT_EXTENSION_PORT", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd.spawn().expect("start");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let port = tokio::time::timeout(PATIENCE, async {
         while let Some(line) = lines.next_line().await.expect("read") {
             if let Some(addr) = line
@@ -757,7 +758,7 @@ async fn a_policy_without_client_cas_is_refused_at_start_up() {
         .await
         .expect("exits")
         .expect("run");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("TOWER_MTLS_CLIENT_ALLOW"), "{text}");
 }

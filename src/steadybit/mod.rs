@@ -6,7 +6,8 @@
 //! | `STEADYBIT_EXTENSION_TLS_SERVER_CERT` | PEM file: the server certificate chain |
 //! | `STEADYBIT_EXTENSION_TLS_SERVER_KEY` | PEM file: its private key |
 //! | `STEADYBIT_EXTENSION_TLS_CLIENT_CAS` | comma-separated PEM files or directories trusted for client certificates |
-//! | `STEADYBIT_EXTENSION_UNIX_SOCKET` | serve on this Unix socket instead of TCP |
+//! | `STEADYBIT_EXTENSION_UNIX_SOCKET` | serve on this Unix socket instead of TCP: plain HTTP, health probes on the socket too (as the Go kit does) |
+//! | `TOWER_MTLS_UNIX_SOCKET_TLS` | *(this crate's addition)* `true`: TLS on the Unix socket as on TCP |
 //! | `STEADYBIT_EXTENSION_HEALTH_PORT` | plain-HTTP port for the Kubernetes probes |
 //! | `TOWER_MTLS_CLIENT_CRLS` | *(this crate's addition)* comma-separated CRL files or directories |
 //! | `TOWER_MTLS_CLIENT_ALLOW` | *(this crate's addition)* who may call: a [`ClientCertPolicy`] in its text form, e.g. `cn=steadybit-agent & o=Steadybit` |
@@ -18,8 +19,9 @@
 //! key or client CAs is set, and then certificate **and** key are required; client CAs make
 //! client certificates mandatory; without TLS variables the extension speaks plain HTTP. Where
 //! the Go kit is lenient this crate is not: an unreadable or empty CA source stops startup
-//! instead of leaving an empty trust pool, and a Unix socket is served with TLS when TLS is
-//! configured. Empty values count as unset.
+//! instead of leaving an empty trust pool. A Unix socket serves plain HTTP like the kit's,
+//! whatever the TLS variables say (they apply to TCP only; [`ExtensionEnv::listener_tls`]),
+//! unless `TOWER_MTLS_UNIX_SOCKET_TLS=true`. Empty values count as unset.
 //!
 //! # Runtime
 //!
@@ -29,6 +31,7 @@
 
 use std::path::PathBuf;
 
+use crate::tls::ClientTrust;
 use crate::tls::error::ConfigError;
 use crate::{ClientAuth, ClientCertPolicy, TlsConfig, TlsConfigBuilder};
 
@@ -70,6 +73,15 @@ pub mod vars {
     /// How long an extension keeps serving after SIGTERM, readiness already down (this crate's
     /// addition, read by the `runtime` module; default 5 s).
     pub const DRAIN_DELAY: &str = "TOWER_MTLS_DRAIN_DELAY";
+    /// `true`: serve TLS on the Unix socket too (this crate's addition; default `false`: like
+    /// the Go extension-kit, the socket speaks plain HTTP whatever the TLS variables say).
+    pub const UNIX_SOCKET_TLS: &str = "TOWER_MTLS_UNIX_SOCKET_TLS";
+    /// Log colours: `true` always, `false` never, unset only when stderr is a terminal (and
+    /// `NO_COLOR` is unset). Read by the Go extension-kit and by the `runtime` module.
+    pub const LOG_COLOR: &str = "STEADYBIT_LOG_COLOR";
+    /// The Go extension-kit's switch for its `/debug/pprof/` handlers. A Rust extension has no
+    /// pprof: the `runtime` module logs that it is not supported when it is `true`.
+    pub const ENABLE_PPROF: &str = "STEADYBIT_EXTENSION_ENABLE_PPROF";
 }
 
 /// Everything the extension contract configures, read from the environment.
@@ -80,6 +92,10 @@ pub struct ExtensionEnv {
     pub port: Option<u16>,
     /// `STEADYBIT_EXTENSION_UNIX_SOCKET`, if set: serve there instead of on the TCP port.
     pub unix_socket: Option<PathBuf>,
+    /// `TOWER_MTLS_UNIX_SOCKET_TLS`: whether the Unix socket speaks TLS when TLS is configured.
+    /// `false` by default, as in the Go extension-kit: the socket serves plain HTTP (its file
+    /// permissions guard it) and the TLS variables apply to TCP only.
+    pub unix_socket_tls: bool,
     /// `STEADYBIT_EXTENSION_HEALTH_PORT`, if set.
     pub health_port: Option<u16>,
     /// The TLS configuration; `None` when no TLS variable is set (plain HTTP).
@@ -106,21 +122,42 @@ impl ExtensionEnv {
         let env = Self {
             port: port(vars::PORT, get(vars::PORT))?,
             unix_socket: get(vars::UNIX_SOCKET).map(PathBuf::from),
+            unix_socket_tls: boolean(vars::UNIX_SOCKET_TLS, get(vars::UNIX_SOCKET_TLS))?
+                .unwrap_or(false),
             health_port: port(vars::HEALTH_PORT, get(vars::HEALTH_PORT))?,
             tls: match tls_builder(&get)? {
                 Some(builder) => Some(builder.build()?),
                 None => None,
             },
-            client_allow: get(vars::CLIENT_ALLOW)
-                .map(|text| {
-                    text.parse::<ClientCertPolicy>()
-                        .map_err(|e| ConfigError::Env {
-                            variable: vars::CLIENT_ALLOW,
-                            reason: e.to_string(),
-                        })
-                })
-                .transpose()?,
+            client_allow: policy(get(vars::CLIENT_ALLOW))?,
         };
+        if env.unix_socket_tls && env.unix_socket.is_none() {
+            return Err(ConfigError::Env {
+                variable: vars::UNIX_SOCKET_TLS,
+                reason: format!("set, but {} is not", vars::UNIX_SOCKET),
+            });
+        }
+        if env.unix_socket_tls && env.tls.is_none() {
+            return Err(ConfigError::Env {
+                variable: vars::UNIX_SOCKET_TLS,
+                reason: format!(
+                    "set, but TLS is not configured: set {} and {}",
+                    vars::TLS_SERVER_CERT,
+                    vars::TLS_SERVER_KEY
+                ),
+            });
+        }
+        if env.client_allow.is_some() && env.unix_socket.is_some() && !env.unix_socket_tls {
+            return Err(ConfigError::Env {
+                variable: vars::CLIENT_ALLOW,
+                reason: format!(
+                    "set, but the Unix socket {} serves plain HTTP, where no client presents a \
+                     certificate: set {}=true to serve TLS on the socket",
+                    vars::UNIX_SOCKET,
+                    vars::UNIX_SOCKET_TLS
+                ),
+            });
+        }
         let client_auth = env.tls.as_ref().map(TlsConfig::client_auth);
         if env.client_allow.is_some() && client_auth != Some(ClientAuth::Required) {
             return Err(ConfigError::Env {
@@ -132,6 +169,16 @@ impl ExtensionEnv {
             });
         }
         Ok(env)
+    }
+
+    /// The TLS configuration of the service listener: [`tls`](Self::tls), except on a Unix
+    /// socket without [`unix_socket_tls`](Self::unix_socket_tls), which serves plain HTTP like
+    /// the Go extension-kit.
+    pub fn listener_tls(&self) -> Option<&TlsConfig> {
+        match (&self.unix_socket, self.unix_socket_tls) {
+            (Some(_), false) => None,
+            _ => self.tls.as_ref(),
+        }
     }
 
     /// The port to serve on: `STEADYBIT_EXTENSION_PORT`, else `default`.
@@ -189,6 +236,91 @@ fn port(variable: &'static str, value: Option<String>) -> Result<Option<u16>, Co
         .transpose()
 }
 
+/// The client-trust part of the contract alone — `STEADYBIT_EXTENSION_TLS_CLIENT_CAS`,
+/// `TOWER_MTLS_CLIENT_CRLS`, `TOWER_MTLS_CLIENT_CRLS_REQUIRE_FRESH` — through `lookup`, without
+/// the server's certificate or key: what judging a client certificate needs
+/// ([`ClientTrust::verify_client_chain`]). `Ok(None)` when no client CA is set.
+pub fn client_trust_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<ClientTrust>, ConfigError> {
+    let get = |name: &str| {
+        lookup(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let cas = list(get(vars::TLS_CLIENT_CAS));
+    let crls = list(get(vars::CLIENT_CRLS));
+    let require_fresh = boolean(
+        vars::CLIENT_CRLS_REQUIRE_FRESH,
+        get(vars::CLIENT_CRLS_REQUIRE_FRESH),
+    )?;
+    if cas.is_empty() {
+        if !crls.is_empty() {
+            return Err(ConfigError::Env {
+                variable: vars::CLIENT_CRLS,
+                reason: format!(
+                    "set, but {} is not: revocation lists only apply to client certificates",
+                    vars::TLS_CLIENT_CAS
+                ),
+            });
+        }
+        return Ok(None);
+    }
+    if require_fresh == Some(true) && crls.is_empty() {
+        return Err(ConfigError::Env {
+            variable: vars::CLIENT_CRLS_REQUIRE_FRESH,
+            reason: format!("set to true, but {} is not set", vars::CLIENT_CRLS),
+        });
+    }
+    let mut builder = ClientTrust::builder().require_fresh_crls(require_fresh.unwrap_or(false));
+    for ca in cas {
+        builder = builder.client_trust(ca);
+    }
+    for crl in crls {
+        builder = builder.client_crl(crl);
+    }
+    builder.build().map(Some)
+}
+
+/// `TOWER_MTLS_CLIENT_ALLOW` through `lookup`, parsed; `Ok(None)` when unset. (Whether client
+/// certificates are required, which the policy needs, is [`ExtensionEnv`]'s check.)
+pub fn client_allow_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<ClientCertPolicy>, ConfigError> {
+    policy(
+        lookup(vars::CLIENT_ALLOW)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty()),
+    )
+}
+
+fn policy(text: Option<String>) -> Result<Option<ClientCertPolicy>, ConfigError> {
+    text.map(|text| {
+        text.parse::<ClientCertPolicy>()
+            .map_err(|e| ConfigError::Env {
+                variable: vars::CLIENT_ALLOW,
+                reason: e.to_string(),
+            })
+    })
+    .transpose()
+}
+
+/// `true`/`1` or `false`/`0` (ASCII case-insensitive).
+pub(crate) fn boolean(
+    variable: &'static str,
+    value: Option<String>,
+) -> Result<Option<bool>, ConfigError> {
+    match value.as_deref() {
+        None => Ok(None),
+        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Ok(Some(true)),
+        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Ok(Some(false)),
+        Some(other) => Err(ConfigError::Env {
+            variable,
+            reason: format!("expected true or false, got {other:?}"),
+        }),
+    }
+}
+
 fn list(value: Option<String>) -> Vec<PathBuf> {
     value
         .iter()
@@ -206,17 +338,10 @@ fn tls_builder(
     let key = get(vars::TLS_SERVER_KEY);
     let cas = list(get(vars::TLS_CLIENT_CAS));
     let crls = list(get(vars::CLIENT_CRLS));
-    let require_fresh = match get(vars::CLIENT_CRLS_REQUIRE_FRESH).as_deref() {
-        None => None,
-        Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => Some(true),
-        Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => Some(false),
-        Some(other) => {
-            return Err(ConfigError::Env {
-                variable: vars::CLIENT_CRLS_REQUIRE_FRESH,
-                reason: format!("expected true or false, got {other:?}"),
-            });
-        }
-    };
+    let require_fresh = boolean(
+        vars::CLIENT_CRLS_REQUIRE_FRESH,
+        get(vars::CLIENT_CRLS_REQUIRE_FRESH),
+    )?;
     if require_fresh == Some(true) && crls.is_empty() {
         return Err(ConfigError::Env {
             variable: vars::CLIENT_CRLS_REQUIRE_FRESH,

@@ -8,8 +8,10 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> ExitCode {
-//!     // Logs first: STEADYBIT_LOG_LEVEL, STEADYBIT_LOG_FORMAT, RUST_LOG.
-//!     let runtime = ExtensionRuntime::init("my-extension");
+//!     // Logs first (to stderr): STEADYBIT_LOG_LEVEL, _FORMAT, _COLOR, RUST_LOG.
+//!     let runtime = ExtensionRuntime::init("my-extension")
+//!         .version(env!("CARGO_PKG_VERSION"))
+//!         .on_shutdown(|| async { /* abort the attacks still running */ });
 //!     let routes = axum::Router::new().route("/", axum::routing::get(|| async { "{}" }));
 //!     runtime.run(routes).await
 //! }
@@ -19,7 +21,8 @@
 //! 1), serves the routes on the extension port — HTTPS with the contract's certificates when
 //! configured, wrapped in a [`ClientCertLayer`] when
 //! `TOWER_MTLS_CLIENT_ALLOW` is set, reloading certificates, trust and CRLs live — and serves
-//! plain HTTP on the health port:
+//! plain HTTP on the health port (on a Unix socket, `STEADYBIT_EXTENSION_UNIX_SOCKET`, the
+//! probes answer on the socket itself and no health port is opened, as in the Go kit):
 //!
 //! | path | answer |
 //! |---|---|
@@ -27,23 +30,28 @@
 //! | `/health/readiness` | `200 {"status":"UP"}`, then `503 {"status":"DOWN"}` from the shutdown signal on |
 //! | `/metrics` | what [`ExtensionRuntime::metrics`] renders (the Prometheus text format), `404` without it |
 //!
-//! On SIGTERM or SIGINT readiness answers 503 at once while the extension keeps serving for the
-//! drain delay (default 5 s, `TOWER_MTLS_DRAIN_DELAY`), so that Kubernetes takes the pod out of
-//! its endpoints before it stops; then the service stops accepting and lets requests in flight
-//! finish within its grace period (default 10 s, [`ExtensionRuntime::grace_period`]); then the
-//! process exits with 128 + the signal number (143 for SIGTERM, 130 for SIGINT), like the Go
-//! kit.
+//! On SIGTERM, SIGINT or SIGUSR1 (the Go kit's `extsignals.Kill`) readiness answers 503 at once
+//! while the extension keeps serving for the drain delay (default 5 s, `TOWER_MTLS_DRAIN_DELAY`),
+//! so that Kubernetes takes the pod out of its endpoints before it stops; then the shutdown hook
+//! runs ([`ExtensionRuntime::on_shutdown`], the kit's "stop actions" step); then the service
+//! stops accepting and lets requests in flight finish within its grace period (default 10 s,
+//! [`ExtensionRuntime::grace_period`]); then the process exits with 128 + the signal number
+//! (143 for SIGTERM, 130 for SIGINT, 138 for SIGUSR1), like the Go kit. The name, version and
+//! revision are logged at startup, like the kit's `extbuild.PrintBuildInformation`.
 //!
 //! | variable | meaning |
 //! |---|---|
 //! | `STEADYBIT_LOG_LEVEL` | `trace`, `debug`, `info` (default), `warn`, `error` |
 //! | `STEADYBIT_LOG_FORMAT` | `text` (default) or `json`: one JSON object per line, with the event's fields at the top level |
+//! | `STEADYBIT_LOG_COLOR` | `true` colours, `false` never; unset: only when stderr is a terminal and `NO_COLOR` is unset (the kit's README; its code inverts `true` and `false`) |
+//! | `NO_COLOR` | set and not empty: no colours unless `STEADYBIT_LOG_COLOR=true` |
 //! | `RUST_LOG` | finer filters on top, e.g. `tower_mtls=debug,hyper=warn` |
+//! | `STEADYBIT_EXTENSION_ENABLE_PPROF` | recognised: `true` logs a warning that pprof is not supported |
 //! | `TOWER_MTLS_DRAIN_DELAY` | how long to keep serving after the signal: seconds (`5`) or with a unit (`500ms`, `5s`) |
 
 use std::convert::Infallible;
 use std::fmt;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,6 +81,8 @@ const STATS_INTERVAL: Duration = Duration::from_secs(60);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Render = Arc<dyn Fn() -> String + Send + Sync>;
+type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+type Hook = Box<dyn FnOnce() -> BoxFuture + Send>;
 
 /// How log lines are written (`STEADYBIT_LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +94,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Sets up `tracing` from `STEADYBIT_LOG_LEVEL`, `STEADYBIT_LOG_FORMAT` and `RUST_LOG` (see
-/// the [module docs](self)), writing to stdout. Does nothing if a global subscriber is set
+/// Sets up `tracing` from `STEADYBIT_LOG_LEVEL`, `STEADYBIT_LOG_FORMAT`, `STEADYBIT_LOG_COLOR`,
+/// `NO_COLOR` and `RUST_LOG` (see the [module docs](self)), writing to stderr as the Go kit does. Does nothing if a global subscriber is set
 /// already. An invalid value is an error; logging is then set up with the defaults (`info`,
 /// text), so that the error can be logged.
 pub fn init_logging() -> Result<LogFormat, ConfigError> {
@@ -118,6 +128,11 @@ pub fn init_logging() -> Result<LogFormat, ConfigError> {
             reason: format!("expected text or json, got {v:?}"),
         }),
     };
+    let colour = log_colour(
+        get(vars::LOG_COLOR),
+        std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+        std::io::stderr().is_terminal(),
+    );
     let mut filter = tracing_subscriber::EnvFilter::new(*level.as_ref().unwrap_or(&"info"));
     let mut ignored = Vec::new();
     if let Some(rust_log) = get("RUST_LOG") {
@@ -131,7 +146,8 @@ pub fn init_logging() -> Result<LogFormat, ConfigError> {
     let chosen = *format.as_ref().unwrap_or(&LogFormat::Text);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        // stderr, like the Go kit's zerolog writer: stdout stays free for the program's output.
+        .with_writer(std::io::stderr);
     // A subscriber set already (tests, an application's own) stays.
     let _ = match chosen {
         LogFormat::Json => builder
@@ -141,14 +157,32 @@ pub fn init_logging() -> Result<LogFormat, ConfigError> {
             .with_span_list(false)
             .try_init(),
         LogFormat::Text => builder
-            .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .with_ansi(*colour.as_ref().unwrap_or(&false))
             .try_init(),
     };
     if !ignored.is_empty() {
         tracing::warn!(ignored = ?ignored, "RUST_LOG: directives that do not parse are ignored");
     }
     level?;
+    colour?;
     format
+}
+
+/// Whether text logs are coloured: `STEADYBIT_LOG_COLOR` as the Go kit's README documents it
+/// (`true` always, `false` never) — not as its `getNoColor` reads it, which inverts the two —
+/// and, when it is unset, only on a terminal and without `NO_COLOR`.
+fn log_colour(value: Option<String>, no_color: bool, terminal: bool) -> Result<bool, ConfigError> {
+    match value.map(|v| v.to_ascii_lowercase()).as_deref() {
+        None => Ok(terminal && !no_color),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(other) => Err(ConfigError::Env {
+            variable: vars::LOG_COLOR,
+            reason: format!(
+                "expected true or false (or unset: colours only on a terminal), got {other:?}"
+            ),
+        }),
+    }
 }
 
 /// Reads `TOWER_MTLS_DRAIN_DELAY`: seconds, or a number with `ms` or `s`.
@@ -194,6 +228,9 @@ pub struct ExtensionRuntime {
     default_port: u16,
     default_health_port: u16,
     metrics: Option<Render>,
+    version: String,
+    revision: String,
+    on_shutdown: Option<Hook>,
 }
 
 impl fmt::Debug for ExtensionRuntime {
@@ -204,14 +241,17 @@ impl fmt::Debug for ExtensionRuntime {
             .field("drain_delay", &self.drain_delay)
             .field("grace_period", &self.grace_period)
             .field("metrics", &self.metrics.is_some())
+            .field("version", &self.version)
+            .field("revision", &self.revision)
+            .field("on_shutdown", &self.on_shutdown.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl ExtensionRuntime {
-    /// Sets up logging ([`init_logging`]) and reads the runtime's own variables. `name` prefixes
-    /// the line a startup error writes to stderr (text format). Errors are reported by
-    /// [`run`](Self::run), after logging is up.
+    /// Sets up logging ([`init_logging`]) and reads the runtime's own variables. `name` is
+    /// logged at startup (with [`version`](Self::version)) and names a startup error. Errors are
+    /// reported by [`run`](Self::run), after logging is up.
     pub fn init(name: impl Into<String>) -> Self {
         let (format, mut startup_error) = match init_logging() {
             Ok(format) => (format, None),
@@ -233,7 +273,38 @@ impl ExtensionRuntime {
             default_port: DEFAULT_PORT,
             default_health_port: DEFAULT_HEALTH_PORT,
             metrics: None,
+            version: "unknown".to_owned(),
+            revision: "unknown".to_owned(),
+            on_shutdown: None,
         }
+    }
+
+    /// The extension's version, logged at startup with its name like the Go kit's `extbuild`
+    /// (default `unknown`; pass `env!("CARGO_PKG_VERSION")`).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// The source revision logged at startup (default `unknown`), e.g. a commit hash set at
+    /// build time.
+    pub fn revision(mut self, revision: impl Into<String>) -> Self {
+        self.revision = revision.into();
+        self
+    }
+
+    /// Runs `hook` once on SIGTERM, SIGINT or SIGUSR1, after readiness turned `503` and the
+    /// drain delay, and before the service stops accepting — the Go kit's "stop actions" step,
+    /// where an extension aborts the attacks it is running. It runs after the drain so that
+    /// attacks started while the endpoints were still being updated are stopped too. The
+    /// shutdown waits for it at most the grace period, then goes on (and logs it).
+    pub fn on_shutdown<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.on_shutdown = Some(Box::new(move || Box::pin(hook())));
+        self
     }
 
     /// How long to keep serving after the signal, readiness already 503 (default 5 s, or
@@ -274,9 +345,9 @@ impl ExtensionRuntime {
         self.format
     }
 
-    /// Reads the [`ExtensionEnv`], serves `routes` and the health port until SIGTERM or
-    /// SIGINT, drains, shuts down, and returns the exit code: 128 + the signal number, or 1
-    /// after a startup error (logged, and in the text format also written to stderr).
+    /// Reads the [`ExtensionEnv`], serves `routes` and the health probes until SIGTERM, SIGINT
+    /// or SIGUSR1, drains, shuts down, and returns the exit code: 128 + the signal number, or 1
+    /// after a startup error (logged).
     pub async fn run<S, B>(mut self, routes: S) -> ExitCode
     where
         S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
@@ -286,7 +357,13 @@ impl ExtensionRuntime {
         B::Error: Into<BoxError>,
     {
         let name = self.name.clone();
-        let format = self.format;
+        tracing::info!(
+            name = %self.name,
+            version = %self.version,
+            revision = %self.revision,
+            tower_mtls = env!("CARGO_PKG_VERSION"),
+            "Build information"
+        );
         let result = match self.startup_error.take() {
             Some(e) => Err(e.into()),
             None => self.serve(routes).await,
@@ -294,16 +371,14 @@ impl ExtensionRuntime {
         match result {
             Ok(code) => code,
             Err(error) => {
+                // The log goes to stderr: the line a failed pod shows.
                 tracing::error!(error = %error, "{name} cannot start");
-                if format == LogFormat::Text {
-                    let _ = writeln!(std::io::stderr(), "{name}: {error}");
-                }
                 ExitCode::FAILURE
             }
         }
     }
 
-    async fn serve<S, B>(self, routes: S) -> Result<ExitCode, BoxError>
+    async fn serve<S, B>(mut self, routes: S) -> Result<ExitCode, BoxError>
     where
         S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
         S::Future: Send + 'static,
@@ -313,6 +388,7 @@ impl ExtensionRuntime {
     {
         let mut signals = Signals::new()?;
         let env = ExtensionEnv::from_env()?;
+        pprof_from_env()?;
         let mut server = match &env.unix_socket {
             #[cfg(unix)]
             Some(path) => MtlsServer::bind_unix(path).await?,
@@ -320,8 +396,16 @@ impl ExtensionRuntime {
             Some(_) => return Err("Unix sockets need a Unix host".into()),
             None => MtlsServer::bind_all_interfaces(env.port_or(self.default_port)).await?,
         };
+        if env.unix_socket.is_some() && env.tls.is_some() && !env.unix_socket_tls {
+            // Once, at startup: the kit's rule, which agents rely on.
+            tracing::warn!(
+                "the TLS variables apply to TCP only: the Unix socket serves plain HTTP (its file \
+                 permissions guard it), as the Go extension-kit does; set {}=true for TLS on it",
+                vars::UNIX_SOCKET_TLS
+            );
+        }
         let mut acceptor = None;
-        let _watch = match &env.tls {
+        let _watch = match env.listener_tls() {
             Some(tls) => {
                 let tls_acceptor = MtlsAcceptor::new(tls.clone());
                 server = server.tls(tls_acceptor.clone());
@@ -330,7 +414,7 @@ impl ExtensionRuntime {
             }
             None => None,
         };
-        let mode = match &env.tls {
+        let mode = match env.listener_tls() {
             None => "plain HTTP".to_owned(),
             Some(tls) => match tls.client_auth() {
                 ClientAuth::Required => {
@@ -350,12 +434,24 @@ impl ExtensionRuntime {
         tracing::info!(listen = %server.local_addr()?, "{} serving {mode}", self.name);
 
         let ready = Arc::new(AtomicBool::new(true));
-        let health_server =
-            MtlsServer::bind_all_interfaces(env.health_port_or(self.default_health_port)).await?;
-        tracing::info!(listen = %health_server.local_addr()?, "health probes serving plain HTTP");
         let health = HealthService {
             ready: ready.clone(),
             metrics: self.metrics.clone(),
+        };
+        // On a Unix socket the kit serves the probes on the socket's own handler and opens no
+        // health port; so do we.
+        let health_server = match env.unix_socket {
+            Some(_) => {
+                tracing::info!("health probes on the Unix socket: no health port");
+                None
+            }
+            None => {
+                let health_server =
+                    MtlsServer::bind_all_interfaces(env.health_port_or(self.default_health_port))
+                        .await?;
+                tracing::info!(listen = %health_server.local_addr()?, "health probes serving plain HTTP");
+                Some(health_server)
+            }
         };
 
         if let Some(acceptor) = acceptor.clone() {
@@ -374,19 +470,28 @@ impl ExtensionRuntime {
         let server = server
             .grace_period(self.grace_period)
             .with_graceful_shutdown(stopped(service_stopped));
-        // The policy wraps the whole router (cheaper than a router-level layer); the health
-        // port stays outside it.
+        // The policy wraps the whole router (cheaper than a router-level layer); the probes
+        // stay outside it.
+        let probes_here = health_server.is_none().then(|| health.clone());
         let mut service = match env.client_allow.clone() {
-            Some(policy) => tokio::spawn(
-                server.serve(ClientCertLayer::require().with_policy(policy).layer(routes)),
+            Some(policy) => spawn_service(
+                server,
+                probes_here,
+                ClientCertLayer::require().with_policy(policy).layer(routes),
             ),
-            None => tokio::spawn(server.serve(routes)),
+            None => spawn_service(server, probes_here, routes),
         };
-        let mut probes = tokio::spawn(
-            health_server
-                .with_graceful_shutdown(stopped(health_stopped))
-                .serve(health),
-        );
+        let mut probes = match health_server {
+            Some(health_server) => tokio::spawn(
+                health_server
+                    .with_graceful_shutdown(stopped(health_stopped))
+                    .serve(health),
+            ),
+            None => tokio::spawn(async move {
+                stopped(health_stopped).await;
+                Ok(())
+            }),
+        };
 
         let signal = tokio::select! {
             signal = signals.recv() => signal?,
@@ -406,7 +511,16 @@ impl ExtensionRuntime {
             "shutdown signal: readiness is DOWN; still serving for the drain delay"
         );
         tokio::time::sleep(self.drain_delay).await;
-        tracing::info!(grace_period = ?self.grace_period, "drain delay over: shutting down");
+        if let Some(hook) = self.on_shutdown.take() {
+            tracing::info!("drain delay over: running the shutdown hook");
+            if tokio::time::timeout(self.grace_period, hook())
+                .await
+                .is_err()
+            {
+                tracing::warn!(grace_period = ?self.grace_period, "the shutdown hook did not finish within the grace period; shutting down anyway");
+            }
+        }
+        tracing::info!(grace_period = ?self.grace_period, "shutting down: the service stops accepting");
         let _ = stop_service.send(true);
         service.await??;
         let _ = stop_health.send(true);
@@ -419,6 +533,83 @@ impl ExtensionRuntime {
     }
 }
 
+/// Reads `STEADYBIT_EXTENSION_ENABLE_PPROF`: recognised, never silently ignored.
+fn pprof_from_env() -> Result<(), ConfigError> {
+    let value = std::env::var(vars::ENABLE_PPROF)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty());
+    if super::boolean(vars::ENABLE_PPROF, value)? == Some(true) {
+        tracing::warn!(
+            "{} is true, but pprof is not supported by a Rust extension: no /debug/pprof/ \
+             handlers are served",
+            vars::ENABLE_PPROF
+        );
+    }
+    Ok(())
+}
+
+/// Serves `service`, behind the probes when they share its listener.
+fn spawn_service<S, B>(
+    server: MtlsServer,
+    probes: Option<HealthService>,
+    service: S,
+) -> tokio::task::JoinHandle<std::io::Result<()>>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    match probes {
+        // The TCP path pays for no wrapper.
+        None => tokio::spawn(server.serve(service)),
+        Some(probes) => tokio::spawn(server.serve(WithProbes {
+            probes,
+            inner: service,
+        })),
+    }
+}
+
+/// The service, with the health probes in front of it when they are served on the same
+/// listener (a Unix socket).
+#[derive(Clone)]
+struct WithProbes<S> {
+    probes: HealthService,
+    inner: S,
+}
+
+impl<S, B> Service<Request<Incoming>> for WithProbes<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Send + 'static,
+{
+    type Response = Response<http_body_util::Either<Full<Bytes>, B>>;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        use http_body_util::Either;
+        if let Some(response) = self.probes.answer(req.uri().path()) {
+            return Box::pin(std::future::ready(Ok(response.map(Either::Left))));
+        }
+        let future = self.inner.call(req);
+        Box::pin(async move { Ok(future.await.map_err(Into::into)?.map(Either::Right)) })
+    }
+}
+
 async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
@@ -428,13 +619,16 @@ struct Signal {
     number: u8,
 }
 
-/// SIGTERM and SIGINT, listened for from creation on (so that a signal sent as soon as the
+/// SIGTERM, SIGINT and SIGUSR1 (the kit's `extsignals.Kill`: the same orderly shutdown, exit
+/// 138), listened for from creation on (so that a signal sent as soon as the
 /// listeners are up is not the default action, death).
 struct Signals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    usr1: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -445,6 +639,7 @@ impl Signals {
             Ok(Self {
                 term: signal(SignalKind::terminate())?,
                 int: signal(SignalKind::interrupt())?,
+                usr1: signal(SignalKind::user_defined1())?,
             })
         }
         #[cfg(not(unix))]
@@ -456,6 +651,7 @@ impl Signals {
         Ok(tokio::select! {
             _ = self.term.recv() => Signal { name: "SIGTERM", number: 15 },
             _ = self.int.recv() => Signal { name: "SIGINT", number: 2 },
+            _ = self.usr1.recv() => Signal { name: "SIGUSR1", number: 10 },
         })
     }
 
@@ -492,8 +688,22 @@ impl Service<Request<Incoming>> for HealthService {
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        std::future::ready(Ok(self.answer(req.uri().path()).unwrap_or_else(|| {
+            respond(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                Bytes::from_static(b"not found\n"),
+            )
+        })))
+    }
+}
+
+impl HealthService {
+    /// The answer for `path` when it is a probe (or `/metrics` with a recorder); `None` for
+    /// anything else.
+    fn answer(&self, path: &str) -> Option<Response<Full<Bytes>>> {
         let json = "application/json";
-        let (status, content_type, body) = match req.uri().path() {
+        let (status, content_type, body) = match path {
             "/health/liveness" => (StatusCode::OK, json, Bytes::from_static(UP.as_bytes())),
             "/health/readiness" if self.ready.load(Ordering::SeqCst) => {
                 (StatusCode::OK, json, Bytes::from_static(UP.as_bytes()))
@@ -503,31 +713,25 @@ impl Service<Request<Incoming>> for HealthService {
                 json,
                 Bytes::from_static(DOWN.as_bytes()),
             ),
-            "/metrics" => match &self.metrics {
-                Some(render) => (
-                    StatusCode::OK,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    Bytes::from(render()),
-                ),
-                None => (
-                    StatusCode::NOT_FOUND,
-                    "text/plain; charset=utf-8",
-                    Bytes::from_static(b"no metrics recorder\n"),
-                ),
-            },
-            _ => (
-                StatusCode::NOT_FOUND,
-                "text/plain; charset=utf-8",
-                Bytes::from_static(b"not found\n"),
+            "/metrics" => (
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                Bytes::from(self.metrics.as_ref()?()),
             ),
+            _ => return None,
         };
-        let mut response = Response::new(Full::new(body));
-        *response.status_mut() = status;
-        if let Ok(value) = header::HeaderValue::from_str(content_type) {
-            response.headers_mut().insert(header::CONTENT_TYPE, value);
-        }
-        std::future::ready(Ok(response))
+        Some(respond(status, content_type, body))
     }
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    response
 }
 
 #[cfg(test)]
@@ -541,5 +745,25 @@ mod tests {
         assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
         assert_eq!(parse_duration("x"), None);
         assert_eq!(parse_duration("-1"), None);
+    }
+
+    /// The kit's README, not its inverted `getNoColor`: `true` colours, `false` never, unset
+    /// only on a terminal (and without `NO_COLOR`).
+    #[test]
+    fn log_colour_follows_the_kit_readme() {
+        let v = |s: &str| Some(s.to_owned());
+        for (terminal, no_color) in [(false, false), (true, false), (true, true), (false, true)] {
+            assert!(log_colour(v("true"), no_color, terminal).unwrap());
+            assert!(log_colour(v("TRUE"), no_color, terminal).unwrap());
+            assert!(!log_colour(v("false"), no_color, terminal).unwrap());
+        }
+        assert!(log_colour(None, false, true).unwrap());
+        assert!(!log_colour(None, true, true).unwrap());
+        assert!(!log_colour(None, false, false).unwrap());
+        let err = log_colour(v("yes"), false, true).unwrap_err().to_string();
+        assert!(
+            err.contains("STEADYBIT_LOG_COLOR") && err.contains("\"yes\""),
+            "{err}"
+        );
     }
 }

@@ -15,6 +15,7 @@
 //! | `acceptor.rs` | [`MtlsAcceptor`](crate::MtlsAcceptor): one handshake per connection, with a deadline |
 //! | `error.rs` | [`ConfigError`](crate::ConfigError), handshake failures and their classes |
 //! | `stats.rs` | the acceptor's counters |
+//! | `trust.rs` | [`ClientTrust`]: the client verdict from trust sources alone, no server identity |
 //! | `observe.rs` | the telemetry hook ([`TlsObserver`]) and the certificate expiry check |
 //! | `metrics.rs` | [`metrics`](mod@metrics): what is recorded through the `metrics` facade (feature `metrics`), in one table |
 
@@ -30,6 +31,7 @@ mod observe;
 mod reload;
 mod session;
 mod stats;
+mod trust;
 pub(crate) mod verify;
 pub(crate) mod x509;
 
@@ -45,6 +47,7 @@ pub use observe::{
 pub use reload::DEFAULT_WATCH_INTERVAL;
 pub use session::{resumption_scope, resumption_scope_sync};
 pub use stats::AcceptorStats;
+pub use trust::{ClientTrust, ClientTrustBuilder};
 pub use verify::{
     ClientAccepted, ClientRefused, CrlDetails, TrustDetails, TrustSummary, TrustedBy,
     TrustedCertificate,

@@ -12,12 +12,15 @@ use crate::{PATIENCE, example_binary};
 /// A running `extension` example.
 pub struct Extension {
     pub child: Child,
+    /// The service port (0 on a Unix socket).
     pub port: u16,
+    /// The health port (0 on a Unix socket: the probes answer there).
     pub health_port: u16,
-    /// Every stdout line so far (the start-up lines included).
+    /// Every log line so far, the start-up lines included (the runtime logs to stderr, as the
+    /// Go extension-kit does).
     pub log: Arc<Mutex<Vec<String>>>,
-    /// Every stderr line so far.
-    pub stderr: Arc<Mutex<Vec<String>>>,
+    /// Every stdout line so far (the runtime writes none).
+    pub stdout: Arc<Mutex<Vec<String>>>,
 }
 
 /// The port of a start-up line that says where a listener listens, in text (`listen=[::]:1`)
@@ -30,6 +33,9 @@ fn listen_port(line: &str) -> Option<u16> {
             .find_map(|w| w.strip_prefix("listen="))?
             .to_owned(),
     };
+    if addr.starts_with("unix:") {
+        return Some(0);
+    }
     addr.rsplit(':').next()?.parse().ok()
 }
 
@@ -48,6 +54,16 @@ impl Extension {
     /// Starts the example with `vars` (after defaults: ephemeral ports, `RUST_LOG=info`, no
     /// drain delay) and waits until both listeners are logged.
     pub async fn start(vars: &[(&str, String)]) -> Extension {
+        Self::start_until(vars, 2).await
+    }
+
+    /// Starts the example on the Unix socket `STEADYBIT_EXTENSION_UNIX_SOCKET` of `vars` and
+    /// waits until it serves there (no health port: the probes answer on the socket).
+    pub async fn start_unix(vars: &[(&str, String)]) -> Extension {
+        Self::start_until(vars, 1).await
+    }
+
+    async fn start_until(vars: &[(&str, String)], listeners: usize) -> Extension {
         let mut cmd = Command::new(example_binary("extension"));
         cmd.env_clear()
             .env("RUST_LOG", "info")
@@ -62,7 +78,7 @@ impl Extension {
         let mut child = cmd.spawn().expect("start extension");
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stdout).lines();
+        let mut lines = BufReader::new(stderr).lines();
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut ports = Vec::new();
         let read = async {
@@ -71,7 +87,7 @@ impl Extension {
                     ports.push(port);
                 }
                 log.lock().expect("log").push(line);
-                if ports.len() == 2 {
+                if ports.len() == listeners {
                     return;
                 }
             }
@@ -85,14 +101,14 @@ impl Extension {
             .expect("extension starts");
         // Keep draining both pipes so the child never blocks on a full one.
         drain(lines, log.clone());
-        let errors = Arc::new(Mutex::new(Vec::new()));
-        drain(BufReader::new(stderr).lines(), errors.clone());
+        let out = Arc::new(Mutex::new(Vec::new()));
+        drain(BufReader::new(stdout).lines(), out.clone());
         Extension {
             child,
-            port: ports[0],
-            health_port: ports[1],
+            port: ports.first().copied().unwrap_or(0),
+            health_port: ports.get(1).copied().unwrap_or(0),
             log,
-            stderr: errors,
+            stdout: out,
         }
     }
 
@@ -106,8 +122,8 @@ impl Extension {
         assert!(status.success());
     }
 
-    /// Waits for the process to exit; returns its exit code and its whole log (stdout, then
-    /// stderr).
+    /// Waits for the process to exit; returns its exit code, its whole log (stderr) and its
+    /// stdout.
     pub async fn wait(mut self) -> (Option<i32>, Vec<String>, Vec<String>) {
         let exit = tokio::time::timeout(PATIENCE, self.child.wait())
             .await
@@ -115,7 +131,7 @@ impl Extension {
             .expect("exit status");
         // The drain tasks end at EOF, after the last line.
         let done = async {
-            while Arc::strong_count(&self.log) > 1 || Arc::strong_count(&self.stderr) > 1 {
+            while Arc::strong_count(&self.log) > 1 || Arc::strong_count(&self.stdout) > 1 {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         };
@@ -123,12 +139,12 @@ impl Extension {
             .await
             .expect("log drained");
         let log = self.log.lock().expect("log").clone();
-        let stderr = self.stderr.lock().expect("log").clone();
-        (exit.code(), log, stderr)
+        let stdout = self.stdout.lock().expect("log").clone();
+        (exit.code(), log, stdout)
     }
 
     /// Stops the extension with SIGTERM, as Kubernetes does; returns the exit code and the
-    /// whole stdout log.
+    /// whole log.
     pub async fn terminate(self) -> (Option<i32>, Vec<String>) {
         self.signal("-TERM");
         let (code, log, _) = self.wait().await;

@@ -130,6 +130,12 @@ struct ProbeArgs {
     /// strict, unsafe or unsafe_ip_addresses [env: STEADYBIT_AGENT_EXTENSIONS_HOSTNAME_VERIFICATION] [default: unsafe_ip_addresses]
     #[arg(long, value_name = "MODE")]
     hostname_verification: Option<String>,
+    /// Extra trusted certificates, file or directory, added to the platform's trust store when no server certificate is given [env: STEADYBIT_AGENT_EXTRA_CERTS_PATH]
+    #[arg(long, value_name = "PATH")]
+    extra_certs: Option<String>,
+    /// true: do not verify the extension's certificate at all, as the agent with the chart's insecureSkipVerify [env: STEADYBIT_AGENT_EXTENSIONS_INSECURE_SKIP_VERIFY]
+    #[arg(long, value_name = "BOOL")]
+    insecure_skip_verify: Option<String>,
     /// Give up connecting, handshaking or waiting for the answer after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     timeout: u64,

@@ -263,6 +263,8 @@ pub(crate) fn run(args: &ProbeArgs) -> Result<Outcome, UsageError> {
             vars::CLIENT_CERT_PASSWORD => args.key_password.as_ref(),
             vars::SERVER_CERT => args.server_cert.as_ref(),
             vars::HOSTNAME_VERIFICATION => args.hostname_verification.as_ref(),
+            vars::EXTRA_CERTS_PATH => args.extra_certs.as_ref(),
+            vars::INSECURE_SKIP_VERIFY => args.insecure_skip_verify.as_ref(),
             _ => None,
         }
     };
@@ -442,10 +444,31 @@ async fn probe(
         .map(|r| r.ca_names.iter().map(|n| agent::name_text(n)).collect());
     let client_info = CertInfo::chain(&client_chain, now);
 
+    let server_trust = if agent.skips_server_verification() {
+        "none".to_owned()
+    } else if let Some(path) = agent.server_cert_path() {
+        format!("the certificates of {}", path.display())
+    } else {
+        match agent.extra_certs_file() {
+            Some(extra) => format!(
+                "the platform's trust store and the certificates of {}",
+                extra.display()
+            ),
+            None => "the platform's trust store".to_owned(),
+        }
+    };
     let mut human = String::new();
+    if agent.skips_server_verification() {
+        let _ = writeln!(
+            human,
+            "WARNING: {}=true: the agent would NOT verify the extension's certificate — any \
+             server can pose as this extension (never in production)\n",
+            vars::INSECURE_SKIP_VERIFY
+        );
+    }
     let _ = writeln!(
         human,
-        "probe {} ({}), hostname verification {mode}",
+        "probe {} ({}), hostname verification {mode}, trusting {server_trust}",
         args.url,
         address.as_deref().unwrap_or("unresolved")
     );
@@ -522,6 +545,8 @@ async fn probe(
         "address": address,
         "server_name": target.host,
         "hostname_verification": mode.as_str(),
+        "server_verification": !agent.skips_server_verification(),
+        "server_trust": server_trust,
         "tls": facts.as_ref().map(|f| json!({
             "version": f.version,
             "cipher_suite": f.cipher_suite,

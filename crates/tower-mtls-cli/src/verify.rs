@@ -5,8 +5,9 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use serde_json::json;
-use tower_mtls::steadybit::vars;
-use tower_mtls::{ClientIdentity, tls::HandshakeFailure, tls::TrustedBy};
+use tower_mtls::ClientIdentity;
+use tower_mtls::steadybit::{self, vars};
+use tower_mtls::tls::{ClientAccepted, HandshakeFailure, TrustedBy};
 
 use crate::describe::{CertInfo, rfc3339};
 use crate::{ExtensionArgs, Outcome, UsageError};
@@ -60,6 +61,18 @@ pub(crate) fn hint(kind: HandshakeFailure) -> &'static str {
 pub(crate) const POLICY_HINT: &str = "add a rule for this client to TOWER_MTLS_CLIENT_ALLOW \
      (see the names above), or issue its certificate with the names a rule expects";
 
+/// The verdict when nothing trusts client certificates.
+fn not_configured() -> (HandshakeFailure, String) {
+    (
+        HandshakeFailure::UnknownCa,
+        format!(
+            "no client trust is configured: the extension asks for no client certificate (set {} \
+             to the client's CA or its tls.crt)",
+            vars::TLS_CLIENT_CAS
+        ),
+    )
+}
+
 pub(crate) fn run(
     args: &ExtensionArgs,
     client_cert: &Path,
@@ -68,19 +81,76 @@ pub(crate) fn run(
     let chain = tower_mtls::tls::certificates_from_file(client_cert)
         .map_err(|e| UsageError(format!("--client-cert: {e}")))?;
     let at = time.unwrap_or_else(SystemTime::now);
-    let loaded = match crate::check::load(args) {
-        Ok(loaded) => loaded,
-        Err(error) => {
-            return Ok(Outcome {
-                ok: false,
-                json: json!({ "ok": false, "accepted": false, "starts": false, "error": error }),
-                human: format!(
-                    "the extension would NOT start, so it accepts no client:\n  {error}\n"
-                ),
-            });
-        }
+    let given = |variable: &str| {
+        args.lookup(variable)
+            .is_some_and(|value| !value.trim().is_empty())
+    };
+    // The verdict needs the trust, CRLs and policy only. With a server identity the whole
+    // extension is loaded (and must start); without one, the client trust alone is built, with
+    // the same loading and the same verifier.
+    let server_identity = given(vars::TLS_SERVER_CERT) || given(vars::TLS_SERVER_KEY);
+    type Judge = Box<dyn Fn() -> Result<ClientAccepted, (HandshakeFailure, String)>>;
+    let (judge, policy): (Judge, _) = if server_identity {
+        let loaded = match crate::check::load(args) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                return Ok(Outcome {
+                    ok: false,
+                    json: json!({ "ok": false, "accepted": false, "starts": false, "error": error }),
+                    human: format!(
+                        "the extension would NOT start, so it accepts no client:\n  {error}\n"
+                    ),
+                });
+            }
+        };
+        let chain = chain.clone();
+        let judge: Judge = match loaded.tls {
+            None => Box::new(|| Err(not_configured())),
+            Some(tls) => Box::new(move || {
+                tls.verify_client_chain(&chain, at)
+                    .map_err(|refused| (refused.kind, refused.reason))
+            }),
+        };
+        (judge, loaded.policy)
+    } else {
+        let lookup = |name: &str| args.lookup(name);
+        let built = steadybit::client_trust_from_lookup(lookup)
+            .and_then(|trust| Ok((trust, steadybit::client_allow_from_lookup(lookup)?)));
+        let (trust, policy) = match built {
+            Ok(built) => built,
+            Err(error) => {
+                let error = error.to_string();
+                return Ok(Outcome {
+                    ok: false,
+                    json: json!({ "ok": false, "accepted": false, "server_identity": false, "error": error }),
+                    human: format!(
+                        "the client trust cannot be built, so the extension would accept no \
+                         client:\n  {error}\n"
+                    ),
+                });
+            }
+        };
+        let chain = chain.clone();
+        let judge: Judge = match trust {
+            None => Box::new(|| Err(not_configured())),
+            Some(trust) => Box::new(move || {
+                trust
+                    .verify_client_chain(&chain, at)
+                    .map_err(|refused| (refused.kind, refused.reason))
+            }),
+        };
+        (judge, policy)
     };
     let mut human = String::new();
+    if !server_identity {
+        let _ = writeln!(
+            human,
+            "no server identity given ({} / {} unset): judging with the client trust alone \
+             (CAs, pinned certificates, CRLs, policy)\n",
+            vars::TLS_SERVER_CERT,
+            vars::TLS_SERVER_KEY
+        );
+    }
     let client = CertInfo::chain(&chain, at);
     let _ = writeln!(
         human,
@@ -94,21 +164,7 @@ pub(crate) fn run(
     }
 
     let mut failures = Vec::new();
-    let tls_verdict = match &loaded.tls {
-        None => Err((
-            HandshakeFailure::UnknownCa,
-            format!(
-                "TLS is not configured: the extension serves plain HTTP and asks for no client \
-                 certificate (set {}, {} and {})",
-                vars::TLS_SERVER_CERT,
-                vars::TLS_SERVER_KEY,
-                vars::TLS_CLIENT_CAS
-            ),
-        )),
-        Some(tls) => tls
-            .verify_client_chain(&chain, at)
-            .map_err(|refused| (refused.kind, refused.reason)),
-    };
+    let tls_verdict = judge();
     let tls_json = match &tls_verdict {
         Ok(accepted) => {
             let by = match &accepted.trusted_by {
@@ -127,7 +183,7 @@ pub(crate) fn run(
     };
 
     let mut policy_json = serde_json::Value::Null;
-    if let Some(policy) = &loaded.policy {
+    if let Some(policy) = &policy {
         let rules: Vec<String> = policy.rules().iter().map(ToString::to_string).collect();
         match chain
             .first()
@@ -190,6 +246,7 @@ pub(crate) fn run(
             "ok": accepted,
             "accepted": accepted,
             "time": rfc3339(at),
+            "server_identity": server_identity,
             "client_chain": client,
             "tls": tls_json,
             "policy": policy_json,

@@ -89,16 +89,40 @@ impl Setup {
     }
 
     /// `verify --json --client-cert <leaf's chain>` with extra flags, against the extension's
-    /// variables trusting the client CA.
+    /// variables trusting the client CA — once with the server identity and once without it
+    /// (the client trust alone), which must give the same verdict.
     fn verify(&self, leaf: &Leaf, name: &str, extra: &[&str], code: i32) -> Value {
         let (chain, _) = leaf.write(self.dir.path(), name);
         let chain = chain.to_string_lossy().into_owned();
         let mut args = vec!["verify", "--json", "--client-cert", &chain];
         args.extend_from_slice(extra);
-        json(
+        let full = json(
             &doctor(&args, &self.extension_vars(&self.client_ca_path)),
             code,
-        )
+        );
+        let trust_only = json(
+            &doctor(
+                &args,
+                &[("STEADYBIT_EXTENSION_TLS_CLIENT_CAS", &self.client_ca_path)],
+            ),
+            code,
+        );
+        assert_eq!(full["server_identity"], true, "{full}");
+        assert_eq!(trust_only["server_identity"], false, "{trust_only}");
+        for field in [
+            "accepted",
+            "tls",
+            "policy",
+            "failures",
+            "client_chain",
+            "time",
+        ] {
+            assert_eq!(
+                full[field], trust_only[field],
+                "{field}: with the server identity {full}\nwithout {trust_only}"
+            );
+        }
+        full
     }
 }
 
@@ -355,6 +379,114 @@ fn verify_reports_the_policy_that_denies_a_client() {
     );
 }
 
+/// The command: a client certificate and the CAs, no server certificate or key
+/// anywhere — no private key has to be copied to ask whether a client is trusted.
+#[test]
+fn verify_needs_no_server_identity() {
+    let setup = Setup::new();
+    let agent = setup.client_ca.client("steadybit-agent");
+    let (chain, _) = agent.write(setup.dir.path(), "agent");
+    let chain = chain.to_string_lossy().into_owned();
+    let cas = setup.client_ca_path.to_string_lossy().into_owned();
+    let out = doctor(
+        &["verify", "--client-cert", &chain, "--client-cas", &cas],
+        &[],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("no server identity given")
+            && text.contains("TLS: accepted")
+            && text.contains("verdict: ACCEPTED"),
+        "{text}"
+    );
+    assert!(!text.contains("NOT start"), "{text}");
+
+    // A pinned leaf (the chart passes the agent's own tls.crt), judged without the server.
+    let (pinned, _) = setup
+        .client_ca
+        .client("pinned-agent")
+        .write(setup.dir.path(), "pinned");
+    let pinned = pinned.to_string_lossy().into_owned();
+    let report = json(
+        &doctor(
+            &[
+                "verify",
+                "--json",
+                "--client-cert",
+                &pinned,
+                "--client-cas",
+                &pinned,
+            ],
+            &[],
+        ),
+        0,
+    );
+    assert_eq!(report["server_identity"], false);
+    assert!(
+        report["tls"]["trusted_by"]
+            .as_str()
+            .unwrap()
+            .contains("pinned"),
+        "{report}"
+    );
+
+    // Nothing trusted: refused, and the fix says what to set.
+    let report = json(
+        &doctor(&["verify", "--json", "--client-cert", &chain], &[]),
+        1,
+    );
+    assert_eq!(failure_classes(&report), ["unknown_ca"]);
+    assert!(tls_reason(&report).contains("STEADYBIT_EXTENSION_TLS_CLIENT_CAS"));
+
+    // Broken trust is the startup error a server would give, naming the file.
+    let report = json(
+        &doctor(
+            &[
+                "verify",
+                "--json",
+                "--client-cert",
+                &chain,
+                "--client-cas",
+                "/no/such/ca.pem",
+            ],
+            &[],
+        ),
+        1,
+    );
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("/no/such/ca.pem"),
+        "{report}"
+    );
+    // So is a policy that does not parse.
+    let report = json(
+        &doctor(
+            &[
+                "verify",
+                "--json",
+                "--client-cert",
+                &chain,
+                "--client-cas",
+                &cas,
+                "--policy",
+                "cn=",
+            ],
+            &[],
+        ),
+        1,
+    );
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("TOWER_MTLS_CLIENT_ALLOW"),
+        "{report}"
+    );
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let setup = Setup::new();
@@ -417,13 +549,14 @@ fn start_extension(vars: &[(&str, &Path)], policy: Option<&str>) -> Extension {
         .env("STEADYBIT_EXTENSION_PORT", "0")
         .env("STEADYBIT_EXTENSION_HEALTH_PORT", "0")
         .envs(vars.iter().map(|(k, v)| (*k, v.as_os_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     if let Some(policy) = policy {
         cmd.env("TOWER_MTLS_CLIENT_ALLOW", policy);
     }
     let mut child = cmd.spawn().expect("start the extension");
-    let stdout = child.stdout.take().unwrap();
+    // The runtime logs to stderr, like the Go extension-kit.
+    let stdout = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
     // Reads the log to its end, so the child never blocks on a full pipe.
     std::thread::spawn(move || {
@@ -521,6 +654,200 @@ fn probe_reports_the_session_and_the_advertised_ca_names() {
     assert!(
         text.contains("answered 200") && text.contains("JVM rule: a JVM agent would send"),
         "{text}"
+    );
+}
+
+/// No `STEADYBIT_AGENT_EXTENSIONS_SERVER_CERT`: the platform's trust store, as the chart
+/// documents. `SSL_CERT_FILE` points rustls-native-certs at a test "system" bundle.
+#[test]
+fn probe_trusts_the_platform_store_without_a_server_cert() {
+    let setup = Setup::new();
+    let ext = start_extension(&setup.extension_vars(&setup.client_ca_path), None);
+    let (cert, key) = setup
+        .client_ca
+        .client("steadybit-agent")
+        .write(setup.dir.path(), "agent");
+    let unrelated = Ca::new("Some Public Root");
+    // A system bundle: an unrelated root and the extension's root.
+    let system = setup.write(
+        "system-bundle.pem",
+        &format!("{}{}", unrelated.cert_pem, setup.server_ca.cert_pem),
+    );
+    let other_system = setup.write("other-bundle.pem", &unrelated.cert_pem);
+    let url = format!("https://127.0.0.1:{}/", ext.port);
+    let identity = [
+        (
+            "STEADYBIT_AGENT_EXTENSIONS_CLIENT_CERT_CHAIN_FILE",
+            cert.as_path(),
+        ),
+        (
+            "STEADYBIT_AGENT_EXTENSIONS_CLIENT_CERT_KEY_FILE",
+            key.as_path(),
+        ),
+    ];
+    fn with<'a>(
+        identity: &[(&'static str, &'a Path)],
+        extra: &[(&'static str, &'a Path)],
+    ) -> Vec<(&'static str, &'a Path)> {
+        let mut vars = identity.to_vec();
+        vars.extend_from_slice(extra);
+        vars
+    }
+
+    let report = probe(
+        &url,
+        &with(&identity, &[("SSL_CERT_FILE", &system)]),
+        &[],
+        0,
+    );
+    assert_eq!(report["outcome"]["status"], 200, "{report}");
+    assert_eq!(report["server_trust"], "the platform's trust store");
+    assert_eq!(report["server_verification"], true);
+
+    // A system store without the extension's root: refused, as the agent would be.
+    let report = probe(
+        &url,
+        &with(&identity, &[("SSL_CERT_FILE", &other_system)]),
+        &[],
+        1,
+    );
+    assert!(
+        report["outcome"].to_string().contains("UnknownIssuer"),
+        "{report}"
+    );
+
+    // The chart's extraCertificates add to the store.
+    let extra_dir = setup.path("extra-certs");
+    std::fs::create_dir(&extra_dir).unwrap();
+    setup.server_ca.write(&extra_dir, "extension-ca.crt");
+    let report = probe(
+        &url,
+        &with(
+            &identity,
+            &[
+                ("SSL_CERT_FILE", &other_system),
+                ("STEADYBIT_AGENT_EXTRA_CERTS_PATH", &extra_dir),
+            ],
+        ),
+        &[],
+        0,
+    );
+    assert_eq!(report["outcome"]["status"], 200, "{report}");
+    assert!(
+        report["server_trust"]
+            .as_str()
+            .unwrap()
+            .contains("extra-certs"),
+        "{report}"
+    );
+}
+
+/// `STEADYBIT_AGENT_EXTENSIONS_INSECURE_SKIP_VERIFY=true`: nothing about the server is
+/// verified; the probe connects and says so loudly, and the library warns.
+#[test]
+fn probe_with_insecure_skip_verify_connects_and_says_so() {
+    let setup = Setup::new();
+    let ext = start_extension(&setup.extension_vars(&setup.client_ca_path), None);
+    let (cert, key) = setup
+        .client_ca
+        .client("steadybit-agent")
+        .write(setup.dir.path(), "agent");
+    let elsewhere = setup.write("elsewhere.pem", &Ca::new("Elsewhere").cert_pem);
+    let url = format!("https://localhost:{}/", ext.port);
+    let vars = [
+        (
+            "STEADYBIT_AGENT_EXTENSIONS_CLIENT_CERT_CHAIN_FILE",
+            cert.as_path(),
+        ),
+        (
+            "STEADYBIT_AGENT_EXTENSIONS_CLIENT_CERT_KEY_FILE",
+            key.as_path(),
+        ),
+        // Trusts something else entirely, and insists on names: both ignored.
+        (
+            "STEADYBIT_AGENT_EXTENSIONS_SERVER_CERT",
+            elsewhere.as_path(),
+        ),
+        (
+            "STEADYBIT_AGENT_EXTENSIONS_HOSTNAME_VERIFICATION",
+            Path::new("strict"),
+        ),
+        (
+            "STEADYBIT_AGENT_EXTENSIONS_INSECURE_SKIP_VERIFY",
+            Path::new("true"),
+        ),
+    ];
+    let report = probe(&url, &vars, &[], 0);
+    assert_eq!(report["outcome"]["status"], 200, "{report}");
+    assert_eq!(report["server_verification"], false);
+    assert_eq!(report["server_trust"], "none");
+
+    let out = doctor(&["probe", &url], &vars);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("WARNING: STEADYBIT_AGENT_EXTENSIONS_INSECURE_SKIP_VERIFY=true")
+            && text.contains("NOT verify"),
+        "{text}"
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("WARN") && log.contains("NOT verified"),
+        "{log}"
+    );
+
+    // Without it, the same settings are refused.
+    let vars_strict = &vars[..4];
+    let report = probe(&url, vars_strict, &[], 1);
+    assert_eq!(report["server_verification"], true);
+}
+
+/// The chart's path mode can set the chain file without the key file: the key is then read
+/// from the chain file; a chain file without one is an error naming the chart value to set.
+#[test]
+fn probe_reads_the_key_from_the_chain_file_when_no_key_file_is_set() {
+    let setup = Setup::new();
+    let ext = start_extension(&setup.extension_vars(&setup.client_ca_path), None);
+    let agent = setup.client_ca.client("steadybit-agent");
+    let combined = setup.write(
+        "agent-combined.pem",
+        &format!("{}{}", agent.chain_pem, agent.key_pem),
+    );
+    let (chain_only, _) = agent.write(setup.dir.path(), "agent");
+    let server_ca = setup.server_ca.write(setup.dir.path(), "server-ca.crt");
+    let url = format!("https://127.0.0.1:{}/", ext.port);
+    let report = probe(
+        &url,
+        &[
+            (
+                "STEADYBIT_AGENT_EXTENSIONS_CLIENT_CERT_CHAIN_FILE",
+                &combined,
+            ),
+            ("STEADYBIT_AGENT_EXTENSIONS_SERVER_CERT", &server_ca),
+        ],
+        &[],
+        0,
+    );
+    assert_eq!(report["outcome"]["status"], 200, "{report}");
+    assert_eq!(report["client_certificate_sent"], true);
+
+    let report = probe(
+        &url,
+        &[
+            (
+                "STEADYBIT_AGENT_EXTENSIONS_CLIENT_CERT_CHAIN_FILE",
+                &chain_only,
+            ),
+            ("STEADYBIT_AGENT_EXTENSIONS_SERVER_CERT", &server_ca),
+        ],
+        &[],
+        1,
+    );
+    let error = report["configuration_error"].as_str().unwrap();
+    assert!(
+        error.starts_with("STEADYBIT_AGENT_EXTENSIONS_CLIENT_CERT_KEY_FILE")
+            && error.contains("agent.extensions.tls.clientCertificate.key.path"),
+        "{error}"
     );
 }
 

@@ -14,6 +14,12 @@ pub(super) fn encrypted_pkcs8_block(bytes: &[u8]) -> Option<&[u8]> {
     Some(&bytes[start..end])
 }
 
+/// Whether `bytes` hold a PEM private key block of any kind (PKCS#8, encrypted PKCS#8, PKCS#1,
+/// SEC1).
+pub(super) fn holds_private_key(bytes: &[u8]) -> bool {
+    find(bytes, b"PRIVATE KEY-----").is_some()
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }

@@ -7,8 +7,21 @@
 //! | `STEADYBIT_AGENT_EXTENSIONS_CLIENT_CERT_CHAIN_FILE` | PEM: the agent's client certificate chain, leaf first |
 //! | `STEADYBIT_AGENT_EXTENSIONS_CLIENT_CERT_KEY_FILE` | PEM: its key, plain (PKCS#8, PKCS#1, SEC1) or encrypted PKCS#8 |
 //! | `STEADYBIT_AGENT_EXTENSIONS_CLIENT_CERT_PASSWORD` | the key's password, when it is encrypted |
-//! | `STEADYBIT_AGENT_EXTENSIONS_SERVER_CERT` | PEM: the extension's certificate, or its CA, to trust |
+//! | `STEADYBIT_AGENT_EXTENSIONS_SERVER_CERT` | PEM: the extension's certificate, or its CA, to trust; unset: the platform's trust store |
+//! | `STEADYBIT_AGENT_EXTRA_CERTS_PATH` | a file or directory of certificates added to the platform's trust store (`agent.extraCertificates.path`) |
 //! | `STEADYBIT_AGENT_EXTENSIONS_HOSTNAME_VERIFICATION` | `strict`, `unsafe` or `unsafe_ip_addresses` (default) |
+//! | `STEADYBIT_AGENT_EXTENSIONS_INSECURE_SKIP_VERIFY` | `true`: no verification of the extension's certificate at all ("never in production") |
+//!
+//! Without a server certificate the agent uses "the default certificate pool or those in
+//! `agent.extraCertificates`" (the chart's `values.yaml`): [`AgentTls`] reads the platform's
+//! roots with `rustls-native-certs` — chosen over `rustls-platform-verifier` because it yields
+//! plain roots that this module's own verifier uses with pins and the agent's hostname modes,
+//! like a JVM's trust store, and because `SSL_CERT_FILE` / `SSL_CERT_DIR` point it at another
+//! bundle on every platform (the documented way to test it, or to use a bundle of one's own).
+//!
+//! The chart's path mode (`clientCertificate.path` without `key.path`) sets the chain file but
+//! no key file; the key is then read from the chain file itself (one PEM holding the chain and
+//! its key). A chain file without a key is an error that says which chart value to set.
 //!
 //! [`AgentTls`] reads them ([`AgentTls::from_env`], [`AgentTls::from_lookup`]) or takes each
 //! value from a builder method, and builds the rustls [`ClientConfig`] the agent's JVM would
@@ -64,8 +77,8 @@ mod verifier;
 
 pub use jvm::{JvmChoice, jvm_key_manager_choice, name_text};
 
-use key::{encrypted_pkcs8_block, read};
-use verifier::AgentServerVerifier;
+use key::{encrypted_pkcs8_block, holds_private_key, read};
+use verifier::{AgentServerVerifier, InsecureVerifier};
 
 /// The agent's environment variable names.
 pub mod vars {
@@ -79,6 +92,13 @@ pub mod vars {
     pub const SERVER_CERT: &str = "STEADYBIT_AGENT_EXTENSIONS_SERVER_CERT";
     /// `strict`, `unsafe` or `unsafe_ip_addresses`.
     pub const HOSTNAME_VERIFICATION: &str = "STEADYBIT_AGENT_EXTENSIONS_HOSTNAME_VERIFICATION";
+    /// `true`: the agent does not verify the extension's certificate at all (the chart's
+    /// `agent.extensions.tls.insecureSkipVerify`, "never in production").
+    pub const INSECURE_SKIP_VERIFY: &str = "STEADYBIT_AGENT_EXTENSIONS_INSECURE_SKIP_VERIFY";
+    /// A file or directory of extra trusted certificates (the chart's
+    /// `agent.extraCertificates.path`), added to the platform's trust store when
+    /// [`SERVER_CERT`] is unset.
+    pub const EXTRA_CERTS_PATH: &str = "STEADYBIT_AGENT_EXTRA_CERTS_PATH";
 }
 
 /// Whether the agent checks that the extension's certificate is made out for the name it
@@ -209,7 +229,9 @@ pub struct AgentTls {
     client_key: Option<PathBuf>,
     key_password: Option<String>,
     server_cert: Option<PathBuf>,
+    extra_certs: Option<PathBuf>,
     hostname_verification: HostnameVerification,
+    insecure_skip_verify: bool,
     provider: Option<Arc<CryptoProvider>>,
 }
 
@@ -221,7 +243,9 @@ impl fmt::Debug for AgentTls {
             // Never the password itself.
             .field("key_password", &self.key_password.as_ref().map(|_| "<set>"))
             .field("server_cert", &self.server_cert)
+            .field("extra_certs", &self.extra_certs)
             .field("hostname_verification", &self.hostname_verification)
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
             .finish()
     }
 }
@@ -234,14 +258,16 @@ impl Default for AgentTls {
 
 impl AgentTls {
     /// Nothing configured: hostname verification `unsafe_ip_addresses`, no client
-    /// certificate, no server trust (which [`client_config`](Self::client_config) requires).
+    /// certificate, the platform's trust store.
     pub fn new() -> Self {
         Self {
             client_cert_chain: None,
             client_key: None,
             key_password: None,
             server_cert: None,
+            extra_certs: None,
             hostname_verification: HostnameVerification::default(),
+            insecure_skip_verify: false,
             provider: None,
         }
     }
@@ -265,6 +291,17 @@ impl AgentTls {
         // A password is taken as it is: spaces may belong to it.
         tls.key_password = lookup(vars::CLIENT_CERT_PASSWORD).filter(|v| !v.is_empty());
         tls.server_cert = get(vars::SERVER_CERT).map(PathBuf::from);
+        tls.extra_certs = get(vars::EXTRA_CERTS_PATH).map(PathBuf::from);
+        tls.insecure_skip_verify =
+            crate::steadybit::boolean(vars::INSECURE_SKIP_VERIFY, get(vars::INSECURE_SKIP_VERIFY))
+                .map_err(|e| AgentError::Env {
+                    variable: vars::INSECURE_SKIP_VERIFY,
+                    reason: match e {
+                        ConfigError::Env { reason, .. } => reason,
+                        other => other.to_string(),
+                    },
+                })?
+                .unwrap_or(false);
         if let Some(mode) = get(vars::HOSTNAME_VERIFICATION) {
             tls.hostname_verification =
                 mode.parse()
@@ -299,6 +336,32 @@ impl AgentTls {
     pub fn server_cert_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.server_cert = Some(path.into());
         self
+    }
+
+    /// Extra trusted certificates (a PEM file or a directory of them) added to the platform's
+    /// trust store, which is used when no [`server_cert_file`](Self::server_cert_file) is set.
+    pub fn extra_certs_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.extra_certs = Some(path.into());
+        self
+    }
+
+    /// `true`: accept any server certificate, for any name — no verification at all, as the
+    /// chart's `insecureSkipVerify` ("never in production"). Every
+    /// [`client_config`](Self::client_config) built so logs a warning.
+    pub fn insecure_skip_verify(mut self, skip: bool) -> Self {
+        self.insecure_skip_verify = skip;
+        self
+    }
+
+    /// Whether the extension's certificate goes unverified
+    /// ([`insecure_skip_verify`](Self::insecure_skip_verify)).
+    pub fn skips_server_verification(&self) -> bool {
+        self.insecure_skip_verify
+    }
+
+    /// The extra certificates' path, if set.
+    pub fn extra_certs_file(&self) -> Option<&Path> {
+        self.extra_certs.as_deref()
     }
 
     /// How the server's name is checked (default
@@ -370,17 +433,26 @@ impl AgentTls {
         &self,
         provider: Arc<CryptoProvider>,
     ) -> Result<Arc<dyn ServerCertVerifier>, AgentError> {
-        let server_cert = self.server_cert.as_ref().ok_or(AgentError::Env {
-            variable: vars::SERVER_CERT,
-            reason: "not set: the agent needs the extension's certificate (its tls.crt) or the \
-                     CA that issued it, to trust"
-                .into(),
-        })?;
-        Ok(Arc::new(AgentServerVerifier::load(
-            server_cert,
-            self.hostname_verification,
-            provider,
-        )?))
+        if self.insecure_skip_verify {
+            tracing::warn!(
+                "{}=true: the extension's certificate is NOT verified — anyone can pose as the \
+                 extension; never in production",
+                vars::INSECURE_SKIP_VERIFY
+            );
+            return Ok(Arc::new(InsecureVerifier {
+                algorithms: provider.signature_verification_algorithms,
+            }));
+        }
+        Ok(Arc::new(match &self.server_cert {
+            Some(server_cert) => {
+                AgentServerVerifier::load(server_cert, self.hostname_verification, provider)?
+            }
+            None => AgentServerVerifier::platform(
+                self.extra_certs.as_deref(),
+                self.hostname_verification,
+                provider,
+            )?,
+        }))
     }
 
     /// The client certificate chain and signing key, checked to belong together; `None`
@@ -400,14 +472,23 @@ impl AgentTls {
                 return Ok(None);
             }
             (Some(cert), Some(key)) => (cert, key),
-            (Some(_), None) => {
-                return Err(AgentError::Env {
-                    variable: vars::CLIENT_CERT_KEY_FILE,
-                    reason: format!(
-                        "not set, but {} is: a client certificate needs its key",
-                        vars::CLIENT_CERT_CHAIN_FILE
-                    ),
-                });
+            // The chart's path mode without `key.path`: one PEM file with chain and key.
+            (Some(cert), None) => {
+                let file = read(vars::CLIENT_CERT_CHAIN_FILE, cert)?;
+                if !holds_private_key(&file.bytes) {
+                    return Err(AgentError::Env {
+                        variable: vars::CLIENT_CERT_KEY_FILE,
+                        reason: format!(
+                            "not set, and {} ({}) holds no private key: set the chart's \
+                             agent.extensions.tls.clientCertificate.key.path (or use \
+                             clientCertificate.fromSecret, which sets both files), or put the \
+                             key into the chain file",
+                            vars::CLIENT_CERT_CHAIN_FILE,
+                            cert.display()
+                        ),
+                    });
+                }
+                (cert, cert)
             }
             (None, Some(_)) => {
                 return Err(AgentError::Env {
