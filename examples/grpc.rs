@@ -26,8 +26,12 @@
 //! The health service answers `SERVING`, and `NOT_SERVING` from SIGTERM or SIGINT on; then the
 //! server stops accepting, lets calls in flight finish (at most 10 s) and the process exits
 //! with 128 + the signal number (143 for SIGTERM). Without TLS variables it serves plain gRPC
-//! (h2c), like the contract's plain-HTTP mode; a Unix socket is not supported here and is
-//! refused at start-up, as is any configuration error (exit code 1).
+//! (h2c), like the contract's plain-HTTP mode. With `STEADYBIT_EXTENSION_UNIX_SOCKET` it serves
+//! plain gRPC on that socket whatever the TLS variables say, as Steadybit's extension-kit does
+//! (the socket's file permissions guard it; the TLS variables apply to TCP only), with the health
+//! service on the same socket; TLS on the socket (`TOWER_MTLS_UNIX_SOCKET_TLS=true`) is served by
+//! the `extension` example, and refused here at start-up, as is any configuration error (exit
+//! code 1).
 //!
 //! `examples/grpc/identity.rs` is generated from `examples/grpc/identity.proto` and checked
 //! in, so neither the crate nor the example needs a build script or protoc; regenerate it with
@@ -40,6 +44,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
@@ -118,17 +123,6 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
     let mut int = signal(SignalKind::interrupt())?;
 
     let env = ExtensionEnv::from_env()?;
-    if let Some(path) = &env.unix_socket {
-        return Err(format!(
-            "{} is set ({}), but this example serves gRPC on TCP only",
-            steadybit::vars::UNIX_SOCKET,
-            path.display()
-        )
-        .into());
-    }
-    let tcp = bind_all_interfaces(env.port_or(DEFAULT_PORT)).await?;
-    let addr = tcp.local_addr()?;
-
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
     health.set_serving::<IdentityServer<WhoAmI>>().await;
@@ -151,6 +145,37 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
     };
 
     let mut server = Server::builder().timeout(Duration::from_secs(30));
+    if let Some(path) = &env.unix_socket {
+        if env.unix_socket_tls {
+            return Err(format!(
+                "{}=true: this example serves plain gRPC on a Unix socket, as the extension-kit \
+                 does; TLS on a socket is served by the extension example",
+                steadybit::vars::UNIX_SOCKET_TLS
+            )
+            .into());
+        }
+        if env.tls.is_some() {
+            tracing::warn!(
+                "the TLS variables apply to TCP only: the Unix socket serves plain gRPC (its file \
+                 permissions guard it), as the Go extension-kit does"
+            );
+        }
+        let listener = tower_mtls::serve::bind_unix_listener(path).await?;
+        tracing::info!(listen = %path.display(), "grpc example serving plain gRPC (h2c) on a Unix socket");
+        let served = server
+            .add_service(health_service)
+            .add_service(IdentityServer::new(WhoAmI))
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+            .await;
+        // The socket file goes with the process, as the kit's does.
+        let _ = std::fs::remove_file(path);
+        served?;
+        let code = signal_rx.await.map_or(0, |number| 128 + number);
+        tracing::info!(exit_code = code, "stopped");
+        return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+    }
+    let tcp = bind_all_interfaces(env.port_or(DEFAULT_PORT)).await?;
+    let addr = tcp.local_addr()?;
     match grpc_tls(&env)? {
         Some(tls) => {
             let mode = match tls.client_auth() {

@@ -762,3 +762,136 @@ async fn a_policy_without_client_cas_is_refused_at_start_up() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("TOWER_MTLS_CLIENT_ALLOW"), "{text}");
 }
+
+// ----------------------------------------------------------------------------------------
+// On a Unix socket, as Steadybit's extension-kit serves one.
+
+/// A tonic channel to the Unix socket at `path`.
+async fn unix_channel(path: &Path) -> Channel {
+    let path = path.to_path_buf();
+    Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_: http::Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                    tokio::net::UnixStream::connect(path).await?,
+                ))
+            }
+        }))
+        .await
+        .expect("connect to the socket")
+}
+
+/// With the TLS variables set, the socket serves plain gRPC (the kit's rule: the TLS variables
+/// apply to TCP only; the socket's permissions guard it), says so once at start-up, answers
+/// tonic's and grpcio's health checks on the socket, and removes its socket file at exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_unix_socket_the_example_serves_plain_grpc_whatever_the_tls_variables() {
+    let pki = Pki::new();
+    // A stale socket file left by a killed process, in a directory that exists.
+    let socket = pki.path("run/grpc.sock");
+    std::fs::create_dir_all(socket.parent().expect("parent")).expect("dir");
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("stale socket"));
+    let mut cmd = Command::new(example_binary());
+    cmd.env_clear()
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env("STEADYBIT_EXTENSION_UNIX_SOCKET", &socket)
+        .env(
+            "STEADYBIT_EXTENSION_TLS_SERVER_CERT",
+            pki.server_cert.as_os_str(),
+        )
+        .env(
+            "STEADYBIT_EXTENSION_TLS_SERVER_KEY",
+            pki.server_key.as_os_str(),
+        )
+        .env(
+            "STEADYBIT_EXTENSION_TLS_CLIENT_CAS",
+            pki.ca_path.as_os_str(),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("start");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            log.lock().expect("log").push(line.clone());
+            if line.contains("on a Unix socket") {
+                return;
+            }
+        }
+        panic!("exited before listening: {:#?}", log.lock().expect("log"));
+    })
+    .await
+    .expect("starts");
+    drain(lines, log.clone());
+    let text = log.lock().expect("log").join("\n");
+    assert_eq!(
+        text.matches("the TLS variables apply to TCP only").count(),
+        1,
+        "{text}"
+    );
+
+    let chan = unix_channel(&socket).await;
+    assert_eq!(
+        health(chan.clone()).await.expect("health").status(),
+        ServingStatus::Serving
+    );
+    assert_eq!(who_am_i(chan).await.expect("who am I").subject, "");
+    if let Some(python) = grpc_python() {
+        let mut cmd = Command::new(python);
+        cmd.arg(GRPC_CLIENT)
+            .arg(format!("unix:{}", socket.display()))
+            .kill_on_drop(true);
+        let out = tokio::time::timeout(PATIENCE * 2, cmd.output())
+            .await
+            .expect("grpcio finishes")
+            .expect("run python");
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(out.contains("HEALTH SERVING"), "{out}");
+    }
+
+    let pid = child.id().expect("running");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("exits in time")
+        .expect("exit status");
+    assert_eq!(exit.code(), Some(143));
+    assert!(!socket.exists(), "the socket file is removed at exit");
+}
+
+/// TLS on the socket is the extension example's; this one refuses it at start-up, naming the
+/// variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_on_a_unix_socket_is_refused_by_the_grpc_example_naming_the_variable() {
+    let pki = Pki::new();
+    let out = Command::new(example_binary())
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .env("STEADYBIT_EXTENSION_UNIX_SOCKET", pki.path("grpc.sock"))
+        .env("TOWER_MTLS_UNIX_SOCKET_TLS", "true")
+        .env(
+            "STEADYBIT_EXTENSION_TLS_SERVER_CERT",
+            pki.server_cert.as_os_str(),
+        )
+        .env(
+            "STEADYBIT_EXTENSION_TLS_SERVER_KEY",
+            pki.server_key.as_os_str(),
+        )
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(PATIENCE, out)
+        .await
+        .expect("exits")
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("TOWER_MTLS_UNIX_SOCKET_TLS"), "{text}");
+}

@@ -816,16 +816,19 @@ async fn forged_and_not_yet_valid_certificates_get_their_alerts() {
     use tower_mtls::rustls::AlertDescription;
     let pki = Pki::new();
     // A rogue CA with exactly the trusted CA's name: its certificates name the right issuer
-    // but carry the wrong signature.
+    // but another key signed them. That is an unknown CA; a certificate that names the trusted
+    // key (authorityKeyIdentifier) but whose signature is broken is a bad signature.
     let forger = Ca::new("Test Root CA");
     let forged = forger.client("forged");
+    let tampered = pki.ca.client("tampered").with_corrupted_signature();
     let future = pki.ca.issue(&LeafSpec::client("future").not_yet_valid());
     let server = TestServer::start(mtls(&pki)).await;
     let alert = |leaf: Leaf| {
         let (pki, addr) = (&pki, server.addr);
         async move { refusal_alert(pki, Some(&leaf), addr).await }
     };
-    assert_eq!(alert(forged).await, Some(AlertDescription::DecryptError));
+    assert_eq!(alert(forged).await, Some(AlertDescription::UnknownCA));
+    assert_eq!(alert(tampered).await, Some(AlertDescription::DecryptError));
     // rustls reports a certificate outside its validity period, either side, as expired.
     assert_eq!(
         alert(future).await,

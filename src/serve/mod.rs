@@ -23,3 +23,5 @@ mod service;
 pub use limits::{DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use listener::MtlsListener;
 pub use server::ListenAddr;
+#[cfg(unix)]
+pub use server::bind_unix_listener;

@@ -145,30 +145,12 @@ impl MtlsServer {
         Self::new(Listener::Tcp(listener))
     }
 
-    /// Binds a Unix socket at `path`, creating its directory if needed and replacing a stale
-    /// socket file. The file is removed when the server stops.
+    /// Binds a Unix socket at `path` as [`bind_unix_listener`] does. The file is removed when
+    /// the server stops.
     #[cfg(unix)]
     pub async fn bind_unix(path: impl AsRef<Path>) -> io::Result<Self> {
         let path = path.as_ref().to_path_buf();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir).await?;
-        }
-        match tokio::fs::symlink_metadata(&path).await {
-            Ok(meta) => {
-                use std::os::unix::fs::FileTypeExt;
-                if meta.file_type().is_socket() {
-                    tokio::fs::remove_file(&path).await?;
-                } else {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AlreadyExists,
-                        format!("{} exists and is not a socket", path.display()),
-                    ));
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        let listener = tokio::net::UnixListener::bind(&path)?;
+        let listener = bind_unix_listener(&path).await?;
         Ok(Self::new(Listener::Unix {
             listener,
             path,
@@ -391,4 +373,31 @@ async fn accept(listener: &Listener) -> io::Result<Accepted> {
         #[cfg(unix)]
         Listener::Unix { listener, .. } => listener.accept().await.map(|(s, _)| Accepted::Unix(s)),
     }
+}
+
+/// Binds a Unix socket at `path` the way Steadybit's extension-kit does: its directory is
+/// created if needed and a stale socket file (left by a process that was killed) is replaced.
+/// Any other file at `path` is an error, never removed. For servers with an accept loop of
+/// their own (tonic's `serve_with_incoming`); [`MtlsServer::bind_unix`] uses it.
+#[cfg(unix)]
+pub async fn bind_unix_listener(path: &Path) -> io::Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    match tokio::fs::symlink_metadata(path).await {
+        Ok(meta) => {
+            use std::os::unix::fs::FileTypeExt;
+            if meta.file_type().is_socket() {
+                tokio::fs::remove_file(path).await?;
+            } else {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a socket", path.display()),
+                ));
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    tokio::net::UnixListener::bind(path)
 }
