@@ -908,6 +908,10 @@ fn normalized_inputs<'a>(
         keys.extend(sc.intermediate);
         keys
     };
+    // Keys the crate can verify a CRL with at all.
+    let verifiable = |i: usize| {
+        sc.cas[i].configured || Some(i) == sc.intermediate || (sc.pinned && i == sc.leaf_issuer())
+    };
     let mut kept: Vec<CrlPlan> = Vec::new();
     for crl in &sc.crls {
         if crl.this_update > 60 {
@@ -916,6 +920,8 @@ fn normalized_inputs<'a>(
         }
         match crl.signer {
             Signer::Ca(i) if usable.contains(&i) => kept.push(crl.clone()),
+            // A pin is checked against its issuer's CRLs only ("pin").
+            Signer::Ca(i) if verifiable(i) => {}
             _ => {
                 applied.insert("unverifiable-crl");
             }
