@@ -365,3 +365,117 @@ fn trust_directories_load_each_certificate_once_and_skip_keys() {
     let tls = pki.builder().client_trust(&dir).build().expect("config");
     assert_eq!(tls.trust_summary().anchors, 3);
 }
+
+// ---- Loaders read only regular files of sane size ----
+
+/// Runs `build` on another thread and fails the test if it has not returned in time: a loader
+/// that opens a FIFO blocks forever.
+fn within_patience<T: Send + 'static>(build: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(build());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the loader returned instead of blocking")
+}
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn devices_fifos_and_sockets_are_refused_naming_them() {
+    let pki = Pki::new();
+    // /dev/zero would be read until memory runs out.
+    let text = err(pki.builder().client_trust("/dev/zero").build());
+    assert!(
+        text.contains("/dev/zero") && text.contains("a device") && text.contains("regular files"),
+        "{text}"
+    );
+    let text = err(pki
+        .builder()
+        .client_trust(&pki.ca_path)
+        .client_crl("/dev/zero")
+        .build());
+    assert!(
+        text.contains("/dev/zero") && text.contains("a device"),
+        "{text}"
+    );
+
+    // A FIFO would block the load (and a watch's reload) forever.
+    let fifo = pki.path("trust.fifo");
+    mkfifo(&fifo);
+    let builder = pki.builder().client_trust(&fifo);
+    let text = err(within_patience(move || builder.build()));
+    assert!(
+        text.contains("trust.fifo") && text.contains("a FIFO"),
+        "{text}"
+    );
+
+    let socket_path = pki.path("trust.sock");
+    let _socket = std::os::unix::net::UnixListener::bind(&socket_path).expect("bind");
+    let text = err(pki.builder().client_trust(&socket_path).build());
+    assert!(
+        text.contains("trust.sock") && text.contains("a socket"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_secret_directory_skips_fifos_and_links_that_lead_nowhere() {
+    let pki = Pki::new();
+    let dir = pki.path("client-cas");
+    std::fs::create_dir(&dir).expect("dir");
+    std::fs::write(dir.join("ca.crt"), &pki.ca.cert_pem).expect("write");
+    mkfifo(&dir.join("pipe.crt"));
+    std::os::unix::fs::symlink(dir.join("loop-b.crt"), dir.join("loop-a.crt")).expect("link");
+    std::os::unix::fs::symlink(dir.join("loop-a.crt"), dir.join("loop-b.crt")).expect("link");
+    std::os::unix::fs::symlink(dir.join("gone.crt"), dir.join("dangling.crt")).expect("link");
+    let builder = pki.builder().client_trust(&dir);
+    let tls = within_patience(move || builder.build()).expect("the CA in the directory loads");
+    assert_eq!(tls.trust_summary().anchors, 1);
+}
+
+#[test]
+fn files_larger_than_the_limit_are_refused_naming_size_and_limit() {
+    let pki = Pki::new();
+    let big = pki.path("huge-bundle.pem");
+    // A valid certificate padded past 4 MiB with comment lines.
+    let mut text = pki.ca.cert_pem.clone();
+    let filler = format!("# {}\n", "x".repeat(1021));
+    while text.len() <= 4 << 20 {
+        text.push_str(&filler);
+    }
+    std::fs::write(&big, &text).expect("write");
+    let message = err(pki.builder().client_trust(&big).build());
+    assert!(
+        message.contains("huge-bundle.pem") && message.contains("more than the 4194304 bytes"),
+        "{message}"
+    );
+    // CRLs may be larger (those of large CAs reach tens of MiB): the same file is no error
+    // of size there (it holds no CRL, which is what it is refused for).
+    let message = err(pki
+        .builder()
+        .client_trust(&pki.ca_path)
+        .client_crl(&big)
+        .build());
+    assert!(!message.contains("more than"), "{message}");
+}
+
+#[test]
+fn an_unterminated_pem_names_its_end_line_as_text() {
+    let pki = Pki::new();
+    let cut = pki.path("cut.pem");
+    let pem = &pki.ca.cert_pem;
+    std::fs::write(&cut, &pem[..pem.len() - 30]).expect("write");
+    let message = err(pki.builder().client_trust(&cut).build());
+    assert!(
+        message.contains("cut.pem") && message.contains("-----END CERTIFICATE-----"),
+        "{message}"
+    );
+    assert!(!message.contains("[45, 45"), "{message}");
+}

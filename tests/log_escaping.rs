@@ -43,6 +43,15 @@ impl<'a> MakeWriter<'a> for Output {
 }
 
 const EVIL_CN: &str = "agent\nFAKE LOG LINE\u{1b}[31m";
+/// Unicode format characters: a right-to-left override that makes a viewer show
+/// "agentmin1" as "agent1nim", a zero-width space, a line separator, a byte-order mark.
+const FORMAT_CN: &str = "agent\u{202e}nim1\u{200b}\u{2028}x\u{feff}";
+/// What must never reach a log raw besides control characters.
+const FORMAT_CHARS: &[char] = &[
+    '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{2066}', '\u{2067}', '\u{2068}',
+    '\u{2069}', '\u{200b}', '\u{200c}', '\u{200d}', '\u{200e}', '\u{200f}', '\u{2060}', '\u{feff}',
+    '\u{2028}', '\u{2029}',
+];
 
 /// Every line is one event (it starts with its level), and no raw control character other than
 /// the line ends is anywhere.
@@ -58,6 +67,10 @@ fn assert_clean(text: &str) {
         assert!(
             !line.chars().any(|c| c.is_control()),
             "raw control character in {line:?}"
+        );
+        assert!(
+            !line.chars().any(|c| FORMAT_CHARS.contains(&c)),
+            "raw format character in {line:?}"
         );
     }
     assert!(!text.contains("\nFAKE LOG LINE"), "{text}");
@@ -124,6 +137,24 @@ async fn control_characters_in_a_denied_certificate_are_escaped_in_the_log() {
         denial.contains(r#"uri=["spiffe://example.org/a\1b[2J"]"#),
         "{denial}"
     );
+    assert_clean(&text);
+
+    // Format characters (bidi overrides, zero-width, separators) are escaped the same way, in
+    // the denial line and in the connection span's `client` field.
+    let hidden = pki.ca.client(FORMAT_CN);
+    let response = pki
+        .client(Some(&hidden))
+        .get(server.addr, "localhost", "/")
+        .await
+        .expect("denied with a response");
+    assert_eq!(response.status(), 403);
+    let text = output.text();
+    let escaped = r"CN=agent\e2\80\aenim1\e2\80\8b\e2\80\a8x\ef\bb\bf";
+    let denial = text
+        .lines()
+        .find(|line| line.contains("client_certificate_not_allowed") && line.contains("nim1"))
+        .unwrap_or_else(|| panic!("no denial logged:\n{text}"));
+    assert!(denial.contains(escaped), "{denial}");
     assert_clean(&text);
 
     // The same name refused at the handshake (issued by a CA the server does not trust): the

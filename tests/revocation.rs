@@ -251,35 +251,41 @@ fn invalid_crl_path(result: Result<tower_mtls::TlsConfig, ConfigError>) -> std::
     }
 }
 
-#[test]
-fn a_crl_that_names_a_trusted_ca_but_is_signed_by_another_key_is_refused_at_build() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crl_that_names_a_trusted_ca_but_is_signed_by_another_key_revokes_nothing_and_blocks_nothing()
+ {
+    // Not that CA's CRL (an impostor's, or a retired or re-keyed CA's left in the directory):
+    // it is skipped with a warning naming the file, in every order, and the configuration
+    // builds — a CRL that can revoke nothing must never keep a configuration from loading.
     let pki = Pki::new();
     let ca = Ca::new("Named CA");
     let impostor = Ca::new("Named CA");
+    let victim = ca.client("victim");
     let good = pki.path("good.crl");
     let forged = pki.path("forged.crl");
     std::fs::write(&good, ca.crl(&[])).expect("write");
     std::fs::write(
         &forged,
-        impostor.crl_with(&CrlSpec::new(9, (2025, 1, 1)).revoking(&[&ca.client("victim")])),
+        impostor.crl_with(&CrlSpec::new(9, (2025, 1, 1)).revoking(&[&victim])),
     )
     .expect("write");
-    for order in [[&good, &forged], [&forged, &good]] {
-        let result = pki
-            .builder()
-            .client_trust_pem(ca.cert_pem.clone())
-            .client_crl(order[0])
-            .client_crl(order[1])
-            .build();
-        assert_eq!(invalid_crl_path(result), forged, "order {order:?}");
+    for order in [vec![&good, &forged], vec![&forged, &good], vec![&forged]] {
+        let mut builder = pki.builder().client_trust_pem(ca.cert_pem.clone());
+        for crl in &order {
+            builder = builder.client_crl(crl);
+        }
+        let tls = builder
+            .build()
+            .expect("a CRL no trusted key signed blocks nothing");
+        let warnings = tls.trust_details().warnings.join("\n");
+        assert!(
+            warnings.contains(&forged.display().to_string())
+                && warnings.contains("no trusted key of that name signed it"),
+            "order {order:?}: {warnings}"
+        );
+        let verdicts = handshake_verdicts(&pki, tls, &[&victim]).await;
+        assert_eq!(verdicts, [Accepted], "order {order:?}");
     }
-    // Alone, too.
-    let result = pki
-        .builder()
-        .client_trust_pem(ca.cert_pem.clone())
-        .client_crl(&forged)
-        .build();
-    assert_eq!(invalid_crl_path(result), forged);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -859,4 +865,105 @@ mod property {
             prop_assert_eq!(verdicts_of(&tls), expected);
         }
     }
+}
+
+// ---- K: a CRL speaks within its scope (issuingDistributionPoint) ----
+
+const SHARD_A: &str = "http://crl.example.test/shard-a.crl";
+const SHARD_B: &str = "http://crl.example.test/shard-b.crl";
+
+/// A CA that partitions its CRL by distribution point: shard A (CRL number 2) lists nothing,
+/// shard B (CRL number 1) lists the leaf whose CRLDistributionPoints name shard B. The higher
+/// number of another shard never un-revokes it; a shard speaks only for the certificates that
+/// name it (and, as rustls-webpki decides, for those that name no distribution point).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_revokes_within_its_distribution_point_whatever_the_other_shards_numbers() {
+    let pki = Pki::new();
+    let ca = Ca::new("Sharding CA");
+    let in_b = ca.issue(&LeafSpec::client("in-b").crl_distribution_point(SHARD_B));
+    let in_a = ca.issue(&LeafSpec::client("in-a").crl_distribution_point(SHARD_A));
+    let nowhere = ca.issue(&LeafSpec::client("names-no-point"));
+    let fine = ca.issue(&LeafSpec::client("fine").crl_distribution_point(SHARD_B));
+    let crls = vec![
+        ca.crl_with(&CrlSpec::new(2, (2025, 1, 1)).scoped(SHARD_A)),
+        // Shard B also lists `in_a`'s serial: it does not speak for `in_a`, which names A.
+        ca.crl_with(
+            &CrlSpec::new(1, (2024, 1, 1))
+                .scoped(SHARD_B)
+                .revoking(&[&in_b, &in_a, &nowhere]),
+        ),
+        // A complete CRL with the highest number: it revokes nothing and displaces no shard.
+        ca.crl_with(&CrlSpec::new(3, (2025, 6, 1))),
+    ];
+    let wrong = check_every_order(
+        &pki,
+        || pki.builder().client_trust_pem(ca.cert_pem.clone()),
+        &crls,
+        &[
+            ("in-b", &in_b, REVOKED),
+            ("in-a", &in_a, Accepted),
+            ("names-no-point", &nowhere, REVOKED),
+            ("fine", &fine, Accepted),
+        ],
+    )
+    .await;
+    assert_none(wrong);
+}
+
+// ---- L: a CRL speaks from its time (thisUpdate) ----
+
+/// CRL #9 (in force since yesterday) lists the leaf; CRL #10 is pre-signed for 30 days from now
+/// and does not. Dropped in early, #10 is set aside with a warning: the leaf stays revoked in
+/// every order, and #10 takes over when its time comes, with no reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crl_not_yet_in_force_does_not_displace_the_one_in_force() {
+    use std::time::{Duration, SystemTime};
+    let day = Duration::from_secs(86_400);
+    let now = SystemTime::now();
+    let pki = Pki::new();
+    let ca = Ca::new("Offline Root");
+    let leaf = ca.client("revoked-yesterday");
+    let other = ca.client("other");
+    let crls = vec![
+        ca.crl_with(
+            &CrlSpec::new(9, (2024, 1, 1))
+                .at(now - day, now + 60 * day)
+                .revoking(&[&leaf]),
+        ),
+        ca.crl_with(&CrlSpec::new(10, (2024, 1, 1)).at(now + 30 * day, now + 90 * day)),
+    ];
+    let wrong = check_every_order(
+        &pki,
+        || {
+            pki.builder()
+                .client_trust_pem(ca.cert_pem.clone())
+                .require_fresh_crls(true)
+        },
+        &crls,
+        &[("revoked", &leaf, REVOKED), ("other", &other, Accepted)],
+    )
+    .await;
+    assert_none(wrong);
+
+    let tls = pki
+        .builder()
+        .client_trust_pem(ca.cert_pem.clone())
+        .client_crl_bytes(format!("{}{}", crls[1], crls[0]).into_bytes())
+        .require_fresh_crls(true)
+        .build()
+        .expect("config");
+    let warnings = tls.trust_details().warnings.join("\n");
+    assert!(warnings.contains("not yet in force"), "{warnings}");
+    let chain = chain_der(&leaf);
+    let verdict_at = |at: SystemTime| tls.verify_client_chain(&chain, at).map(|_| ());
+    assert_eq!(
+        verdict_at(now + 29 * day).map_err(|r| r.kind),
+        Err(HandshakeFailure::Revoked),
+        "#9 still in force"
+    );
+    assert_eq!(
+        verdict_at(now + 31 * day),
+        Ok(()),
+        "#10 in force from its thisUpdate on"
+    );
 }

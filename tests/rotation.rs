@@ -510,3 +510,111 @@ async fn the_handle_reloads_on_demand_and_reports_outcomes() {
         serial_of(next.der.as_ref())
     );
 }
+
+// ---- Removing trust is never blocked by a CRL left behind ----
+
+/// Two CAs share a subject name (old and new key), each with its CRL in the CRL directory. The
+/// operator drops the old CA from the bundle; its CRL stays (bundles and CRLs come from
+/// different publishers on different schedules). The reload applies: the retired CA's client
+/// is refused and cannot resume, the new CA's client keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_removed_while_its_crl_stays_behind_loses_its_clients() {
+    let pki = Pki::new();
+    let old_ca = Ca::new("Rotating CA");
+    let new_ca = Ca::new("Rotating CA");
+    let bundle = pki.path("client-cas.pem");
+    write(&bundle, &format!("{}{}", old_ca.cert_pem, new_ca.cert_pem));
+    let crls = pki.path("crls");
+    std::fs::create_dir(&crls).expect("dir");
+    write(&crls.join("old.crl"), &old_ca.crl(&[]));
+    write(&crls.join("new.crl"), &new_ca.crl(&[]));
+    let tls = pki
+        .builder()
+        .client_trust(&bundle)
+        .client_crl(&crls)
+        .build()
+        .expect("config");
+    let acceptor = tower_mtls::MtlsAcceptor::new(tls.clone());
+    let server = TestServer::start(acceptor.clone()).await;
+
+    let old_leaf = old_ca.client("old-agent");
+    let new_leaf = new_ca.client("new-agent");
+    let old_client = pki.client(Some(&old_leaf));
+    let first = old_client
+        .connect(server.addr, "localhost")
+        .await
+        .expect("old CA trusted");
+    assert_eq!(first.get("/").await.expect("request").status(), 200);
+    assert_eq!(
+        handshake_verdict(&pki, &acceptor, &server, &new_leaf).await,
+        Verdict::Accepted
+    );
+
+    write(&bundle, &new_ca.cert_pem);
+    match tls.blocking_reload() {
+        ReloadOutcome::Applied(report) => assert_eq!(report.trust.anchors, 1, "{report:?}"),
+        other => panic!("the reload must apply, not keep the retired CA: {other:?}"),
+    }
+    let warnings = tls.trust_details().warnings.join("\n");
+    assert!(
+        warnings.contains("old.crl") && warnings.contains("no trusted key of that name signed it"),
+        "the leftover CRL is named in a warning: {warnings}"
+    );
+
+    let err = old_client
+        .connect(server.addr, "localhost")
+        .await
+        .expect("TLS 1.3 client finishes its side")
+        .get("/")
+        .await
+        .expect_err("the retired CA's client must not get in, not even by resuming");
+    assert_eq!(err.alert(), Some(AlertDescription::UnknownCA), "{err}");
+    assert_eq!(
+        handshake_verdict(&pki, &acceptor, &server, &old_leaf).await,
+        Verdict::Refused(
+            tower_mtls::tls::HandshakeFailure::UnknownCa,
+            Some(AlertDescription::UnknownCA)
+        ),
+        "a CA of that name is trusted, but not this key: unknown_ca, not decrypt_error"
+    );
+    assert_eq!(
+        handshake_verdict(&pki, &acceptor, &server, &new_leaf).await,
+        Verdict::Accepted
+    );
+    server.stop().await;
+}
+
+/// The mirror case: the CA was re-keyed under the same name and only the new certificate is
+/// trusted, while the CRL directory still holds the old key's CRL. The configuration loads
+/// and the new CA's clients get in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_keyed_ca_serves_its_clients_while_the_old_keys_crl_is_still_there() {
+    let pki = Pki::new();
+    let old_ca = Ca::new("Re-keyed CA");
+    let new_ca = Ca::new("Re-keyed CA");
+    let crls = pki.path("crls");
+    std::fs::create_dir(&crls).expect("dir");
+    write(&crls.join("old.crl"), &old_ca.crl(&[]));
+    let tls = pki
+        .builder()
+        .client_trust_pem(new_ca.cert_pem.clone())
+        .client_crl(&crls)
+        .build()
+        .expect("a CRL of the old key blocks nothing");
+    let verdicts = handshake_verdicts(
+        &pki,
+        tls,
+        &[&new_ca.client("new-agent"), &old_ca.client("old-agent")],
+    )
+    .await;
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::Accepted,
+            Verdict::Refused(
+                tower_mtls::tls::HandshakeFailure::UnknownCa,
+                Some(AlertDescription::UnknownCA)
+            )
+        ]
+    );
+}

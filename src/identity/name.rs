@@ -255,10 +255,39 @@ pub(super) fn is_minimal_oid(content: &[u8]) -> bool {
     !content.is_empty() && at_start
 }
 
-/// Whether `c` is a control character that must never reach a log line raw: C0
-/// (U+0000–U+001F), DEL (U+007F) or C1 (U+0080–U+009F).
+/// Whether `c` must never reach a log line raw: a control character — C0 (U+0000–U+001F),
+/// DEL (U+007F), C1 (U+0080–U+009F) —, a Unicode format character (general category Cf:
+/// bidirectional overrides and isolates that reorder what a viewer shows, zero-width
+/// characters that hide text, the byte-order mark, tag characters, …), or the line and
+/// paragraph separators U+2028/U+2029 that some viewers break lines at.
 pub(crate) fn is_control(c: char) -> bool {
-    matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}')
+    matches!(
+        c,
+        '\u{0}'..='\u{1f}'
+            | '\u{7f}'..='\u{9f}'
+            // Category Cf (Unicode 16), and U+2028/U+2029 (Zl, Zp).
+            | '\u{ad}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61c}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8e2}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0001}'
+            | '\u{e0020}'..='\u{e007f}'
+    )
 }
 
 /// Writes `c` as RFC 4514 `\XX` hex pairs of its UTF-8 bytes (lowercase).

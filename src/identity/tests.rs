@@ -210,7 +210,48 @@ fn escape_control_borrows_clean_text_and_escapes_every_control() {
         assert!(!escaped.chars().any(is_control), "{c:?} -> {escaped:?}");
         assert!(escaped.starts_with('\\'), "{escaped:?}");
     }
-    for c in [' ', '~', '\u{a0}', 'é', '\u{2028}'] {
+    // Format characters (category Cf) and the line/paragraph separators: bidi overrides and
+    // isolates, zero-width characters, the byte-order mark, a tag character.
+    for c in [
+        '\u{202a}',
+        '\u{202b}',
+        '\u{202c}',
+        '\u{202d}',
+        '\u{202e}',
+        '\u{2066}',
+        '\u{2067}',
+        '\u{2068}',
+        '\u{2069}',
+        '\u{200b}',
+        '\u{200c}',
+        '\u{200d}',
+        '\u{200e}',
+        '\u{200f}',
+        '\u{2060}',
+        '\u{feff}',
+        '\u{2028}',
+        '\u{2029}',
+        '\u{ad}',
+        '\u{e0041}',
+    ] {
+        assert!(is_control(c), "{c:?}");
+        let escaped = escape_control(&format!("a{c}b")).into_owned();
+        assert!(!escaped.chars().any(is_control), "{c:?} -> {escaped:?}");
+        assert!(
+            escaped.starts_with("a\\") && escaped.ends_with('b'),
+            "{escaped:?}"
+        );
+    }
+    for c in [
+        ' ',
+        '~',
+        '\u{a0}',
+        'é',
+        '\u{2027}',
+        '\u{2030}',
+        '中',
+        '\u{1f600}',
+    ] {
         assert!(!is_control(c), "{c:?}");
     }
     let mut quoted = String::new();

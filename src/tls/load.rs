@@ -4,8 +4,14 @@
 //! mounts a secret: entries whose names start with `..` (the kubelet's `..data` link and its
 //! timestamped target) are skipped, so each file is seen once, through its stable symlink.
 //! Files in a directory that hold no certificate (a secret's `tls.key`) are skipped too.
+//!
+//! Only regular files are read, and only up to a size: a FIFO, a device (`/dev/zero`) or a
+//! socket named as a source is refused with an error naming it (reading one would block the
+//! reload forever or exhaust memory); inside a directory such entries, and entries whose
+//! metadata cannot be read (a dangling or looping symlink), are skipped with a warning.
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -40,8 +46,13 @@ impl Source {
     }
 
     /// Reads every file the source stands for: one for a file or in-memory bytes, each
-    /// eligible file (sorted by name) for a directory.
+    /// eligible file (sorted by name) for a directory. Files up to [`MAX_PEM_FILE`] bytes.
     pub(crate) fn read(&self) -> Result<SourceFiles, ConfigError> {
+        self.read_up_to(MAX_PEM_FILE)
+    }
+
+    /// [`Source::read`] for files up to `max` bytes each.
+    pub(crate) fn read_up_to(&self, max: u64) -> Result<SourceFiles, ConfigError> {
         match self {
             Self::Memory { label, bytes } => Ok(SourceFiles {
                 directory: false,
@@ -54,9 +65,9 @@ impl Source {
                 let meta = fs::metadata(path).map_err(|e| ConfigError::io(path, e))?;
                 let mut files = Vec::new();
                 if meta.is_dir() {
-                    walk_dir(path, 0, &mut files)?;
+                    walk_dir(path, 0, max, &mut files)?;
                 } else {
-                    let bytes = fs::read(path).map_err(|e| ConfigError::io(path, e))?;
+                    let bytes = read_regular(path, &meta, max)?;
                     files.push(LoadedFile {
                         path: path.clone(),
                         bytes,
@@ -105,7 +116,79 @@ pub(crate) struct LoadedFile {
 /// Deep enough for any sane layout; stops a pathological tree.
 const MAX_DEPTH: usize = 8;
 
-fn walk_dir(dir: &Path, depth: usize, out: &mut Vec<LoadedFile>) -> Result<(), ConfigError> {
+/// The largest certificate, key or trust file read: 4 MiB holds thousands of certificates.
+pub(crate) const MAX_PEM_FILE: u64 = 4 << 20;
+
+/// The largest CRL file read: the CRLs of large public CAs reach tens of MiB.
+pub(crate) const MAX_CRL_FILE: u64 = 64 << 20;
+
+/// What a non-regular file is, for messages.
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let ty = meta.file_type();
+    if ty.is_fifo() {
+        "a FIFO"
+    } else if ty.is_char_device() || ty.is_block_device() {
+        "a device"
+    } else if ty.is_socket() {
+        "a socket"
+    } else if ty.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+fn refused(path: &Path, reason: String) -> ConfigError {
+    ConfigError::Io {
+        path: path.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
+    }
+}
+
+/// Reads `path` (whose metadata, following symlinks, is `meta`): a regular file of at most
+/// `max` bytes, or an error naming it. Checked before opening (opening a FIFO blocks) and
+/// again on the opened file, and the read itself stops past `max`.
+fn read_regular(path: &Path, meta: &fs::Metadata, max: u64) -> Result<Vec<u8>, ConfigError> {
+    let too_large = |size: u64| {
+        refused(
+            path,
+            format!("is {size} bytes, more than the {max} bytes read from one file"),
+        )
+    };
+    if !meta.is_file() {
+        return Err(refused(
+            path,
+            format!("is {}: only regular files are read", kind_of(meta)),
+        ));
+    }
+    if meta.len() > max {
+        return Err(too_large(meta.len()));
+    }
+    let file = fs::File::open(path).map_err(|e| ConfigError::io(path, e))?;
+    let opened = file.metadata().map_err(|e| ConfigError::io(path, e))?;
+    if !opened.is_file() {
+        return Err(refused(
+            path,
+            format!("is {}: only regular files are read", kind_of(&opened)),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(opened.len().min(max)).unwrap_or(0));
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| ConfigError::io(path, e))?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+fn walk_dir(
+    dir: &Path,
+    depth: usize,
+    max: u64,
+    out: &mut Vec<LoadedFile>,
+) -> Result<(), ConfigError> {
     let mut entries = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| ConfigError::io(dir, e))? {
         let entry = entry.map_err(|e| ConfigError::io(dir, e))?;
@@ -123,17 +206,34 @@ fn walk_dir(dir: &Path, depth: usize, out: &mut Vec<LoadedFile>) -> Result<(), C
             .file_type()
             .map_err(|e| ConfigError::io(&path, e))?
             .is_symlink();
-        // Follows symlinks, as a secret's files are links into `..data`.
-        let meta = fs::metadata(&path).map_err(|e| ConfigError::io(&path, e))?;
+        // Follows symlinks, as a secret's files are links into `..data`. An entry that cannot
+        // be followed (dangling or looping link) is no file to read: skipped, like a FIFO.
+        let meta = match fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(error) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    %error,
+                    "skipping a directory entry whose metadata cannot be read"
+                );
+                continue;
+            }
+        };
         if meta.is_dir() {
             if link {
                 tracing::debug!(path = %path.display(), "not following a symlinked directory in a trust directory");
             } else if depth + 1 < MAX_DEPTH {
-                walk_dir(&path, depth + 1, out)?;
+                walk_dir(&path, depth + 1, max, out)?;
             }
         } else if meta.is_file() {
-            let bytes = fs::read(&path).map_err(|e| ConfigError::io(&path, e))?;
+            let bytes = read_regular(&path, &meta, max)?;
             out.push(LoadedFile { path, bytes });
+        } else {
+            tracing::warn!(
+                path = %path.display(),
+                kind = kind_of(&meta),
+                "skipping a directory entry that is not a regular file"
+            );
         }
     }
     Ok(())
@@ -145,8 +245,27 @@ fn sections(path: &Path, bytes: &[u8]) -> Result<Vec<(SectionKind, Vec<u8>)>, Co
         .collect::<Result<Vec<_>, pem::Error>>()
         .map_err(|e| ConfigError::InvalidPem {
             path: path.to_owned(),
-            reason: e.to_string(),
+            reason: pem_error(&e),
         })
+}
+
+/// A PEM error as text: the parser's own `Display` prints the offending line as a byte array.
+fn pem_error(error: &pem::Error) -> String {
+    let text = |bytes: &[u8]| {
+        crate::identity::escape_control(String::from_utf8_lossy(bytes).trim()).into_owned()
+    };
+    match error {
+        pem::Error::MissingSectionEnd { end_marker } => {
+            format!(
+                "a section has no end line (expected \"-----END {}-----\")",
+                text(end_marker)
+            )
+        }
+        pem::Error::IllegalSectionStart { line } => {
+            format!("a malformed BEGIN line: \"{}\"", text(line))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The labels of all `-----BEGIN …-----` lines, for error messages.

@@ -97,18 +97,18 @@ impl Spec {
         note(&mut identity, &key_file);
 
         let mut trust_digest = Sha256::new();
-        let mut read_all = |sources: &[Source]| -> Result<Vec<_>, ConfigError> {
+        let mut read_all = |sources: &[Source], max: u64| -> Result<Vec<_>, ConfigError> {
             let mut out = Vec::new();
             for (i, source) in sources.iter().enumerate() {
-                let read = source.read()?;
+                let read = source.read_up_to(max)?;
                 read.files.iter().for_each(|f| note(&mut trust_digest, f));
                 trust_digest.update(&[0xff]);
                 out.push((i, read));
             }
             Ok(out)
         };
-        let trust = read_all(&self.client_trust)?;
-        let crls = read_all(&self.client_crls)?;
+        let trust = read_all(&self.client_trust, load::MAX_PEM_FILE)?;
+        let crls = read_all(&self.client_crls, load::MAX_CRL_FILE)?;
         Ok(Inputs {
             cert_file,
             key_file,

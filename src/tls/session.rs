@@ -13,6 +13,13 @@
 //! task-local slot that the acceptor opens around each handshake. A handshake run outside that
 //! slot (someone using the `ServerConfig` with their own acceptor) stores no session at all:
 //! resumption is then lost, never unbounded.
+//!
+//! A **resumed** handshake runs no verifier, yet TLS 1.3 issues new tickets on it. Those
+//! descend from the session that was resumed, so opening a stored session writes its bound
+//! into the slot: the new tickets inherit it, and a chain of resumptions never outlives the
+//! full handshake it started from. The slot only ever tightens (the earlier of two bounds
+//! wins), so a session looked up but not resumed can shorten, never lengthen, what the full
+//! handshake that follows stores.
 
 use std::cell::Cell;
 use std::fmt;
@@ -27,7 +34,7 @@ pub(crate) const SESSIONS: usize = 256;
 
 tokio::task_local! {
     /// The moment (Unix seconds) until which this handshake's client verification holds;
-    /// `None` while no client certificate has been verified.
+    /// `None` while no client certificate has been verified nor a session resumed.
     static VERIFIED_UNTIL: Cell<Option<u64>>;
 }
 
@@ -48,9 +55,12 @@ pub fn resumption_scope_sync<R>(handshake: impl FnOnce() -> R) -> R {
 }
 
 /// Called by the verifier when it accepts a client certificate whose verification holds until
-/// `until` (Unix seconds, inclusive).
+/// `until` (Unix seconds, inclusive), and by the store when it resumes a session bounded so.
+/// The slot keeps the earlier bound.
 pub(crate) fn note_verified(until: u64) {
-    let _ = VERIFIED_UNTIL.try_with(|slot| slot.set(Some(until)));
+    let _ = VERIFIED_UNTIL.try_with(|slot| {
+        slot.set(Some(slot.get().map_or(until, |held| held.min(until))));
+    });
 }
 
 fn now() -> u64 {
@@ -78,9 +88,10 @@ impl fmt::Debug for BoundedSessions {
     }
 }
 
-/// Unwraps a stored session, or `None` once its bound has passed.
+/// Unwraps a stored session, or `None` once its bound has passed. A session handed out passes
+/// its bound on to the handshake resuming it, and so to every ticket that handshake issues.
 fn open(stored: Vec<u8>) -> Option<Vec<u8>> {
-    let (bound, _) = stored.split_first_chunk::<8>()?;
+    let (bound, value) = stored.split_first_chunk::<8>()?;
     let until = u64::from_be_bytes(*bound);
     if now() > until {
         tracing::debug!(
@@ -89,7 +100,10 @@ fn open(stored: Vec<u8>) -> Option<Vec<u8>> {
         );
         return None;
     }
-    Some(stored[8..].to_vec())
+    if until != u64::MAX {
+        note_verified(until);
+    }
+    Some(value.to_vec())
 }
 
 impl StoresServerSessions for BoundedSessions {
@@ -98,6 +112,8 @@ impl StoresServerSessions for BoundedSessions {
         let Ok(verified) = VERIFIED_UNTIL.try_with(Cell::get) else {
             return false;
         };
+        // No bound: no client certificate was verified nor a bounded session resumed, so the
+        // session carries no client identity that could expire (optional client auth).
         let until = verified.unwrap_or(u64::MAX);
         let mut stored = Vec::with_capacity(8 + value.len());
         stored.extend_from_slice(&until.to_be_bytes());
@@ -139,5 +155,46 @@ mod tests {
         assert_eq!(store.take(b"valid"), None);
         assert_eq!(store.get(b"expired"), None);
         assert_eq!(store.get(b"outside"), None);
+    }
+
+    #[tokio::test]
+    async fn a_session_stored_on_a_resumed_handshake_inherits_the_bound_it_resumed() {
+        let store = BoundedSessions::new();
+        let bound = now() + 3600;
+        resumption_scope(async {
+            note_verified(bound);
+            assert!(store.put(b"first".to_vec(), b"1".to_vec()));
+        })
+        .await;
+        // A resumed handshake: no verifier runs, the store hands out the first session and
+        // the handshake issues a new ticket.
+        resumption_scope(async {
+            assert_eq!(store.take(b"first"), Some(b"1".to_vec()));
+            assert!(store.put(b"second".to_vec(), b"2".to_vec()));
+        })
+        .await;
+        let stored = store.inner.get(b"second").expect("stored");
+        assert_eq!(stored[..8], bound.to_be_bytes(), "the bound is inherited");
+        // Chained once more: still the first handshake's bound.
+        resumption_scope(async {
+            assert_eq!(store.take(b"second"), Some(b"2".to_vec()));
+            assert!(store.put(b"third".to_vec(), b"3".to_vec()));
+        })
+        .await;
+        let stored = store.inner.get(b"third").expect("stored");
+        assert_eq!(stored[..8], bound.to_be_bytes());
+    }
+
+    #[tokio::test]
+    async fn the_slot_keeps_the_earlier_bound() {
+        let store = BoundedSessions::new();
+        resumption_scope(async {
+            note_verified(now() + 100);
+            note_verified(now() + 5000);
+            assert!(store.put(b"k".to_vec(), b"v".to_vec()));
+        })
+        .await;
+        let stored = store.inner.get(b"k").expect("stored");
+        assert!(u64::from_be_bytes(stored[..8].try_into().expect("8 bytes")) <= now() + 100);
     }
 }

@@ -241,6 +241,11 @@ pub struct CrlSpec {
     pub next_update: (i32, u8, u8),
     /// Serial numbers (big-endian bytes, as [`Leaf::serial`] returns them).
     pub revoked: Vec<Vec<u8>>,
+    /// Exact thisUpdate and nextUpdate (second precision), overriding the dates.
+    pub exact_times: Option<(std::time::SystemTime, std::time::SystemTime)>,
+    /// An issuingDistributionPoint with these full-name URIs: a CRL for only the certificates
+    /// whose CRLDistributionPoints name one of them (a shard).
+    pub scope: Option<Vec<String>>,
 }
 
 impl CrlSpec {
@@ -251,7 +256,25 @@ impl CrlSpec {
             this_update,
             next_update: (2090, 1, 1),
             revoked: Vec::new(),
+            exact_times: None,
+            scope: None,
         }
+    }
+
+    /// thisUpdate and nextUpdate to the second, instead of the dates.
+    pub fn at(
+        mut self,
+        this_update: std::time::SystemTime,
+        next_update: std::time::SystemTime,
+    ) -> CrlSpec {
+        self.exact_times = Some((this_update, next_update));
+        self
+    }
+
+    /// A shard: an issuingDistributionPoint naming `uri` as the CRL's distribution point.
+    pub fn scoped(mut self, uri: &str) -> CrlSpec {
+        self.scope.get_or_insert_with(Vec::new).push(uri.to_owned());
+        self
     }
 
     /// Also revokes these certificates.
@@ -286,13 +309,23 @@ impl CrlSpec {
             SerialNumber,
         };
         let (y, m, d) = self.this_update;
-        let this_update = date_time_ymd(y, m, d);
+        let mut this_update = date_time_ymd(y, m, d);
         let (y, m, d) = self.next_update;
+        let mut next_update = date_time_ymd(y, m, d);
+        if let Some((this, next)) = self.exact_times {
+            this_update = exact(this);
+            next_update = exact(next);
+        }
         let params = CertificateRevocationListParams {
             this_update,
-            next_update: date_time_ymd(y, m, d),
+            next_update,
             crl_number: SerialNumber::from(self.number),
-            issuing_distribution_point: None,
+            issuing_distribution_point: self.scope.as_ref().map(|uris| {
+                rcgen::CrlIssuingDistributionPoint {
+                    distribution_point: rcgen::CrlDistributionPoint { uris: uris.clone() },
+                    scope: None,
+                }
+            }),
             revoked_certs: self
                 .revoked
                 .iter()
@@ -307,6 +340,14 @@ impl CrlSpec {
         };
         params.signed_by(issuer).expect("CRL")
     }
+}
+
+/// `time` as rcgen's date, to the second (X.509 holds no finer).
+fn exact(time: std::time::SystemTime) -> time::OffsetDateTime {
+    let since_epoch = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(since_epoch.as_secs())
 }
 
 fn ca_params(cn: &str) -> CertificateParams {
@@ -343,6 +384,8 @@ pub struct LeafSpec {
     pub extensions: Vec<CustomExtension>,
     /// An exact end of validity (to the second), overriding `not_after`.
     pub not_after_exact: Option<std::time::SystemTime>,
+    /// CRLDistributionPoints: one distribution point per URI.
+    pub crl_distribution_points: Vec<String>,
 }
 
 impl LeafSpec {
@@ -361,6 +404,7 @@ impl LeafSpec {
             serial: None,
             extensions: Vec::new(),
             not_after_exact: None,
+            crl_distribution_points: Vec::new(),
         }
     }
 
@@ -444,6 +488,12 @@ impl LeafSpec {
         self
     }
 
+    /// Names `uri` in the certificate's CRLDistributionPoints.
+    pub fn crl_distribution_point(mut self, uri: &str) -> Self {
+        self.crl_distribution_points.push(uri.to_owned());
+        self
+    }
+
     /// Valid until exactly `not_after` (second precision; X.509 has no finer).
     pub fn not_after_time(mut self, not_after: std::time::SystemTime) -> Self {
         self.not_after_exact = Some(not_after);
@@ -471,14 +521,16 @@ impl LeafSpec {
         if let Some(serial) = self.serial {
             params.serial_number = Some(rcgen::SerialNumber::from(serial));
         }
-        if let Some(exact) = self.not_after_exact {
-            let since_epoch = exact
-                .duration_since(std::time::UNIX_EPOCH)
-                .expect("after 1970");
-            // Whole seconds, as the certificate will hold them.
-            params.not_after =
-                date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(since_epoch.as_secs());
+        if let Some(not_after) = self.not_after_exact {
+            params.not_after = exact(not_after);
         }
+        params.crl_distribution_points = self
+            .crl_distribution_points
+            .iter()
+            .map(|uri| rcgen::CrlDistributionPoint {
+                uris: vec![uri.clone()],
+            })
+            .collect();
         params
             .custom_extensions
             .extend(self.extensions.iter().cloned());

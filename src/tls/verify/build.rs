@@ -190,10 +190,19 @@ impl ClientVerifier {
                     })?;
                     entry.0 += 1;
                     let anchor = anchor.to_owned();
+                    let key_id =
+                        parsed
+                            .extensions()
+                            .iter()
+                            .find_map(|ext| match ext.parsed_extension() {
+                                ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+                                _ => None,
+                            });
                     anchors.push(Anchor {
                         spki: webpki::spki_for_anchor(&anchor).as_ref().to_vec(),
                         name: NameKey::of(parsed.subject()),
                         subject: subject.clone(),
+                        key_id,
                         crls: None,
                     });
                     webpki_anchors.push(anchor);
@@ -294,7 +303,9 @@ impl ClientVerifier {
             notes.push(TrustNote::Crl {
                 issuer: crl.issuer_display.clone(),
                 number: crl.number_display(),
+                this_update: crl.this_update,
                 next_update: crl.next_update,
+                scope: crl.scope_display(),
                 path: path.clone(),
             });
             let mut bound = false;
@@ -321,33 +332,30 @@ impl ClientVerifier {
             if bound {
                 continue;
             }
-            if !same_name.is_empty() {
-                return Err(ConfigError::InvalidCrl {
+            // Not a trusted CA's CRL. It can revoke nothing of theirs, so it never blocks a
+            // configuration (a leftover CRL of a retired CA must not keep that CA trusted by
+            // failing the reload that removes it); it is kept for an intermediate whose key
+            // verifies it, like any CRL of an unknown issuer.
+            notes.push(if same_name.is_empty() {
+                TrustNote::FloatingCrl {
+                    issuer: crl.issuer_display.clone(),
                     path: path.clone(),
-                    reason: format!(
-                        "its issuer {} is a trusted CA, but its signature verifies with the key \
-                         of no trusted CA of that name: it is not that CA's CRL",
-                        crl.issuer_display
-                    ),
-                });
-            }
-            notes.push(TrustNote::FloatingCrl {
-                issuer: crl.issuer_display.clone(),
-                path: path.clone(),
+                }
+            } else {
+                TrustNote::UnverifiedCrl {
+                    issuer: crl.issuer_display.clone(),
+                    path: path.clone(),
+                }
             });
             floating.push(crl);
         }
         for (anchor, crls) in anchors.iter_mut().zip(&anchor_crls) {
-            let refs: Vec<&Crl> = crls.iter().map(|c| &**c).collect();
-            anchor.crls = Authority::select(&refs);
+            anchor.crls = Authority::select(crls);
         }
         for (pin, crls) in pinned.iter_mut().zip(&pinned_crls) {
             pin.crls = match pin.issued_by {
                 Some(i) => anchors[i].crls.clone(),
-                None => {
-                    let refs: Vec<&Crl> = crls.iter().map(|c| &**c).collect();
-                    Authority::select(&refs)
-                }
+                None => Authority::select(crls),
             };
         }
 

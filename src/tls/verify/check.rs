@@ -8,9 +8,10 @@ use std::time::Duration;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::{CertificateError, Error, OtherError};
 use webpki::{EndEntityCert, KeyUsage, VerifiedPath};
+use x509_parser::prelude::FromDer;
 
 use crate::identity::ClientIdentity;
-use crate::tls::crl::{Authority, Revoked};
+use crate::tls::crl::{Authority, CertFacts, Revoked};
 use crate::tls::error::ChainTooLarge;
 use crate::tls::x509::{NameKey, cert_not_after};
 
@@ -89,6 +90,16 @@ impl ClientVerifier {
             }
             Err(e) => {
                 let error = pki_error(e);
+                if matches!(
+                    error,
+                    Error::InvalidCertificate(CertificateError::BadSignature)
+                ) {
+                    if let Some(refusal) =
+                        self.other_key_of_a_trusted_name(end_entity, intermediates)
+                    {
+                        return Err(refusal);
+                    }
+                }
                 Err(match revoked.into_inner() {
                     Some(revoked)
                         if matches!(
@@ -108,6 +119,60 @@ impl ClientVerifier {
                 })
             }
         }
+    }
+
+    /// A chain whose issuer has a trusted CA's name but whose signature no trusted key of that
+    /// name verifies, and which does not claim (by its authorityKeyIdentifier) to be signed by
+    /// one of them: issued by another CA of that name (re-keyed, retired, or an impostor). That
+    /// is an unknown CA (`unknown_ca`), not a corrupted signature (`decrypt_error`), and the
+    /// operator reads which name it was.
+    fn other_key_of_a_trusted_name(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> Option<Refusal> {
+        for der in std::iter::once(end_entity).chain(intermediates) {
+            let Some(signed) = crate::tls::x509::Signed::parse(der.as_ref()) else {
+                continue;
+            };
+            let Ok((_, cert)) = x509_parser::certificate::X509Certificate::from_der(der.as_ref())
+            else {
+                continue;
+            };
+            let issuer = NameKey::of(cert.issuer());
+            let same_name: Vec<&super::Anchor> =
+                self.anchors.iter().filter(|a| a.name == issuer).collect();
+            if same_name.is_empty()
+                || same_name
+                    .iter()
+                    .any(|a| signed.verified_by(&a.spki, &self.algorithms))
+            {
+                continue;
+            }
+            let claimed = cert
+                .extensions()
+                .iter()
+                .find_map(|ext| match ext.parsed_extension() {
+                    x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                        aki.key_identifier.as_ref().map(|k| k.0.to_vec())
+                    }
+                    _ => None,
+                });
+            if claimed.is_some_and(|id| same_name.iter().any(|a| a.key_id.as_ref() == Some(&id))) {
+                // It names the trusted key and does not verify with it: a bad signature.
+                return None;
+            }
+            return Some(Refusal {
+                error: Error::InvalidCertificate(CertificateError::UnknownIssuer),
+                reason: format!(
+                    "issued by a CA named {}: a CA of that name is trusted, but not the key \
+                     that signed this certificate (the CA was re-keyed or retired, or this is \
+                     another CA with the same name)",
+                    same_name[0].subject
+                ),
+            });
+        }
+        None
     }
 
     /// Revocation of every certificate of a candidate path, and how long the path holds.
@@ -138,14 +203,10 @@ impl ClientVerifier {
                 let Some(authority) = self.authority_for(&issuer, issuer_spki.as_ref()) else {
                     continue;
                 };
-                match authority.check(cert.serial(), now.as_secs(), self.require_fresh) {
-                    Ok(()) => {
-                        if self.require_fresh {
-                            if let Some(next) = authority.next_update {
-                                bound = bound.min(u64::try_from(next - 1).unwrap_or(0));
-                            }
-                        }
-                    }
+                let der = cert.der();
+                let facts = CertFacts::new(der.as_ref(), cert.serial(), i > 0);
+                match authority.check(&facts, now.as_secs(), self.require_fresh) {
+                    Ok(not_revoked) => bound = bound.min(not_revoked.until),
                     Err(refusal) => {
                         let error = match &refusal {
                             Revoked::Listed { .. } => webpki::Error::CertRevoked,
@@ -233,14 +294,9 @@ impl PinnedLeaf {
         }
         let mut until = self.not_after;
         if let Some(authority) = &self.crls {
-            match authority.check(&self.serial, secs, require_fresh) {
-                Ok(()) => {
-                    if require_fresh {
-                        if let Some(next) = authority.next_update {
-                            until = until.min(u64::try_from(next - 1).unwrap_or(0));
-                        }
-                    }
-                }
+            let facts = CertFacts::new(self.der.as_ref(), &self.serial, false);
+            match authority.check(&facts, secs, require_fresh) {
+                Ok(not_revoked) => until = until.min(not_revoked.until),
                 Err(Revoked::Listed { reason }) => {
                     return Err(Refusal {
                         error: Error::InvalidCertificate(CertificateError::Revoked),

@@ -134,6 +134,8 @@ struct Anchor {
     spki: Vec<u8>,
     name: NameKey,
     subject: String,
+    /// Its subjectKeyIdentifier, when it has one.
+    key_id: Option<Vec<u8>>,
     /// The authoritative CRL information for what this CA issued.
     crls: Option<Arc<Authority>>,
 }

@@ -40,6 +40,12 @@ pub struct CrlDetails {
     pub issuer: String,
     /// Its CRLNumber in hex (`none` when absent).
     pub number: String,
+    /// When it was issued; it is in force from then on (give or take a minute of clock
+    /// skew), and set aside until then.
+    pub this_update: SystemTime,
+    /// Which of its issuer's certificates it speaks for: `every certificate of the issuer`,
+    /// or its issuingDistributionPoint's URIs.
+    pub scope: String,
     /// When it says the next CRL is due; `None` when it does not say.
     pub next_update: Option<SystemTime>,
     /// The file it was read from.
@@ -99,9 +105,19 @@ impl TrustDetails {
                 TrustNote::Crl {
                     issuer,
                     number,
+                    this_update,
                     next_update,
+                    scope,
                     path,
                 } => {
+                    if *this_update > now + crate::tls::crl::CLOCK_SKEW as i64 {
+                        details.warnings.push(format!(
+                            "{}: CRL of {issuer} (number {number}) is not yet in force: it is \
+                             set aside until its thisUpdate {}",
+                            path.display(),
+                            utc(*this_update)
+                        ));
+                    }
                     if let Some(next) = next_update.filter(|n| *n <= now) {
                         details.warnings.push(format!(
                             "{}: CRL of {issuer} is stale: its nextUpdate {} passed {} s ago",
@@ -113,6 +129,8 @@ impl TrustDetails {
                     details.crls.push(CrlDetails {
                         issuer: issuer.clone(),
                         number: number.clone(),
+                        this_update: system_time(*this_update),
+                        scope: scope.clone(),
                         next_update: next_update.map(system_time),
                         path: path.clone(),
                     });
@@ -121,6 +139,12 @@ impl TrustDetails {
                     "{}: CRL of {issuer} matches no configured CA and no pinned certificate's \
                      issuer; it applies only to an intermediate CA of that name that a client \
                      presents",
+                    path.display()
+                )),
+                TrustNote::UnverifiedCrl { issuer, path } => details.warnings.push(format!(
+                    "{}: CRL names the trusted CA {issuer} but no trusted key of that name \
+                     signed it (a retired or re-keyed CA's CRL?): it is ignored for the \
+                     trusted CAs",
                     path.display()
                 )),
                 TrustNote::Skipped {
@@ -164,10 +188,17 @@ pub(crate) enum TrustNote {
     Crl {
         issuer: String,
         number: String,
+        this_update: i64,
         next_update: Option<i64>,
+        scope: String,
         path: PathBuf,
     },
     FloatingCrl {
+        issuer: String,
+        path: PathBuf,
+    },
+    /// A CRL naming a trusted CA whose signature no key of a trusted CA of that name verifies.
+    UnverifiedCrl {
         issuer: String,
         path: PathBuf,
     },
@@ -210,12 +241,32 @@ impl TrustNote {
             Self::Crl {
                 issuer,
                 number,
+                this_update,
                 next_update,
+                scope,
                 path,
             } => {
                 let next = next_update.map_or_else(|| "none".into(), utc);
-                tracing::info!(%issuer, %number, next_update = %next, path = %path.display(), "CRL");
+                tracing::info!(
+                    %issuer,
+                    %number,
+                    this_update = %utc(*this_update),
+                    next_update = %next,
+                    %scope,
+                    path = %path.display(),
+                    "CRL"
+                );
                 let now = unix_now();
+                if *this_update > now + crate::tls::crl::CLOCK_SKEW as i64 {
+                    tracing::warn!(
+                        %issuer,
+                        %number,
+                        this_update = %utc(*this_update),
+                        path = %path.display(),
+                        "CRL is not yet in force: it is set aside until its thisUpdate, and the \
+                         CRL in force until then stays authoritative"
+                    );
+                }
                 if let Some(next) = next_update.filter(|n| *n <= now) {
                     tracing::warn!(
                         %issuer,
@@ -233,6 +284,13 @@ impl TrustNote {
                 "CRL matches no configured CA and no pinned certificate's issuer; it is applied \
                  only to an intermediate CA of that name that a client presents, once its \
                  signature verifies against that intermediate"
+            ),
+            Self::UnverifiedCrl { issuer, path } => tracing::warn!(
+                %issuer,
+                path = %path.display(),
+                "CRL names a trusted CA, but no trusted key of that name signed it (a retired or \
+                 re-keyed CA's CRL?): it revokes nothing of the trusted CAs and is ignored for \
+                 them; it applies only to an intermediate of that name whose key verifies it"
             ),
             Self::Skipped {
                 path,
