@@ -319,8 +319,15 @@ async fn refused_client_chains_get_their_class() {
     refuse(Ca::new("Elsewhere").client("stranger")).await;
     failures_reach(&acceptor, HandshakeFailure::UnknownCa, 1).await;
 
-    // Signed by a key with the right name but not the trusted one.
-    refuse(Ca::new("Test Root CA").client("forged")).await;
+    // Issued by a CA with the trusted CA's name but another key: an unknown CA.
+    assert_eq!(
+        refuse(Ca::new("Test Root CA").client("same-name")).await,
+        Some(AlertDescription::UnknownCA)
+    );
+    failures_reach(&acceptor, HandshakeFailure::UnknownCa, 2).await;
+
+    // Claims the trusted key (authorityKeyIdentifier) but its signature does not verify.
+    refuse(pki.ca.client("tampered").with_corrupted_signature()).await;
     failures_reach(&acceptor, HandshakeFailure::BadSignature, 1).await;
 
     // No certificate at all.

@@ -389,3 +389,100 @@ async fn invalid_log_settings_refuse_to_start() {
         );
     }
 }
+
+/// The sha256 label of the trust-files sample whose value is 1.
+fn trust_in_use(text: &str) -> Option<String> {
+    text.lines()
+        .filter(|l| l.starts_with("tower_mtls_trust_files_info{") && l.ends_with(" 1"))
+        .find_map(|l| {
+            let start = l.find("sha256=\"")? + 8;
+            let end = start + l[start..].find('"')?;
+            Some(l[start..end].to_owned())
+        })
+}
+
+/// A broken change to the trust files is loud: the gauge says the files on disk are rejected,
+/// and the digest of the files in use (the same `TlsConfig::trust_files_digest` the doctor
+/// computes from the files on disk) stays the old one until the files are fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_reload_shows_on_metrics_until_the_files_are_fixed() {
+    let pki = Pki::new();
+    let cas = pki.path("client-cas.pem");
+    std::fs::write(&cas, &pki.ca.cert_pem).expect("write");
+    let ext = Extension::start(&tls_vars(&pki, &cas)).await;
+    let on_disk = || {
+        pki.builder()
+            .client_trust(&cas)
+            .build()
+            .map(|tls| tls.trust_files_digest().to_string())
+    };
+    let good = on_disk().expect("the files build");
+    let text = scrape(ext.health_port).await;
+    assert_eq!(
+        trust_in_use(&text).as_deref(),
+        Some(good.as_str()),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "tower_mtls_reload_rejected", &[]),
+        0.0,
+        "{text}"
+    );
+
+    // A broken bundle: the server keeps the previous trust and says so.
+    std::fs::write(&cas, "-----BEGIN CERTIFICATE-----\nnot base64\n").expect("write");
+    assert!(
+        on_disk().is_err(),
+        "the doctor would see the files do not build"
+    );
+    let deadline = Instant::now() + PATIENCE;
+    let text = loop {
+        let text = scrape(ext.health_port).await;
+        if sample(&text, "tower_mtls_reload_rejected", &[]) == 1.0 || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        sample(&text, "tower_mtls_reload_rejected", &[]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        trust_in_use(&text).as_deref(),
+        Some(good.as_str()),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "tower_mtls_reloads_total",
+            &[("outcome", "rejected")]
+        ) >= 1.0,
+        "{text}"
+    );
+
+    // Fixed with another CA: applied, the gauge clears, the digest in use is the new one.
+    let other = Ca::new("Replacement CA");
+    std::fs::write(&cas, &other.cert_pem).expect("write");
+    let fixed = on_disk().expect("the files build again");
+    let deadline = Instant::now() + PATIENCE;
+    let text = loop {
+        let text = scrape(ext.health_port).await;
+        if trust_in_use(&text).as_deref() == Some(fixed.as_str()) || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        trust_in_use(&text).as_deref(),
+        Some(fixed.as_str()),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "tower_mtls_reload_rejected", &[]),
+        0.0,
+        "{text}"
+    );
+    ext.terminate().await;
+}

@@ -384,6 +384,43 @@ fn base64_lines(bytes: &[u8]) -> String {
     lines
 }
 
+/// What an unusable CRL file must lead to: a file that does not decode as a signed CRL fails
+/// the build naming it; one that decodes (its issuer and signature can be read) but that
+/// rustls-webpki's profile refuses builds, and refuses the clients of its issuer naming it.
+fn judge_unusable(
+    wrong: &mut Vec<String>,
+    what: &str,
+    ca: &Ca,
+    bad: &std::path::Path,
+    result: Result<tower_mtls::TlsConfig, ConfigError>,
+) {
+    let attributable = what.contains("trailing bytes");
+    match result {
+        Err(ConfigError::InvalidCrl { path, .. }) if path == bad && !attributable => {}
+        Err(other) => wrong.push(format!(
+            "{what}: expected {}, got: {other}",
+            if attributable {
+                "a configuration".to_owned()
+            } else {
+                format!("InvalidCrl naming {}", bad.display())
+            }
+        )),
+        Ok(_) if !attributable => wrong.push(format!("{what}: build() succeeded")),
+        Ok(tls) => match tls
+            .verify_client_chain(&chain_der(&ca.client("x")), std::time::SystemTime::now())
+        {
+            Err(refused)
+                if refused.kind == HandshakeFailure::RevocationUnknown
+                    && refused.reason.contains(&bad.display().to_string()) => {}
+            other => wrong.push(format!(
+                "{what}: expected the issuer's client refused as revocation_unknown naming {}, \
+                 got {other:?}",
+                bad.display()
+            )),
+        },
+    }
+}
+
 #[test]
 fn an_unusable_crl_names_its_own_file_even_as_the_second_source() {
     let pki = Pki::new();
@@ -400,14 +437,7 @@ fn an_unusable_crl_names_its_own_file_even_as_the_second_source() {
             .client_crl(&good)
             .client_crl(&bad)
             .build();
-        match result {
-            Err(ConfigError::InvalidCrl { path, .. }) if path == bad => {}
-            Err(other) => wrong.push(format!(
-                "{what}: expected InvalidCrl naming {}, got: {other}",
-                bad.display()
-            )),
-            Ok(_) => wrong.push(format!("{what}: build() succeeded")),
-        }
+        judge_unusable(&mut wrong, what, &ca, &bad, result);
         // In one directory, after a good file.
         let dir = pki.path(&format!("crl-dir-{i}"));
         std::fs::create_dir(&dir).expect("dir");
@@ -418,13 +448,13 @@ fn an_unusable_crl_names_its_own_file_even_as_the_second_source() {
             .client_trust_pem(ca.cert_pem.clone())
             .client_crl(&dir)
             .build();
-        match result {
-            Err(ConfigError::InvalidCrl { path, .. }) if path == dir.join("b-bad.crl") => {}
-            Err(other) => wrong.push(format!(
-                "{what} in a directory: expected InvalidCrl naming b-bad.crl, got: {other}"
-            )),
-            Ok(_) => wrong.push(format!("{what} in a directory: build() succeeded")),
-        }
+        judge_unusable(
+            &mut wrong,
+            &format!("{what} in a directory"),
+            &ca,
+            &dir.join("b-bad.crl"),
+            result,
+        );
     }
     assert_none(wrong);
 }
@@ -966,4 +996,72 @@ async fn a_crl_not_yet_in_force_does_not_displace_the_one_in_force() {
         Ok(()),
         "#10 in force from its thisUpdate on"
     );
+}
+
+// ---- M: a CRL that cannot be used fails its own issuer closed, and nobody else ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crl_that_cannot_be_used_refuses_its_issuers_clients_and_nobody_elses() {
+    let pki = Pki::new();
+    let broken_ca = Ca::new("Broken CRL CA");
+    let fine_ca = Ca::new("Fine CRL CA");
+    let broken = pki.path("broken.crl");
+    // Its own CRL, signed by it, then trailing bytes: rustls-webpki's profile refuses it.
+    let mut der = broken_ca.crl_der_with(&CrlSpec::new(1, (2024, 1, 1)));
+    der.extend_from_slice(&[0x05, 0x00]);
+    std::fs::write(&broken, &der).expect("write");
+    let fine = pki.path("fine.crl");
+    std::fs::write(&fine, fine_ca.crl(&[])).expect("write");
+    let tls = pki
+        .builder()
+        .client_trust_pem(format!("{}{}", broken_ca.cert_pem, fine_ca.cert_pem))
+        .client_crl(&broken)
+        .client_crl(&fine)
+        .build()
+        .expect("an unusable CRL blocks only its issuer");
+    let warnings = tls.trust_details().warnings.join("\n");
+    assert!(
+        warnings.contains("broken.crl") && warnings.contains("cannot be used"),
+        "{warnings}"
+    );
+    let refused = tls
+        .verify_client_chain(
+            &chain_der(&broken_ca.client("x")),
+            std::time::SystemTime::now(),
+        )
+        .expect_err("refused");
+    assert!(
+        refused.reason.contains("broken.crl") && refused.reason.contains("cannot be used"),
+        "{refused}"
+    );
+    let verdicts = handshake_verdicts(
+        &pki,
+        tls,
+        &[&broken_ca.client("of-broken"), &fine_ca.client("of-fine")],
+    )
+    .await;
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::Refused(
+                HandshakeFailure::RevocationUnknown,
+                Some(AlertDescription::UnknownCA)
+            ),
+            Accepted
+        ]
+    );
+}
+
+#[test]
+fn a_crl_file_that_does_not_decode_is_refused_naming_it() {
+    // Nobody can tell whose revocations it holds: the configuration does not build.
+    let pki = Pki::new();
+    let garbage = pki.path("garbage.crl");
+    std::fs::write(&garbage, [0x30, 0x03, 0x02, 0x01, 0x01]).expect("write");
+    let result = pki
+        .builder()
+        .client_trust(&pki.ca_path)
+        .client_crl(&garbage)
+        .build();
+    assert_eq!(invalid_crl_path(result), garbage);
 }

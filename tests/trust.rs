@@ -585,8 +585,13 @@ async fn the_offline_verdict_agrees_with_the_handshake() {
             Err(F::UnknownCa),
         ),
         (
-            "forged (right name, wrong key)",
-            Ca::new("Verdict CA").client("forged"),
+            "same name, other key",
+            Ca::new("Verdict CA").client("same-name"),
+            Err(F::UnknownCa),
+        ),
+        (
+            "tampered (names the trusted key, signature broken)",
+            ca.client("tampered").with_corrupted_signature(),
             Err(F::BadSignature),
         ),
         (

@@ -485,3 +485,32 @@ async fn a_revoked_client_is_logged_with_the_crl_that_revoked_it() {
     );
     server.stop().await;
 }
+
+// ---- a same-name, other-key CA is an unknown CA, and the log says why ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_a_same_name_other_key_ca_is_logged_as_unknown_ca_with_the_name() {
+    capture();
+    let pki = Pki::new();
+    let trusted = Ca::new("Twin Name CA");
+    let twin = Ca::new("Twin Name CA");
+    let tls = pki
+        .builder()
+        .client_trust_pem(trusted.cert_pem.clone())
+        .build()
+        .expect("config");
+    let server = TestServer::start(MtlsAcceptor::new(tls)).await;
+    let alert = refusal_alert(&pki, Some(&twin.client("twin-name-client")), server.addr).await;
+    assert_eq!(alert, Some(tower_mtls::rustls::AlertDescription::UnknownCA));
+
+    let lines = rejection_logged("twin-name-client").await;
+    let verdict = lines[0].field("verdict").unwrap_or_default();
+    assert!(
+        lines[0].field("reason") == Some("unknown_ca")
+            && verdict.contains("Twin Name CA")
+            && verdict.contains("a CA of that name is trusted, but not the key"),
+        "{:#?}",
+        lines[0]
+    );
+    server.stop().await;
+}

@@ -244,6 +244,7 @@ fn handshake_io_error(error: HandshakeError) -> io::Error {
         | HandshakeFailure::NotYetValid
         | HandshakeFailure::Revoked
         | HandshakeFailure::StaleCrl
+        | HandshakeFailure::RevocationUnknown
         | HandshakeFailure::BadSignature
         | HandshakeFailure::WrongKeyUsage
         | HandshakeFailure::ChainTooLarge

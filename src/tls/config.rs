@@ -320,7 +320,10 @@ impl TlsConfig {
         let active = self.active();
         let trust = self.trust_details();
         #[cfg(feature = "metrics")]
-        super::metrics::expiry(active.server_certificate.not_after, &trust);
+        {
+            super::metrics::expiry(active.server_certificate.not_after, &trust);
+            super::metrics::trust_files(None, &active.trust_digest);
+        }
         check_expiry(
             &active.server_certificate,
             &trust,
@@ -347,6 +350,15 @@ impl TlsConfig {
             .into_iter()
             .map(Path::to_path_buf)
             .collect()
+    }
+
+    /// SHA-256 over the paths and contents of the trust and CRL files of the configuration in
+    /// use. A configuration built from the same files elsewhere (the doctor's `check` in the
+    /// same pod) has the same digest, so comparing the two tells whether the files on disk are
+    /// what the server applies; with the `metrics` feature it is the `sha256` label of
+    /// `tower_mtls_trust_files_info`.
+    pub fn trust_files_digest(&self) -> crate::identity::Fingerprint {
+        self.active().trust_digest
     }
 
     /// Everything the client trust holds now — each CA, pinned certificate and CRL — and the

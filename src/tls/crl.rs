@@ -169,26 +169,37 @@ pub(crate) struct Crl {
     /// The authorityKeyIdentifier's keyIdentifier, when present.
     pub(crate) authority_key_id: Option<Vec<u8>>,
     scope: Scope,
+    /// Why rustls-webpki's profile refuses it, when it does: see [`Crl::parse`].
+    defect: Option<String>,
     signed: Signed,
 }
 
 impl Crl {
-    /// Parses a CRL read from `path`. Everything rustls-webpki would refuse is refused here,
-    /// naming the file: CRLs partitioned by reason, indirect CRLs, delta CRLs.
+    /// Parses a CRL read from `path`. A file that does not decode as a signed CRL at all is an
+    /// error naming it: nobody can tell whose revocations it holds. One that decodes but breaks
+    /// rustls-webpki's profile (a delta, indirect or reason-partitioned CRL, an unknown
+    /// critical extension, trailing data, …) is kept as **unusable** with the reason: it is
+    /// bound to its issuer like any CRL, and that issuer's certificates are then refused
+    /// ([`Revoked::Unknown`]) rather than the whole configuration.
     pub(crate) fn parse(path: &Path, der: &[u8]) -> Result<Self, ConfigError> {
         let invalid = |reason: String| ConfigError::InvalidCrl {
             path: path.to_owned(),
             reason,
         };
-        webpki::OwnedCertRevocationList::from_der(der)
-            .map_err(|e| invalid(format!("not a CRL rustls can use: {e}")))?;
         let (rest, crl) =
             CertificateRevocationList::from_der(der).map_err(|e| invalid(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(invalid("trailing data after the CRL".into()));
+        let signed = Signed::parse(&der[..der.len() - rest.len()])
+            .ok_or_else(|| invalid("not a signed CRL structure".into()))?;
+        let issuer_display = DistinguishedName::from_x509(crl.issuer(), "issuer")
+            .map_err(|e| invalid(e.to_string()))?
+            .to_string();
+        let mut defects = Vec::new();
+        if let Err(e) = webpki::OwnedCertRevocationList::from_der(der) {
+            defects.push(format!("not a CRL rustls can use: {e}"));
         }
-        let signed =
-            Signed::parse(der).ok_or_else(|| invalid("not a signed CRL structure".into()))?;
+        if !rest.is_empty() {
+            defects.push("trailing data after the CRL".into());
+        }
         let mut authority_key_id = None;
         let mut scope = Scope::default();
         for ext in crl.extensions() {
@@ -198,12 +209,11 @@ impl Crl {
                         || idp.only_some_reasons.is_some()
                         || idp.indirect_crl
                     {
-                        return Err(invalid(
+                        defects.push(
                             "an indirect CRL, or one partitioned by revocation reason or for \
-                             attribute certificates, is not supported; configure the issuer's \
-                             CRL for its certificates' distribution points"
+                             attribute certificates, is not supported"
                                 .into(),
-                        ));
+                        );
                     }
                     let mut uris: Vec<Vec<u8>> = match &idp.distribution_point {
                         Some(DistributionPointName::FullName(names)) => {
@@ -223,10 +233,7 @@ impl Crl {
                     authority_key_id = aki.key_identifier.as_ref().map(|k| k.0.to_vec());
                 }
                 ParsedExtension::ParseError { error } => {
-                    return Err(invalid(format!(
-                        "extension {} does not decode: {error}",
-                        ext.oid
-                    )));
+                    defects.push(format!("extension {} does not decode: {error}", ext.oid));
                 }
                 _ => {}
             }
@@ -239,20 +246,25 @@ impl Crl {
             .iter_revoked_certificates()
             .map(|entry| serial_key(entry.raw_serial()).to_vec())
             .collect();
+        defects.dedup();
         Ok(Self {
             path: path.to_owned(),
             issuer: NameKey::of(crl.issuer()),
-            issuer_display: DistinguishedName::from_x509(crl.issuer(), "issuer")
-                .map_err(|e| invalid(e.to_string()))?
-                .to_string(),
+            issuer_display,
             number,
             this_update: crl.last_update().timestamp(),
             next_update: crl.next_update().map(|t| t.timestamp()),
             revoked,
             authority_key_id,
             scope,
+            defect: (!defects.is_empty()).then(|| defects.join("; ")),
             signed,
         })
+    }
+
+    /// Why this CRL cannot be used, when it cannot.
+    pub(crate) fn defect(&self) -> Option<&str> {
+        self.defect.as_deref()
     }
 
     pub(crate) fn verified_by(&self, spki: &[u8], algorithms: &WebPkiSupportedAlgorithms) -> bool {
@@ -314,6 +326,9 @@ struct ScopeCrls {
 #[derive(Debug)]
 pub(crate) struct Authority {
     scopes: Vec<ScopeCrls>,
+    /// CRLs of this issuer that cannot be used: while there is one, no certificate of the
+    /// issuer can be judged, so each is refused.
+    unusable: Vec<Arc<Crl>>,
 }
 
 /// A certificate the revocation information lets through, and until when that holds.
@@ -331,9 +346,15 @@ impl Authority {
             return None;
         }
         let mut by_scope: HashMap<&Scope, Vec<Arc<Crl>>> = HashMap::new();
+        let mut unusable = Vec::new();
         for crl in crls {
-            by_scope.entry(&crl.scope).or_default().push(crl.clone());
+            if crl.defect.is_some() {
+                unusable.push(crl.clone());
+            } else {
+                by_scope.entry(&crl.scope).or_default().push(crl.clone());
+            }
         }
+        unusable.sort_by(|a: &Arc<Crl>, b| a.path.cmp(&b.path));
         let mut scopes: Vec<ScopeCrls> = by_scope
             .into_iter()
             .map(|(scope, mut crls)| {
@@ -345,7 +366,7 @@ impl Authority {
             })
             .collect();
         scopes.sort_by(|a, b| a.scope.cmp(&b.scope));
-        Some(Arc::new(Self { scopes }))
+        Some(Arc::new(Self { scopes, unusable }))
     }
 
     /// Judges one certificate at `now` (Unix seconds) against every scope that covers it:
@@ -358,6 +379,17 @@ impl Authority {
         now: u64,
         require_fresh: bool,
     ) -> Result<NotRevoked, Revoked> {
+        if let Some(crl) = self.unusable.first() {
+            return Err(Revoked::Unknown {
+                reason: format!(
+                    "the CRL in {} of issuer {} cannot be used ({}): the revocation status of \
+                     its certificates is unknown, so they are refused until it is fixed or removed",
+                    crl.path.display(),
+                    crl.issuer_display,
+                    crl.defect.as_deref().unwrap_or_default()
+                ),
+            });
+        }
         let mut until = u64::MAX;
         for group in &self.scopes {
             if !group.scope.covers(cert) {
@@ -432,12 +464,16 @@ pub(crate) enum Revoked {
     Listed { reason: String },
     /// The authoritative CRL is past its nextUpdate and fresh CRLs are required.
     Stale { next_update: u64, reason: String },
+    /// A CRL of its issuer cannot be used: its status cannot be told.
+    Unknown { reason: String },
 }
 
 impl Revoked {
     pub(crate) fn reason(&self) -> &str {
         match self {
-            Self::Listed { reason } | Self::Stale { reason, .. } => reason,
+            Self::Listed { reason } | Self::Stale { reason, .. } | Self::Unknown { reason } => {
+                reason
+            }
         }
     }
 }

@@ -199,6 +199,10 @@ pub enum HandshakeFailure {
     /// The CRL of the client certificate's issuer is past its nextUpdate and the configuration
     /// requires fresh CRLs ([`TlsConfigBuilder::require_fresh_crls`](crate::TlsConfigBuilder::require_fresh_crls)).
     StaleCrl,
+    /// A CRL signed by the client certificate's issuer is configured but cannot be used
+    /// (a delta, indirect or reason-partitioned CRL, an unknown critical extension, …): whether
+    /// the certificate is revoked cannot be told, so it is refused until the CRL is fixed.
+    RevocationUnknown,
     /// A signature does not verify: on the certificate, or the handshake signature made with
     /// the certificate's key.
     BadSignature,
@@ -222,7 +226,7 @@ pub enum HandshakeFailure {
     Io,
 }
 
-pub(crate) const CLASSES: usize = 18;
+pub(crate) const CLASSES: usize = 19;
 
 impl HandshakeFailure {
     /// Every class, for iterating counters.
@@ -236,6 +240,7 @@ impl HandshakeFailure {
         Self::NotYetValid,
         Self::Revoked,
         Self::StaleCrl,
+        Self::RevocationUnknown,
         Self::BadSignature,
         Self::WrongKeyUsage,
         Self::ChainTooLarge,
@@ -259,6 +264,7 @@ impl HandshakeFailure {
             Self::NotYetValid => "not_yet_valid",
             Self::Revoked => "revoked",
             Self::StaleCrl => "stale_crl",
+            Self::RevocationUnknown => "revocation_unknown",
             Self::BadSignature => "bad_signature",
             Self::WrongKeyUsage => "wrong_key_usage",
             Self::ChainTooLarge => "chain_too_large",
@@ -280,6 +286,7 @@ impl HandshakeFailure {
                 | Self::NotYetValid
                 | Self::Revoked
                 | Self::StaleCrl
+                | Self::RevocationUnknown
                 | Self::BadSignature
                 | Self::WrongKeyUsage
                 | Self::ChainTooLarge
@@ -487,6 +494,7 @@ pub(crate) fn classify_tls(error: &TlsError) -> HandshakeFailure {
             CertificateError::Revoked => HandshakeFailure::Revoked,
             CertificateError::ExpiredRevocationList
             | CertificateError::ExpiredRevocationListContext { .. } => HandshakeFailure::StaleCrl,
+            CertificateError::UnknownRevocationStatus => HandshakeFailure::RevocationUnknown,
             CertificateError::BadSignature => HandshakeFailure::BadSignature,
             CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
                 HandshakeFailure::WrongKeyUsage

@@ -55,6 +55,8 @@ pub(crate) struct Active {
     pub(crate) trust: TrustSummary,
     /// What to tell the operator about the trust when this generation is applied.
     pub(crate) trust_notes: Vec<TrustNote>,
+    /// Digest of the trust and CRL files it was built from ([`Inputs::trust_digest`]).
+    pub(crate) trust_digest: Fingerprint,
 }
 
 impl Active {
@@ -167,6 +169,7 @@ impl Spec {
             server_certificate,
             trust,
             trust_notes,
+            trust_digest: inputs.trust_digest,
         })
     }
 

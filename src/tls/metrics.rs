@@ -12,6 +12,8 @@
 //! | `tower_mtls_handshakes_in_progress` | gauge | | handshakes running now |
 //! | `tower_mtls_connections_open` | gauge | | TLS connections open now (handshake done, not closed yet) |
 //! | `tower_mtls_reloads_total` | counter | `outcome` (`applied`, `rejected`) | reloads that found changed files (a rejected change is counted once) |
+//! | `tower_mtls_reload_rejected` | gauge | | 1 while the files on disk are a rejected change (the previous configuration stays in use), else 0 |
+//! | `tower_mtls_trust_files_info` | gauge | `sha256` ([`TlsConfig::trust_files_digest`](crate::TlsConfig::trust_files_digest)) | 1 for the trust and CRL files in use, 0 for those replaced |
 //! | `tower_mtls_policy_decisions_total` | counter | `decision` (`allow`, `deny`), `reason` (`none`, or the [`RejectReason`](crate::policy::RejectReason) code, e.g. `client_certificate_not_allowed`) | requests a [`ClientCertLayer`](crate::ClientCertLayer) decided |
 //! | `tower_mtls_server_certificate_not_after_seconds` | gauge | | the served certificate's notAfter, Unix seconds |
 //! | `tower_mtls_trust_earliest_not_after_seconds` | gauge | | the earliest notAfter among trusted CAs and pinned certificates, Unix seconds (absent without client trust) |
@@ -44,6 +46,10 @@ pub const HANDSHAKES_IN_PROGRESS: &str = "tower_mtls_handshakes_in_progress";
 pub const CONNECTIONS_OPEN: &str = "tower_mtls_connections_open";
 /// `tower_mtls_reloads_total`.
 pub const RELOADS_TOTAL: &str = "tower_mtls_reloads_total";
+/// `tower_mtls_reload_rejected`.
+pub const RELOAD_REJECTED: &str = "tower_mtls_reload_rejected";
+/// `tower_mtls_trust_files_info`.
+pub const TRUST_FILES_INFO: &str = "tower_mtls_trust_files_info";
 /// `tower_mtls_policy_decisions_total`.
 pub const POLICY_DECISIONS_TOTAL: &str = "tower_mtls_policy_decisions_total";
 /// `tower_mtls_server_certificate_not_after_seconds`.
@@ -73,6 +79,14 @@ pub fn describe() {
     describe_counter!(
         RELOADS_TOTAL,
         "TLS reloads that found changed files, by outcome"
+    );
+    describe_gauge!(
+        RELOAD_REJECTED,
+        "1 while the TLS files on disk are a rejected change and the previous configuration stays in use"
+    );
+    describe_gauge!(
+        TRUST_FILES_INFO,
+        "1 for the digest of the trust and CRL files in use, 0 for digests replaced"
     );
     describe_counter!(
         POLICY_DECISIONS_TOTAL,
@@ -130,6 +144,24 @@ pub(crate) fn gauge(name: &'static str, up: bool) {
 pub(crate) fn reload(applied: bool) {
     let outcome = if applied { "applied" } else { "rejected" };
     metrics::counter!(RELOADS_TOTAL, "outcome" => outcome).increment(1);
+}
+
+/// Sets `tower_mtls_reload_rejected`.
+#[cfg(feature = "metrics")]
+pub(crate) fn reload_rejected(rejected: bool) {
+    metrics::gauge!(RELOAD_REJECTED).set(if rejected { 1.0 } else { 0.0 });
+}
+
+/// Sets `tower_mtls_trust_files_info` for the files in use (and to 0 for those replaced).
+#[cfg(feature = "metrics")]
+pub(crate) fn trust_files(
+    previous: Option<&crate::identity::Fingerprint>,
+    current: &crate::identity::Fingerprint,
+) {
+    if let Some(previous) = previous.filter(|p| *p != current) {
+        metrics::gauge!(TRUST_FILES_INFO, "sha256" => previous.to_string()).set(0.0);
+    }
+    metrics::gauge!(TRUST_FILES_INFO, "sha256" => current.to_string()).set(1.0);
 }
 
 /// Records one policy decision.

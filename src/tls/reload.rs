@@ -79,7 +79,11 @@ impl ReloadState {
     /// Tells the subscribers, the observers and the metrics about a reported outcome.
     fn report(&self, event: ReloadEvent) {
         #[cfg(feature = "metrics")]
-        super::metrics::reload(matches!(event, ReloadEvent::Applied(_)));
+        {
+            let applied = matches!(event, ReloadEvent::Applied(_));
+            super::metrics::reload(applied);
+            super::metrics::reload_rejected(!applied);
+        }
         for observer in self
             .observers
             .read()
@@ -116,6 +120,8 @@ impl ReloadState {
                 digests.pending = None;
                 if digests.reported.take().is_some() {
                     tracing::info!("TLS files are back to the configuration in use");
+                    #[cfg(feature = "metrics")]
+                    super::metrics::reload_rejected(false);
                 }
                 ReloadOutcome::Unchanged
             }
@@ -126,6 +132,8 @@ impl ReloadState {
                     std::mem::replace(&mut *slot, active.clone())
                 };
                 active.log_trust();
+                #[cfg(feature = "metrics")]
+                super::metrics::trust_files(Some(&previous.trust_digest), &active.trust_digest);
                 let report = Arc::new(ReloadReport {
                     server_certificate: active.server_certificate.clone(),
                     previous_server_certificate: previous.server_certificate.clone(),

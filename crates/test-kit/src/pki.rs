@@ -563,6 +563,32 @@ pub struct Leaf {
 }
 
 impl Leaf {
+    /// The same certificate with one bit of its signature flipped: its authorityKeyIdentifier
+    /// still names the issuer's key, and that key no longer verifies it (a corrupted or
+    /// tampered certificate). The key still matches, so a client can present it.
+    pub fn with_corrupted_signature(&self) -> Leaf {
+        use base64::Engine;
+        let mut der = self.der.as_ref().to_vec();
+        // The last byte of the DER is the last byte of the signature value.
+        if let Some(last) = der.last_mut() {
+            *last ^= 0x01;
+        }
+        let body = base64::engine::general_purpose::STANDARD.encode(&der);
+        let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+        for line in body.as_bytes().chunks(64) {
+            pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+        let rest = self.chain_pem.strip_prefix(&self.cert_pem).unwrap_or("");
+        Leaf {
+            chain_pem: format!("{pem}{rest}"),
+            cert_pem: pem,
+            key_pem: self.key_pem.clone(),
+            der: CertificateDer::from(der),
+        }
+    }
+
     /// Writes `<name>.crt` (the chain) and `<name>.key` into `dir`.
     pub fn write(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         let cert = dir.join(format!("{name}.crt"));

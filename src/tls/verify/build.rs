@@ -308,6 +308,13 @@ impl ClientVerifier {
                 scope: crl.scope_display(),
                 path: path.clone(),
             });
+            if let Some(defect) = crl.defect() {
+                notes.push(TrustNote::UnusableCrl {
+                    issuer: crl.issuer_display.clone(),
+                    reason: defect.to_owned(),
+                    path: path.clone(),
+                });
+            }
             let mut bound = false;
             let mut same_name = Vec::new();
             for (i, anchor) in anchors.iter().enumerate() {

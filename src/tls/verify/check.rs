@@ -106,6 +106,7 @@ impl ClientVerifier {
                             error,
                             Error::InvalidCertificate(
                                 CertificateError::Revoked
+                                    | CertificateError::UnknownRevocationStatus
                                     | CertificateError::ExpiredRevocationListContext { .. }
                             )
                         ) =>
@@ -210,6 +211,7 @@ impl ClientVerifier {
                     Err(refusal) => {
                         let error = match &refusal {
                             Revoked::Listed { .. } => webpki::Error::CertRevoked,
+                            Revoked::Unknown { .. } => webpki::Error::UnknownRevocationStatus,
                             Revoked::Stale { next_update, .. } => webpki::Error::CrlExpired {
                                 time: now,
                                 next_update: UnixTime::since_unix_epoch(Duration::from_secs(
@@ -300,6 +302,12 @@ impl PinnedLeaf {
                 Err(Revoked::Listed { reason }) => {
                     return Err(Refusal {
                         error: Error::InvalidCertificate(CertificateError::Revoked),
+                        reason,
+                    });
+                }
+                Err(Revoked::Unknown { reason }) => {
+                    return Err(Refusal {
+                        error: Error::InvalidCertificate(CertificateError::UnknownRevocationStatus),
                         reason,
                     });
                 }

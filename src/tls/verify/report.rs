@@ -141,6 +141,15 @@ impl TrustDetails {
                      presents",
                     path.display()
                 )),
+                TrustNote::UnusableCrl {
+                    issuer,
+                    reason,
+                    path,
+                } => details.warnings.push(format!(
+                    "{}: CRL of {issuer} cannot be used ({reason}): the certificates of its \
+                     issuer are refused until it is fixed or removed",
+                    path.display()
+                )),
                 TrustNote::UnverifiedCrl { issuer, path } => details.warnings.push(format!(
                     "{}: CRL names the trusted CA {issuer} but no trusted key of that name \
                      signed it (a retired or re-keyed CA's CRL?): it is ignored for the \
@@ -200,6 +209,12 @@ pub(crate) enum TrustNote {
     /// A CRL naming a trusted CA whose signature no key of a trusted CA of that name verifies.
     UnverifiedCrl {
         issuer: String,
+        path: PathBuf,
+    },
+    /// A CRL that decodes but cannot be used: its issuer's certificates are refused.
+    UnusableCrl {
+        issuer: String,
+        reason: String,
         path: PathBuf,
     },
     Skipped {
@@ -284,6 +299,16 @@ impl TrustNote {
                 "CRL matches no configured CA and no pinned certificate's issuer; it is applied \
                  only to an intermediate CA of that name that a client presents, once its \
                  signature verifies against that intermediate"
+            ),
+            Self::UnusableCrl {
+                issuer,
+                reason,
+                path,
+            } => tracing::error!(
+                %issuer,
+                path = %path.display(),
+                "CRL cannot be used ({reason}): the certificates of its issuer are refused \
+                 (revocation_unknown) until it is fixed or removed"
             ),
             Self::UnverifiedCrl { issuer, path } => tracing::warn!(
                 %issuer,
