@@ -10,6 +10,7 @@ use tower_mtls::steadybit::vars;
 use tower_mtls::{ClientAuth, ClientCertPolicy, TlsConfig, steadybit::ExtensionEnv};
 
 use crate::describe::{CertInfo, expiry_warning, rfc3339};
+use crate::running;
 use crate::{ExtensionArgs, Outcome};
 
 /// JVM clients refuse a CertificateRequest over 32 KiB; warn well before.
@@ -52,7 +53,76 @@ struct Crl {
     path: PathBuf,
 }
 
-pub(crate) fn run(args: &ExtensionArgs, deny_warnings: bool) -> Outcome {
+pub(crate) fn run(args: &ExtensionArgs, deny_warnings: bool, running: Option<&str>) -> Outcome {
+    let mut outcome = on_disk(args, deny_warnings);
+    if let Some(url) = running {
+        compare_with_running(&mut outcome, args, url);
+    }
+    outcome
+}
+
+/// Adds what a running server applies, next to what the files on disk hold.
+fn compare_with_running(outcome: &mut Outcome, args: &ExtensionArgs, url: &str) {
+    let disk = load(args)
+        .ok()
+        .and_then(|l| l.tls)
+        .map(|tls| tls.trust_files_digest().to_string());
+    let mut human = format!("\nrunning server ({url}):\n");
+    let report = match running::fetch(url) {
+        Err(error) => {
+            let _ = writeln!(human, "  cannot read its metrics: {error}");
+            outcome.ok = false;
+            json!({ "url": url, "error": error })
+        }
+        Ok(in_force) => {
+            let same = disk.is_some() && disk == in_force.trust_files;
+            let _ = writeln!(
+                human,
+                "  trust files in use: {}\n  trust files on disk: {}{}\n  last reload rejected: {}",
+                in_force
+                    .trust_files
+                    .as_deref()
+                    .unwrap_or("not published (metrics off?)"),
+                disk.as_deref().unwrap_or("do not load (above)"),
+                if same { " (the same)" } else { " (DIFFERENT)" },
+                if in_force.reload_rejected {
+                    "YES"
+                } else {
+                    "no"
+                }
+            );
+            if in_force.reload_rejected {
+                let _ = writeln!(
+                    human,
+                    "  the server rejected the files on disk and still applies its previous \
+                     trust: fix the files (see its error log) so that the change, a removal of \
+                     trust included, takes effect"
+                );
+                outcome.ok = false;
+            } else if !same && in_force.trust_files.is_some() && disk.is_some() {
+                let _ = writeln!(
+                    human,
+                    "  the server has not applied these files (yet: it polls them every second; \
+                     or it reads other paths)"
+                );
+            }
+            json!({
+                "url": url,
+                "trust_files_in_use": in_force.trust_files,
+                "trust_files_on_disk": disk,
+                "same": same,
+                "reload_rejected": in_force.reload_rejected,
+            })
+        }
+    };
+    outcome.human.push_str(&human);
+    if let Some(object) = outcome.json.as_object_mut() {
+        object.insert("running".into(), report);
+        object.insert("ok".into(), outcome.ok.into());
+    }
+}
+
+fn on_disk(args: &ExtensionArgs, deny_warnings: bool) -> Outcome {
     let now = SystemTime::now();
     let loaded = match load(args) {
         Ok(loaded) => loaded,

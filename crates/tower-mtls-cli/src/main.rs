@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 mod check;
 mod describe;
 mod probe;
+mod running;
 mod verify;
 
 /// Checks, verifies and probes mutual TLS between a Steadybit agent and an extension.
@@ -97,6 +98,11 @@ struct CheckArgs {
     /// Exit 1 when there is any warning, not only when the extension would not start.
     #[arg(long)]
     deny_warnings: bool,
+    /// A running extension's metrics (`http://127.0.0.1:HEALTH_PORT/metrics`): compare the
+    /// trust files it applies with the files on disk, and say whether its last reload was
+    /// rejected. Run in the extension's pod, where the paths are the same.
+    #[arg(long, value_name = "URL")]
+    running: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -162,7 +168,11 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check(args) => Ok(check::run(&args.extension, args.deny_warnings)),
+        Command::Check(args) => Ok(check::run(
+            &args.extension,
+            args.deny_warnings,
+            args.running.as_deref(),
+        )),
         Command::Verify(args) => verify::run(&args.extension, &args.client_cert, args.time),
         Command::Probe(args) => probe::run(&args),
     };

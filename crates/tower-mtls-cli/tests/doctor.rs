@@ -531,6 +531,7 @@ fn extension_binary() -> PathBuf {
 struct Extension {
     child: Child,
     port: u16,
+    health_port: u16,
 }
 
 impl Drop for Extension {
@@ -574,9 +575,14 @@ fn start_extension(vars: &[(&str, &Path)], policy: Option<&str>) -> Extension {
     let port = rx
         .recv_timeout(PATIENCE)
         .expect("the extension logs its service port");
-    rx.recv_timeout(PATIENCE)
+    let health_port = rx
+        .recv_timeout(PATIENCE)
         .expect("the extension logs its health port");
-    Extension { child, port }
+    Extension {
+        child,
+        port,
+        health_port,
+    }
 }
 
 /// `probe --json` with the agent's variables and extra flags.
@@ -1077,4 +1083,57 @@ fn probe_reports_the_jvm_rule_when_the_clients_issuer_is_not_advertised() {
         "{report}"
     );
     assert_eq!(request["jvm_would_send"], true);
+}
+
+// check --running: what the server applies next to the files on disk
+
+#[test]
+fn check_running_compares_the_trust_in_use_with_the_files_on_disk() {
+    let setup = Setup::new();
+    let cas = setup.dir.path().join("bundle.pem");
+    std::fs::write(&cas, &setup.client_ca.cert_pem).unwrap();
+    let vars: Vec<(&str, &Path)> = vec![
+        ("STEADYBIT_EXTENSION_TLS_SERVER_CERT", &setup.server_cert),
+        ("STEADYBIT_EXTENSION_TLS_SERVER_KEY", &setup.server_key),
+        ("STEADYBIT_EXTENSION_TLS_CLIENT_CAS", &cas),
+    ];
+    let ext = start_extension(&vars, None);
+    let url = format!("http://127.0.0.1:{}/metrics", ext.health_port);
+    let check = |code: i32| {
+        json(
+            &doctor(&["check", "--json", "--running", &url], &vars),
+            code,
+        )
+    };
+
+    let report = check(0);
+    assert_eq!(report["running"]["same"], true, "{report:#}");
+    assert_eq!(report["running"]["reload_rejected"], false, "{report:#}");
+    let in_use = report["running"]["trust_files_in_use"].clone();
+
+    // A broken bundle: the files would not start an extension, the running one keeps its trust
+    // and says its reload was rejected; the doctor shows both and exits 1.
+    std::fs::write(&cas, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let report = loop {
+        let out = doctor(&["check", "--json", "--running", &url], &vars);
+        let report = json(&out, 1);
+        if report["running"]["reload_rejected"] == true || std::time::Instant::now() > deadline {
+            break report;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(report["starts"], false, "{report:#}");
+    assert_eq!(report["running"]["reload_rejected"], true, "{report:#}");
+    assert_eq!(
+        report["running"]["trust_files_in_use"], in_use,
+        "{report:#}"
+    );
+    assert_eq!(report["running"]["same"], false, "{report:#}");
+    let human = stdout(&doctor(&["check", "--running", &url], &vars));
+    assert!(
+        human.contains("would NOT start") && human.contains("last reload rejected: YES"),
+        "{human}"
+    );
+    drop(ext);
 }
