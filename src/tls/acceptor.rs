@@ -146,8 +146,11 @@ impl MtlsAcceptor {
         drop(in_progress);
         let (error, linger) = match outcome {
             Ok(Ok(stream)) => {
-                self.counters.succeeded();
-                self.finished(started, None, remote_addr, || {
+                let resumed = stream.info().tls().is_resumed();
+                self.counters.succeeded(resumed);
+                #[cfg(feature = "metrics")]
+                super::metrics::session(resumed);
+                self.finished(started, None, resumed, remote_addr, || {
                     stream
                         .info()
                         .peer()
@@ -164,7 +167,7 @@ impl MtlsAcceptor {
         };
         let error = error.with_presented(refused);
         self.counters.failed(error.kind());
-        self.finished(started, Some(error.kind()), remote_addr, || {
+        self.finished(started, Some(error.kind()), false, remote_addr, || {
             error.presented_certificate().map(|c| c.subject.clone())
         });
         error.log(&self.limiter);
@@ -179,6 +182,7 @@ impl MtlsAcceptor {
         &self,
         started: Instant,
         failure: Option<HandshakeFailure>,
+        resumed: bool,
         remote_addr: Option<SocketAddr>,
         client_subject: impl FnOnce() -> Option<String>,
     ) {
@@ -193,6 +197,7 @@ impl MtlsAcceptor {
             duration,
             remote_addr,
             client_subject: client_subject(),
+            resumed,
         };
         for observer in self.observers.iter() {
             observer.on_handshake(&event);

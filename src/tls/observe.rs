@@ -30,6 +30,8 @@ pub struct HandshakeEvent {
     /// The subject (RFC 4514) of the client certificate presented — accepted or refused —
     /// when there was one and it parses.
     pub client_subject: Option<String>,
+    /// Whether the handshake succeeded by resuming a session (a full handshake otherwise).
+    pub resumed: bool,
 }
 
 impl HandshakeEvent {

@@ -63,7 +63,14 @@ pub(crate) fn note_verified(until: u64) {
     });
 }
 
-fn now() -> u64 {
+/// This handshake's verification bound, for the ticketer: `None` outside a handshake's scope,
+/// `Some(None)` while no client certificate has been verified nor a bounded session resumed.
+pub(crate) fn verified_until() -> Option<Option<u64>> {
+    VERIFIED_UNTIL.try_with(Cell::get).ok()
+}
+
+/// Now, in Unix seconds.
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
