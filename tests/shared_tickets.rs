@@ -1,0 +1,382 @@
+//! Resumption across replicas: two `extension` processes mount one session ticket key file
+//! (`TOWER_MTLS_SESSION_TICKET_KEYS`), and a ticket one issues resumes on the other — only with
+//! a key still in the file, only under the same trust, only while the client verification it
+//! descends from holds. Python's `ssl` module is the client (it keeps sessions across
+//! connections to different ports); TLS 1.3 and TLS 1.2.
+
+use tower_mtls_test_kit as support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use support::extension::{Extension, http_get};
+use support::*;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+const SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/clients/resume_across.py"
+);
+
+const FULL: &str = "RESUMED False STATUS 200";
+const RESUMED: &str = "RESUMED True STATUS 200";
+
+/// The Python client, one command per line (see the script).
+struct Client {
+    _child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl Client {
+    fn start(pki: &Pki, leaf: &(PathBuf, PathBuf), version: &str) -> Client {
+        let mut child = Command::new("python3")
+            .arg(SCRIPT)
+            .arg(&pki.ca_path)
+            .arg(&leaf.0)
+            .arg(&leaf.1)
+            .arg(version)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 runs");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        Client {
+            _child: child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Connects to `port` offering the session `offer` ("-": none) and keeps the newest
+    /// session as `keep`; the script's answer.
+    async fn connect(&mut self, port: u16, offer: &str, keep: &str) -> String {
+        self.stdin
+            .write_all(format!("connect {port} {offer} {keep}\n").as_bytes())
+            .await
+            .expect("command");
+        tokio::time::timeout(PATIENCE, self.stdout.next_line())
+            .await
+            .expect("the client answers in time")
+            .expect("read")
+            .expect("a line")
+    }
+}
+
+/// A fresh key line.
+fn key() -> String {
+    tower_mtls::tls::new_session_ticket_key().expect("random")
+}
+
+/// Writes a key file as a mounted secret: `dir/keys` through the kubelet's `..data` link.
+fn write_keys(dir: &Path, generation: &str, keys: &[&str]) -> PathBuf {
+    let text = keys.join("\n") + "\n";
+    pki::write_secret_generation(dir, generation, &[("keys", &text)]);
+    dir.join("keys")
+}
+
+/// The extension's variables: this PKI's server identity, `cas` trusted for clients, and
+/// the ticket key file if any.
+fn vars(pki: &Pki, cas: &str, keys: Option<&Path>) -> Vec<(&'static str, String)> {
+    let mut vars = vec![
+        (
+            "STEADYBIT_EXTENSION_TLS_SERVER_CERT",
+            pki.server_cert.display().to_string(),
+        ),
+        (
+            "STEADYBIT_EXTENSION_TLS_SERVER_KEY",
+            pki.server_key.display().to_string(),
+        ),
+        ("STEADYBIT_EXTENSION_TLS_CLIENT_CAS", cas.to_owned()),
+    ];
+    if let Some(keys) = keys {
+        vars.push(("TOWER_MTLS_SESSION_TICKET_KEYS", keys.display().to_string()));
+    }
+    vars
+}
+
+/// Waits until `ext` has logged `n` applied reloads that changed the key file.
+async fn keys_reloaded(ext: &Extension, n: usize) {
+    let seen = || {
+        ext.lines()
+            .iter()
+            .filter(|l| {
+                l.contains("TLS configuration reloaded")
+                    && l.contains("session_ticket_keys_changed=true")
+            })
+            .count()
+    };
+    tokio::time::timeout(PATIENCE, async {
+        while seen() < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the watch applies the new key file");
+}
+
+/// Waits until `ext` has logged `n` applied reloads that changed the trust.
+async fn trust_reloaded(ext: &Extension, n: usize) {
+    let seen = || {
+        ext.lines()
+            .iter()
+            .filter(|l| {
+                l.contains("TLS configuration reloaded") && l.contains("trust_changed=true")
+            })
+            .count()
+    };
+    tokio::time::timeout(PATIENCE, async {
+        while seen() < n {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the watch applies the new trust");
+}
+
+/// One line of the extension's Prometheus text: the value of `series`, 0 when absent.
+async fn metric(ext: &Extension, series: &str) -> u64 {
+    let (status, body) = http_get(ext.health_port, "/metrics")
+        .await
+        .expect("metrics");
+    assert_eq!(status, 200);
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+const ACCEPTED: &str = r#"tower_mtls_session_tickets_total{outcome="accepted",reason="none"}"#;
+
+fn refused(reason: &str) -> String {
+    format!(r#"tower_mtls_session_tickets_total{{outcome="refused",reason="{reason}"}}"#)
+}
+
+async fn a_ticket_from_one_replica_resumes_on_the_other(version: &str) {
+    let pki = Pki::new();
+    let leaf = pki.write_leaf(&pki.ca.client("steadybit-agent"), "agent");
+    let keys = write_keys(&pki.path("tickets"), "..g1", &[&key()]);
+    let ca = pki.ca_path.display().to_string();
+    let a = Extension::start(&vars(&pki, &ca, Some(&keys))).await;
+    let b = Extension::start(&vars(&pki, &ca, Some(&keys))).await;
+    let mut client = Client::start(&pki, &leaf, version);
+
+    assert_eq!(client.connect(a.port, "-", "s1").await, FULL);
+    assert_eq!(client.connect(b.port, "s1", "s2").await, RESUMED);
+    // Chained: B's ticket, issued on a resumed connection, resumes on A.
+    assert_eq!(client.connect(a.port, "s2", "s3").await, RESUMED);
+    assert_eq!(metric(&b, ACCEPTED).await, 1);
+    assert_eq!(
+        metric(&b, r#"tower_mtls_sessions_total{kind="resumed"}"#).await,
+        1
+    );
+    assert_eq!(
+        metric(&a, r#"tower_mtls_sessions_total{kind="full"}"#).await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls13_a_ticket_from_one_replica_resumes_on_the_other() {
+    a_ticket_from_one_replica_resumes_on_the_other("1.3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls12_a_ticket_from_one_replica_resumes_on_the_other() {
+    a_ticket_from_one_replica_resumes_on_the_other("1.2").await;
+}
+
+async fn rotation_keeps_old_tickets_until_their_key_is_dropped(version: &str) {
+    let pki = Pki::new();
+    let leaf = pki.write_leaf(&pki.ca.client("steadybit-agent"), "agent");
+    let dir = pki.path("tickets");
+    let (old, new) = (key(), key());
+    let keys = write_keys(&dir, "..g1", &[&old]);
+    let ca = pki.ca_path.display().to_string();
+    let a = Extension::start(&vars(&pki, &ca, Some(&keys))).await;
+    let b = Extension::start(&vars(&pki, &ca, Some(&keys))).await;
+    let mut client = Client::start(&pki, &leaf, version);
+    // Two tickets sealed with the old key, each offered once below.
+    assert_eq!(client.connect(a.port, "-", "old1").await, FULL);
+    assert_eq!(client.connect(a.port, "old1", "old2").await, RESUMED);
+
+    // Rotation, step 1: a new key first, the old one still opens.
+    write_keys(&dir, "..g2", &[&new, &old]);
+    keys_reloaded(&a, 1).await;
+    keys_reloaded(&b, 1).await;
+    assert_eq!(client.connect(b.port, "old1", "-").await, RESUMED);
+    assert_eq!(client.connect(a.port, "-", "new").await, FULL);
+
+    // Step 2: the old key dropped. Its tickets get a full handshake, never an error; the
+    // new key's resume.
+    write_keys(&dir, "..g3", &[&new]);
+    keys_reloaded(&a, 2).await;
+    keys_reloaded(&b, 2).await;
+    assert_eq!(client.connect(b.port, "old2", "-").await, FULL);
+    assert_eq!(metric(&b, &refused("unknown_key")).await, 1);
+    assert_eq!(client.connect(b.port, "new", "-").await, RESUMED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls13_rotation_keeps_old_tickets_until_their_key_is_dropped() {
+    rotation_keeps_old_tickets_until_their_key_is_dropped("1.3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls12_rotation_keeps_old_tickets_until_their_key_is_dropped() {
+    rotation_keeps_old_tickets_until_their_key_is_dropped("1.2").await;
+}
+
+async fn other_trust_or_no_keys_never_resumes(version: &str) {
+    let pki = Pki::new();
+    let leaf = pki.write_leaf(&pki.ca.client("steadybit-agent"), "agent");
+    let keys = write_keys(&pki.path("tickets"), "..g1", &[&key()]);
+    let other_ca = Ca::new("Other CA").write(pki.dir.path(), "other-ca.crt");
+    let ca = pki.ca_path.display().to_string();
+    let a = Extension::start(&vars(&pki, &ca, Some(&keys))).await;
+    // Same keys, but it trusts one more CA: the client still passes, yet not by A's verdict.
+    let wider = format!("{ca},{}", other_ca.display());
+    let b = Extension::start(&vars(&pki, &wider, Some(&keys))).await;
+    // No keys: its own session store only.
+    let c = Extension::start(&vars(&pki, &ca, None)).await;
+    let mut client = Client::start(&pki, &leaf, version);
+
+    assert_eq!(client.connect(a.port, "-", "s1").await, FULL);
+    assert_eq!(client.connect(a.port, "s1", "s2").await, RESUMED);
+    assert_eq!(client.connect(b.port, "s2", "-").await, FULL);
+    assert_eq!(metric(&b, &refused("other_trust")).await, 1);
+    assert_eq!(client.connect(c.port, "s1", "-").await, FULL);
+    assert_eq!(metric(&c, ACCEPTED).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls13_a_replica_with_other_trust_or_without_keys_never_resumes() {
+    other_trust_or_no_keys_never_resumes("1.3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls12_a_replica_with_other_trust_or_without_keys_never_resumes() {
+    other_trust_or_no_keys_never_resumes("1.2").await;
+}
+
+/// How long the first connections get before the client certificate expires; they need a
+/// fraction of it, the rest is room for a loaded machine.
+const WINDOW: Duration = Duration::from_secs(8);
+
+async fn an_expired_client_never_resumes_also_chained(version: &str) {
+    let pki = Pki::new();
+    let not_after = SystemTime::now() + WINDOW;
+    let short = Ca::new("Short Issuer")
+        .issue(&pki::LeafSpec::client("short-lived").not_after_time(not_after));
+    let leaf = pki.write_leaf(&short, "short");
+    // The leaf pinned as its own trust, as the Steadybit Helm chart does.
+    let keys = write_keys(&pki.path("tickets"), "..g1", &[&key()]);
+    let pinned = leaf.0.display().to_string();
+    let a = Extension::start(&vars(&pki, &pinned, Some(&keys))).await;
+    let b = Extension::start(&vars(&pki, &pinned, Some(&keys))).await;
+    let mut client = Client::start(&pki, &leaf, version);
+
+    assert_eq!(client.connect(a.port, "-", "s1").await, FULL);
+    // Chained on the other replica: B's ticket inherits the leaf's notAfter.
+    assert_eq!(client.connect(b.port, "s1", "s2").await, RESUMED);
+    assert!(
+        SystemTime::now() < not_after,
+        "the machine was too slow to connect twice within the certificate's validity"
+    );
+    // Waiting for the wall clock to pass the certificate's notAfter, not for an event.
+    let past = not_after + Duration::from_millis(1500);
+    if let Ok(left) = past.duration_since(SystemTime::now()) {
+        tokio::time::sleep(left).await;
+    }
+    let line = client.connect(a.port, "s2", "-").await;
+    assert!(
+        line.starts_with("ERROR") && line.to_lowercase().contains("certificate expired"),
+        "past the bound a full handshake decides, and refuses: {line}"
+    );
+    assert_eq!(metric(&a, &refused("bound_passed")).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls13_an_expired_client_never_resumes_on_any_replica_also_chained() {
+    an_expired_client_never_resumes_also_chained("1.3").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls12_an_expired_client_never_resumes_on_any_replica_also_chained() {
+    an_expired_client_never_resumes_also_chained("1.2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_applied_on_the_replicas_ends_the_tickets_issued_before() {
+    let pki = Pki::new();
+    let agent = pki.ca.client("steadybit-agent");
+    let leaf = pki.write_leaf(&agent, "agent");
+    let keys = write_keys(&pki.path("tickets"), "..g1", &[&key()]);
+    let crls = pki.path("crls");
+    pki::write_secret_dir(&crls, &[("ca.crl", &pki.ca.crl(&[]))]);
+    let ca = pki.ca_path.display().to_string();
+    let mut env = vars(&pki, &ca, Some(&keys));
+    env.push(("TOWER_MTLS_CLIENT_CRLS", crls.display().to_string()));
+    let a = Extension::start(&env).await;
+    let b = Extension::start(&env).await;
+    let mut client = Client::start(&pki, &leaf, "1.3");
+    assert_eq!(client.connect(a.port, "-", "s1").await, FULL);
+    assert_eq!(client.connect(b.port, "s1", "s2").await, RESUMED);
+
+    pki::write_secret_generation(
+        &crls,
+        "..2026_11_28_00_00_00.000000001",
+        &[("ca.crl", &pki.ca.crl(&[&agent]))],
+    );
+    trust_reloaded(&a, 1).await;
+    trust_reloaded(&b, 1).await;
+    let line = client.connect(b.port, "s2", "-").await;
+    assert!(
+        line.starts_with("ERROR") && line.to_lowercase().contains("revoked"),
+        "after the revocation a full handshake decides, and refuses: {line}"
+    );
+    assert_eq!(metric(&b, &refused("other_trust")).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_key_file_stops_startup_naming_file_and_line() {
+    let pki = Pki::new();
+    let keys = pki.path("ticket-keys");
+    let secret_looking = "bm90LWEta2V5LWJ1dC1sb29rcy1saWtlLW9uZQ";
+    std::fs::write(&keys, format!("{}\n\n{secret_looking}\n", key())).expect("write");
+    let ca = pki.ca_path.display().to_string();
+    let output = Command::new(example_binary("extension"))
+        .env_clear()
+        .env("STEADYBIT_EXTENSION_PORT", "0")
+        .env("STEADYBIT_EXTENSION_HEALTH_PORT", "0")
+        .envs(vars(&pki, &ca, Some(&keys)))
+        .output()
+        .await
+        .expect("run extension");
+    assert_eq!(output.status.code(), Some(1));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        all.contains(&format!("{}: line 3: not valid base64", keys.display())),
+        "{all}"
+    );
+    assert!(!all.contains(secret_looking), "never echoes a line: {all}");
+
+    std::fs::write(&keys, "\n\n").expect("write");
+    let output = Command::new(example_binary("extension"))
+        .env_clear()
+        .env("STEADYBIT_EXTENSION_PORT", "0")
+        .envs(vars(&pki, &ca, Some(&keys)))
+        .output()
+        .await
+        .expect("run extension");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no session ticket key"), "{stderr}");
+}
