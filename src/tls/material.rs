@@ -54,6 +54,15 @@ pub(crate) struct Inputs {
     pub(crate) tickets_digest: Fingerprint,
 }
 
+impl Drop for Inputs {
+    fn drop(&mut self) {
+        // The ticket key file is read on every watch tick: leave no copy of it behind.
+        if let Some(file) = &mut self.ticket_keys {
+            tickets::wipe(&mut file.bytes);
+        }
+    }
+}
+
 /// One built generation of the configuration. Handshakes hold an `Arc` to the generation
 /// they started with.
 pub(crate) struct Active {

@@ -87,6 +87,13 @@ impl fmt::Debug for SessionTicketKeys {
     }
 }
 
+/// Overwrites key material before its memory is freed or reused. Best effort without a
+/// zeroizing crate: `black_box` keeps the compiler from dropping the writes as dead stores.
+pub(crate) fn wipe(bytes: &mut [u8]) {
+    bytes.fill(0);
+    std::hint::black_box(bytes);
+}
+
 /// An HKDF output length.
 struct Len(usize);
 
@@ -103,7 +110,7 @@ impl SessionTicketKeys {
         let path = path.as_ref();
         let mut bytes = std::fs::read(path).map_err(|e| ConfigError::io(path, e))?;
         let keys = Self::parse(path, &bytes);
-        bytes.fill(0);
+        wipe(&mut bytes);
         keys
     }
 
@@ -140,7 +147,7 @@ impl SessionTicketKeys {
                     Err(invalid(line_no, "not valid base64".into()))
                 }
             };
-            raw.fill(0);
+            wipe(&mut raw);
             keys.push(result?);
         }
         if keys.is_empty() {
@@ -165,7 +172,7 @@ impl SessionTicketKeys {
             .expand(&[b"aes-256-gcm key".as_slice()], Len(key.len()))
             .and_then(|okm| okm.fill(&mut key))
             .and_then(|()| aead::UnboundKey::new(&aead::AES_256_GCM, &key));
-        key.fill(0);
+        wipe(&mut key);
         let key = aead::LessSafeKey::new(derived.map_err(|_| ())?);
         Ok(TicketKey { id, key })
     }
@@ -198,7 +205,7 @@ pub fn new_session_ticket_key() -> Result<String, rustls::Error> {
         .secure_random
         .fill(&mut raw)?;
     let line = BASE64.encode(raw);
-    raw.fill(0);
+    wipe(&mut raw);
     Ok(line)
 }
 
