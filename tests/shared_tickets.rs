@@ -380,3 +380,129 @@ async fn a_malformed_key_file_stops_startup_naming_file_and_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no session ticket key"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_is_reported_and_a_malformed_key_file_is_refused_by_a_reload() {
+    let pki = Pki::new();
+    let keys = pki.path("ticket-keys");
+    let (old, new) = (key(), key());
+    std::fs::write(&keys, format!("{old}\n")).expect("write");
+    let tls = pki
+        .builder()
+        .client_trust(&pki.ca_path)
+        .session_ticket_keys(&keys)
+        .build()
+        .expect("config");
+    assert!(tls.watched_paths().contains(&keys));
+
+    std::fs::write(&keys, format!("{new}\n{old}\n")).expect("write");
+    match tls.reload().await {
+        tower_mtls::tls::ReloadOutcome::Applied(report) => assert!(
+            report.session_ticket_keys_changed && !report.trust_changed && !report.identity_changed,
+            "{report:?}"
+        ),
+        other => panic!("the rotation applies: {other:?}"),
+    }
+
+    std::fs::write(&keys, format!("{new}\n{}\n", &old[..20])).expect("write");
+    match tls.reload().await {
+        tower_mtls::tls::ReloadOutcome::Rejected(error) => {
+            let message = error.to_string();
+            assert!(
+                matches!(
+                    *error,
+                    tower_mtls::ConfigError::InvalidSessionTicketKey { line: 2, .. }
+                ),
+                "{message}"
+            );
+            assert!(
+                !message.contains(&old[..20]) && !message.contains(&new),
+                "{message}"
+            );
+        }
+        other => panic!("a malformed key file is refused: {other:?}"),
+    }
+    assert_eq!(tls.session_ticket_stats().refused_total(), 0);
+}
+
+#[test]
+fn the_variable_needs_tls() {
+    let lookup =
+        |name: &str| (name == "TOWER_MTLS_SESSION_TICKET_KEYS").then(|| "/etc/keys".to_owned());
+    let error = tower_mtls::steadybit::tls_from_lookup(lookup).expect_err("refused");
+    assert!(
+        error
+            .to_string()
+            .starts_with("TOWER_MTLS_SESSION_TICKET_KEYS: set, but TLS is not configured"),
+        "{error}"
+    );
+}
+
+#[derive(Default, Clone)]
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<tower_mtls::tls::HandshakeEvent>>>);
+
+impl tower_mtls::tls::TlsObserver for Recorder {
+    fn on_handshake(&self, event: &tower_mtls::tls::HandshakeEvent) {
+        self.0.lock().expect("lock").push(event.clone());
+    }
+}
+
+impl Recorder {
+    /// The last handshake seen: the observer is told before the server reads a request, so
+    /// it has been told once the client has its answer.
+    fn last(&self) -> tower_mtls::tls::HandshakeEvent {
+        self.0
+            .lock()
+            .expect("lock")
+            .last()
+            .expect("a handshake")
+            .clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observers_and_counters_see_resumptions_and_refused_tickets() {
+    use tower_mtls::MtlsAcceptor;
+    use tower_mtls::tls::TicketRefusal;
+
+    let pki = Pki::new();
+    let keys = pki.path("ticket-keys");
+    std::fs::write(&keys, key()).expect("write");
+    let build = |wider: bool| {
+        let mut builder = pki
+            .builder()
+            .client_trust(&pki.ca_path)
+            .session_ticket_keys(&keys);
+        if wider {
+            builder = builder.client_trust_pem(Ca::new("Other CA").cert_pem);
+        }
+        builder.build().expect("config")
+    };
+    let a = TestServer::start(MtlsAcceptor::new(build(false))).await;
+    let (b_tls, b_seen) = (build(false), Recorder::default());
+    let b_acceptor = MtlsAcceptor::new(b_tls.clone()).observer(b_seen.clone());
+    let b = TestServer::start(b_acceptor.clone()).await;
+    let c_seen = Recorder::default();
+    let c = TestServer::start(MtlsAcceptor::new(build(true)).observer(c_seen.clone())).await;
+
+    // One client, one session cache, one server name: a Service in front of three pods.
+    let client = pki.client(Some(&pki.ca.client("steadybit-agent")));
+    let mut resumed = Vec::new();
+    for server in [&a, &b, &c] {
+        let conn = client
+            .connect(server.addr, "localhost")
+            .await
+            .expect("connect");
+        resumed.push(conn.is_resumed());
+        // Reading the answer also reads the tickets sent after the handshake.
+        conn.get("/").await.expect("served");
+    }
+    assert_eq!(resumed, [false, true, false]);
+    let on_b = b_seen.last();
+    assert!(on_b.resumed && on_b.ticket_refused.is_none(), "{on_b:?}");
+    assert_eq!(b_acceptor.stats().handshakes_resumed, 1);
+    assert_eq!(b_tls.session_ticket_stats().accepted, 1);
+    let on_c = c_seen.last();
+    assert!(!on_c.resumed, "{on_c:?}");
+    assert_eq!(on_c.ticket_refused, Some(TicketRefusal::OtherTrust));
+}

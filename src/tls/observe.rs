@@ -32,6 +32,10 @@ pub struct HandshakeEvent {
     pub client_subject: Option<String>,
     /// Whether the handshake succeeded by resuming a session (a full handshake otherwise).
     pub resumed: bool,
+    /// The client offered a shared session ticket
+    /// ([`TlsConfigBuilder::session_ticket_keys`](crate::TlsConfigBuilder::session_ticket_keys))
+    /// that was refused, and why; the handshake then was a full one.
+    pub ticket_refused: Option<super::TicketRefusal>,
 }
 
 impl HandshakeEvent {

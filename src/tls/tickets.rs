@@ -27,6 +27,7 @@
 //! counted ([`TicketRefusal`]). An opened ticket passes its bound on to the handshake, so the
 //! tickets issued on the resumed connection inherit it, on any replica.
 
+use std::cell::Cell;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -255,6 +256,24 @@ impl fmt::Display for TicketRefusal {
     }
 }
 
+tokio::task_local! {
+    /// Why this handshake's ticket was refused, if it offered one that was; for the observers.
+    static REFUSED: Cell<Option<TicketRefusal>>;
+}
+
+/// Runs a handshake future with a slot in which the ticketer notes a refused ticket; returns
+/// the output and the refusal.
+pub(crate) async fn capture_ticket_refusal<F: std::future::Future>(
+    handshake: F,
+) -> (F::Output, Option<TicketRefusal>) {
+    REFUSED
+        .scope(Cell::new(None), async {
+            let output = handshake.await;
+            (output, REFUSED.try_with(Cell::get).ok().flatten())
+        })
+        .await
+}
+
 /// Live ticket counters of one configuration, kept across reloads.
 #[derive(Debug, Default)]
 pub(crate) struct TicketCounters {
@@ -358,6 +377,7 @@ impl Ticketer {
 
     fn refuse(&self, reason: TicketRefusal) -> Option<Vec<u8>> {
         self.counters.refused[reason as usize].fetch_add(1, Ordering::Relaxed);
+        let _ = REFUSED.try_with(|slot| slot.set(Some(reason)));
         #[cfg(feature = "metrics")]
         super::metrics::session_ticket(Some(reason));
         tracing::debug!(
