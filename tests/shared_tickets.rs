@@ -2,7 +2,9 @@
 //! (`TOWER_MTLS_SESSION_TICKET_KEYS`), and a ticket one issues resumes on the other — only with
 //! a key still in the file, only under the same trust, only while the client verification it
 //! descends from holds. Python's `ssl` module is the client (it keeps sessions across
-//! connections to different ports); TLS 1.3 and TLS 1.2.
+//! connections to different ports); TLS 1.3 and TLS 1.2. The JVM (`java.net.http.HttpClient`,
+//! as the Steadybit agent connects) resumes too once both replicas stand behind one address,
+//! as behind a Service: its session cache is keyed by host and port.
 
 use tower_mtls_test_kit as support;
 
@@ -505,4 +507,88 @@ async fn observers_and_counters_see_resumptions_and_refused_tickets() {
     let on_c = c_seen.last();
     assert!(!on_c.resumed, "{on_c:?}");
     assert_eq!(on_c.ticket_refused, Some(TicketRefusal::OtherTrust));
+}
+
+/// A Kubernetes Service in miniature: one address, each new connection to the next replica.
+async fn round_robin(backends: [u16; 2]) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        for n in 0.. {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            let backend = backends[n % 2];
+            tokio::spawn(async move {
+                if let Ok(mut outbound) =
+                    tokio::net::TcpStream::connect(("127.0.0.1", backend)).await
+                {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+const JAVA_CLIENT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/clients/ResumeAcross.java"
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jvm_client_behind_one_service_address_resumes_on_both_replicas() {
+    let pki = Pki::new();
+    let agent = pki.ca.client("steadybit-agent");
+    let (cert, key_file) = pki.write_leaf(&agent, "agent");
+    let keystore = pki.path("agent.p12");
+    let status = std::process::Command::new("openssl")
+        .args(["pkcs12", "-export", "-passout", "pass:changeit", "-in"])
+        .arg(&cert)
+        .arg("-inkey")
+        .arg(&key_file)
+        .arg("-out")
+        .arg(&keystore)
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    let keys = write_keys(&pki.path("tickets"), "..g1", &[&key()]);
+    let ca = pki.ca_path.display().to_string();
+    let a = Extension::start(&vars(&pki, &ca, Some(&keys))).await;
+    let b = Extension::start(&vars(&pki, &ca, Some(&keys))).await;
+    let service = round_robin([a.port, b.port]).await;
+
+    let out = tokio::time::timeout(
+        PATIENCE * 4,
+        Command::new("java")
+            .arg(JAVA_CLIENT)
+            .arg(format!("https://127.0.0.1:{service}/"))
+            .arg(&pki.ca_path)
+            .arg(&keystore)
+            .arg("changeit")
+            .arg("4")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("java finishes")
+    .expect("java runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let resumed = r#"tower_mtls_sessions_total{kind="resumed"}"#;
+    let full = r#"tower_mtls_sessions_total{kind="full"}"#;
+    // A, B, A, B: one full handshake, then three resumptions, two of them on B.
+    assert_eq!(
+        (metric(&a, full).await, metric(&a, resumed).await),
+        (1, 1),
+        "{text}"
+    );
+    assert_eq!(
+        (metric(&b, full).await, metric(&b, resumed).await),
+        (0, 2),
+        "{text}"
+    );
 }
