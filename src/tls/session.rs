@@ -20,6 +20,11 @@
 //! full handshake it started from. The slot only ever tightens (the earlier of two bounds
 //! wins), so a session looked up but not resumed can shorten, never lengthen, what the full
 //! handshake that follows stores.
+//!
+//! With shared session ticket keys ([`tickets`](super::tickets)) TLS 1.3 sessions and TLS 1.2
+//! tickets are not kept here but sealed into the tickets themselves; the ticketer reads the
+//! bound from the same slot ([`verified_until`]) and writes an opened ticket's bound back
+//! ([`note_verified`]), so the rules above hold across replicas too.
 
 use std::cell::Cell;
 use std::fmt;
