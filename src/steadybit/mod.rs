@@ -12,6 +12,7 @@
 //! | `TOWER_MTLS_CLIENT_CRLS` | *(this crate's addition)* comma-separated CRL files or directories |
 //! | `TOWER_MTLS_CLIENT_ALLOW` | *(this crate's addition)* who may call: a [`ClientCertPolicy`] in its text form, e.g. `cn=steadybit-agent & o=Steadybit` |
 //! | `TOWER_MTLS_CLIENT_CRLS_REQUIRE_FRESH` | *(this crate's addition)* `true`: refuse clients whose issuer's CRL is past its nextUpdate |
+//! | `TOWER_MTLS_SESSION_TICKET_KEYS` | *(this crate's addition)* a file of shared session ticket keys, so that replicas resume each other's sessions (see [`TlsConfigBuilder::session_ticket_keys`]) |
 //! | `STEADYBIT_LOG_LEVEL`, `STEADYBIT_LOG_FORMAT` | log level and `text`/`json` format, read by [`runtime`](self#runtime) (feature `steadybit-runtime`) |
 //! | `TOWER_MTLS_DRAIN_DELAY` | *(this crate's addition)* how long the runtime keeps serving after SIGTERM (default 5 s) |
 //!
@@ -65,6 +66,9 @@ pub mod vars {
     /// A client-certificate policy in text form (this crate's addition; see
     /// [`ClientCertLayer`](crate::ClientCertLayer)).
     pub const CLIENT_ALLOW: &str = "TOWER_MTLS_CLIENT_ALLOW";
+    /// A file of shared session ticket keys, one base64 key per line (this crate's addition;
+    /// see [`TlsConfigBuilder::session_ticket_keys`](crate::TlsConfigBuilder::session_ticket_keys)).
+    pub const SESSION_TICKET_KEYS: &str = "TOWER_MTLS_SESSION_TICKET_KEYS";
     /// Log level: `trace`, `debug`, `info`, `warn` or `error` (read by the Go extension-kit and
     /// by the `runtime` module).
     pub const LOG_LEVEL: &str = "STEADYBIT_LOG_LEVEL";
@@ -338,6 +342,7 @@ fn tls_builder(
     let key = get(vars::TLS_SERVER_KEY);
     let cas = list(get(vars::TLS_CLIENT_CAS));
     let crls = list(get(vars::CLIENT_CRLS));
+    let ticket_keys = get(vars::SESSION_TICKET_KEYS).map(PathBuf::from);
     let require_fresh = boolean(
         vars::CLIENT_CRLS_REQUIRE_FRESH,
         get(vars::CLIENT_CRLS_REQUIRE_FRESH),
@@ -349,6 +354,16 @@ fn tls_builder(
         });
     }
     if cert.is_none() && key.is_none() && cas.is_empty() {
+        if ticket_keys.is_some() {
+            return Err(ConfigError::Env {
+                variable: vars::SESSION_TICKET_KEYS,
+                reason: format!(
+                    "set, but TLS is not configured: session tickets need {} and {}",
+                    vars::TLS_SERVER_CERT,
+                    vars::TLS_SERVER_KEY
+                ),
+            });
+        }
         if !crls.is_empty() {
             return Err(ConfigError::Env {
                 variable: vars::CLIENT_CRLS,
@@ -419,6 +434,9 @@ fn tls_builder(
     }
     if let Some(fresh) = require_fresh {
         builder = builder.require_fresh_crls(fresh);
+    }
+    if let Some(path) = ticket_keys {
+        builder = builder.session_ticket_keys(path);
     }
     Ok(Some(builder))
 }

@@ -139,21 +139,32 @@ impl MtlsAcceptor {
     {
         let started = Instant::now();
         let in_progress = Gauge::new(&self.counters, GaugeKind::InProgress);
-        let (outcome, refused) = capture_refused(super::session::resumption_scope(
-            tokio::time::timeout(self.handshake_timeout, self.handshake(io, remote_addr)),
-        ))
+        let ((outcome, ticket_refused), refused) = capture_refused(
+            super::tickets::capture_ticket_refusal(super::session::resumption_scope(
+                tokio::time::timeout(self.handshake_timeout, self.handshake(io, remote_addr)),
+            )),
+        )
         .await;
         drop(in_progress);
         let (error, linger) = match outcome {
             Ok(Ok(stream)) => {
-                self.counters.succeeded();
-                self.finished(started, None, remote_addr, || {
-                    stream
-                        .info()
-                        .peer()
-                        .and_then(|peer| peer.identity().ok())
-                        .map(|id| id.subject().to_string())
-                });
+                let resumed = stream.info().tls().is_resumed();
+                self.counters.succeeded(resumed);
+                #[cfg(feature = "metrics")]
+                super::metrics::session(resumed);
+                self.finished(
+                    started,
+                    None,
+                    (resumed, ticket_refused),
+                    remote_addr,
+                    || {
+                        stream
+                            .info()
+                            .peer()
+                            .and_then(|peer| peer.identity().ok())
+                            .map(|id| id.subject().to_string())
+                    },
+                );
                 return Ok(stream);
             }
             Ok(Err(failed)) => (failed.error, failed.linger),
@@ -164,9 +175,13 @@ impl MtlsAcceptor {
         };
         let error = error.with_presented(refused);
         self.counters.failed(error.kind());
-        self.finished(started, Some(error.kind()), remote_addr, || {
-            error.presented_certificate().map(|c| c.subject.clone())
-        });
+        self.finished(
+            started,
+            Some(error.kind()),
+            (false, ticket_refused),
+            remote_addr,
+            || error.presented_certificate().map(|c| c.subject.clone()),
+        );
         error.log(&self.limiter);
         if let Some((io, response)) = linger {
             linger_close(io, response).await;
@@ -179,6 +194,7 @@ impl MtlsAcceptor {
         &self,
         started: Instant,
         failure: Option<HandshakeFailure>,
+        (resumed, ticket_refused): (bool, Option<super::TicketRefusal>),
         remote_addr: Option<SocketAddr>,
         client_subject: impl FnOnce() -> Option<String>,
     ) {
@@ -193,6 +209,8 @@ impl MtlsAcceptor {
             duration,
             remote_addr,
             client_subject: client_subject(),
+            resumed,
+            ticket_refused,
         };
         for observer in self.observers.iter() {
             observer.on_handshake(&event);

@@ -58,6 +58,7 @@ pub struct TlsConfigBuilder {
     alpn: Vec<Vec<u8>>,
     chain_limits: ChainLimits,
     require_fresh_crls: bool,
+    session_ticket_keys: Option<PathBuf>,
     expiry_warning: Duration,
 }
 
@@ -74,6 +75,7 @@ impl Default for TlsConfigBuilder {
             alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
             chain_limits: ChainLimits::default(),
             require_fresh_crls: false,
+            session_ticket_keys: None,
             expiry_warning: DEFAULT_EXPIRY_WARNING,
         }
     }
@@ -187,6 +189,25 @@ impl TlsConfigBuilder {
         self
     }
 
+    /// Shares session resumption between replicas: issues stateless session tickets (TLS 1.3
+    /// and 1.2) sealed with the keys of this file, which every replica mounts (a key of a
+    /// Kubernetes secret). Default: none — each process resumes only its own sessions.
+    ///
+    /// The file holds one key per line, each the base64 of 32 random bytes (`openssl rand
+    /// -base64 32`); the first seals new tickets, every line opens them; empty lines are
+    /// ignored. Rotate by prepending a new key and, later, dropping the oldest: the file is
+    /// watched and reloaded like the others. A malformed file stops the build (and is refused
+    /// by a reload) with the file and line named, never its content.
+    ///
+    /// A ticket resumes only under the same trust (trust and CRL files, client-auth mode,
+    /// fresh-CRL requirement, chain limits) and only until the client verification it
+    /// descends from runs out; otherwise the client gets a full handshake. See the
+    /// `tls::tickets` notes in SECURITY.md for what a leaked key exposes.
+    pub fn session_ticket_keys(mut self, path: impl Into<PathBuf>) -> Self {
+        self.session_ticket_keys = Some(path.into());
+        self
+    }
+
     /// Warns about a server certificate, trusted CA or pinned certificate that expires within
     /// `window` (default [`DEFAULT_EXPIRY_WARNING`](super::DEFAULT_EXPIRY_WARNING), 30 days):
     /// at `warn`, or at `error` once it has expired. Checked at build, on each applied reload,
@@ -247,6 +268,8 @@ impl TlsConfigBuilder {
             alpn: self.alpn,
             chain_limits: self.chain_limits,
             require_fresh_crls: self.require_fresh_crls,
+            session_ticket_keys: self.session_ticket_keys.map(Source::Path),
+            ticket_counters: Arc::default(),
         };
         let inputs = spec.read()?;
         let active = spec.build(&inputs)?;
@@ -334,6 +357,12 @@ impl TlsConfig {
 
     pub(crate) fn add_reload_observer(&self, observer: Arc<dyn TlsObserver>) {
         self.shared.reload.add_observer(observer);
+    }
+
+    /// What the shared session ticket keys did so far: tickets issued, accepted and refused by
+    /// reason (all zero without [`TlsConfigBuilder::session_ticket_keys`]).
+    pub fn session_ticket_stats(&self) -> super::tickets::TicketStats {
+        self.shared.spec.ticket_counters.snapshot()
     }
 
     /// What the client trust holds now.

@@ -142,6 +142,29 @@ pub enum ConfigError {
         /// The configured mode.
         mode: &'static str,
     },
+    /// A line of a session ticket key file is not a key. The line is never shown: it may be
+    /// one.
+    #[error(
+        "{}: line {line}: {reason} (expected one key per line, each the base64 of 32 random bytes: `openssl rand -base64 32`)",
+        path.display()
+    )]
+    InvalidSessionTicketKey {
+        /// The key file.
+        path: PathBuf,
+        /// The line at fault, counted from 1.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A session ticket key file holds no key.
+    #[error(
+        "{}: no session ticket key (expected one key per line, each the base64 of 32 random bytes: `openssl rand -base64 32`)",
+        path.display()
+    )]
+    NoSessionTicketKey {
+        /// The key file.
+        path: PathBuf,
+    },
     /// rustls refused the assembled configuration.
     #[error("TLS configuration rejected: {0}")]
     Tls(#[from] rustls::Error),

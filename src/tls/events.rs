@@ -21,6 +21,9 @@ pub struct ReloadReport {
     pub trust: TrustSummary,
     /// Whether any trust or CRL file changed. Sessions from before are no longer resumable.
     pub trust_changed: bool,
+    /// Whether the session ticket key file changed (a rotation). Tickets sealed with a key
+    /// still in the file keep resuming.
+    pub session_ticket_keys_changed: bool,
 }
 
 /// The outcome of a reload that found changed files.

@@ -15,6 +15,7 @@ use rustls::sign::{CertifiedKey, SingleCertAndKey};
 
 use super::error::ConfigError;
 use super::load::{self, LoadedFile, Source, SourceFiles};
+use super::tickets::{self, SessionTicketKeys, TicketCounters, Ticketer};
 use super::verify::{ChainLimits, ClientAuth, ClientVerifier, TrustNote, TrustSummary};
 use crate::crypto::Sha256;
 use crate::identity::{CertificateSummary, Fingerprint};
@@ -32,6 +33,10 @@ pub(crate) struct Spec {
     pub(crate) alpn: Vec<Vec<u8>>,
     pub(crate) chain_limits: ChainLimits,
     pub(crate) require_fresh_crls: bool,
+    /// The shared session ticket key file, when tickets are to resume across replicas.
+    pub(crate) session_ticket_keys: Option<Source>,
+    /// The ticket counters, kept across generations.
+    pub(crate) ticket_counters: Arc<TicketCounters>,
 }
 
 /// Everything read from the sources, before anything is built from it.
@@ -44,6 +49,18 @@ pub(crate) struct Inputs {
     pub(crate) identity_digest: Fingerprint,
     /// Digest of the trust and CRL files.
     pub(crate) trust_digest: Fingerprint,
+    ticket_keys: Option<LoadedFile>,
+    /// Digest of the session ticket key file (of nothing without one).
+    pub(crate) tickets_digest: Fingerprint,
+}
+
+impl Drop for Inputs {
+    fn drop(&mut self) {
+        // The ticket key file is read on every watch tick: leave no copy of it behind.
+        if let Some(file) = &mut self.ticket_keys {
+            tickets::wipe(&mut file.bytes);
+        }
+    }
 }
 
 /// One built generation of the configuration. Handshakes hold an `Arc` to the generation
@@ -76,6 +93,7 @@ impl Spec {
             .into_iter()
             .chain(&self.client_trust)
             .chain(&self.client_crls)
+            .chain(&self.session_ticket_keys)
             .filter_map(|s| match s {
                 Source::Path(p) => Some(p.as_path()),
                 Source::Memory { .. } => None,
@@ -111,6 +129,15 @@ impl Spec {
         };
         let trust = read_all(&self.client_trust, load::MAX_PEM_FILE)?;
         let crls = read_all(&self.client_crls, load::MAX_CRL_FILE)?;
+        let ticket_keys = self
+            .session_ticket_keys
+            .as_ref()
+            .map(Source::read_file)
+            .transpose()?;
+        let mut tickets_digest = Sha256::new();
+        if let Some(file) = &ticket_keys {
+            note(&mut tickets_digest, file);
+        }
         Ok(Inputs {
             cert_file,
             key_file,
@@ -118,6 +145,8 @@ impl Spec {
             crls,
             identity_digest: Fingerprint::from_bytes(identity.finish()),
             trust_digest: Fingerprint::from_bytes(trust_digest.finish()),
+            ticket_keys,
+            tickets_digest: Fingerprint::from_bytes(tickets_digest.finish()),
         })
     }
 
@@ -156,12 +185,32 @@ impl Spec {
                 (Some(verifier), summary, notes)
             }
         };
+        let ticketer = match &inputs.ticket_keys {
+            None => None,
+            Some(file) => {
+                let keys = SessionTicketKeys::parse(&file.path, &file.bytes)?;
+                let binding = tickets::trust_binding(
+                    &inputs.trust_digest,
+                    self.client_auth,
+                    self.require_fresh_crls,
+                    self.chain_limits,
+                );
+                Some(Arc::new(Ticketer::new(
+                    Arc::new(keys),
+                    binding,
+                    self.provider.secure_random,
+                    self.ticket_counters.clone(),
+                    self.client_auth,
+                )))
+            }
+        };
         let server_config = self.server_config(
             chain,
             key,
             cert_path,
             &inputs.key_file.path,
             verifier.clone(),
+            ticketer,
         )?;
         Ok(Active {
             server_config,
@@ -180,6 +229,7 @@ impl Spec {
         cert_path: &Path,
         key_path: &Path,
         verifier: Option<Arc<ClientVerifier>>,
+        ticketer: Option<Arc<Ticketer>>,
     ) -> Result<Arc<ServerConfig>, ConfigError> {
         let signing_key = self
             .provider
@@ -223,6 +273,11 @@ impl Spec {
         if self.client_auth != ClientAuth::None {
             // Sessions expire with the client verification they were made from.
             config.session_storage = Arc::new(super::session::BoundedSessions::new());
+        }
+        if let Some(ticketer) = ticketer {
+            // Stateless tickets (TLS 1.3 and 1.2) that every replica with the same keys and
+            // trust can resume; TLS 1.2 session ids stay in the bounded store above.
+            config.ticketer = ticketer;
         }
         Ok(Arc::new(config))
     }

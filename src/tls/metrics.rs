@@ -11,6 +11,8 @@
 //! | `tower_mtls_handshake_duration_seconds` | histogram | `outcome` | time from the first call to `accept` to the handshake's end |
 //! | `tower_mtls_handshakes_in_progress` | gauge | | handshakes running now |
 //! | `tower_mtls_connections_open` | gauge | | TLS connections open now (handshake done, not closed yet) |
+//! | `tower_mtls_sessions_total` | counter | `kind` (`full`, `resumed`) | handshakes that succeeded, by whether they resumed a session |
+//! | `tower_mtls_session_tickets_total` | counter | `outcome` (`issued`, `accepted`, `refused`), `reason` (`none`, or the [`TicketRefusal`](super::TicketRefusal), e.g. `unknown_key`, `other_trust`, `bound_passed`) | shared session tickets ([`TlsConfigBuilder::session_ticket_keys`](crate::TlsConfigBuilder::session_ticket_keys)) sealed, and presented ones opened or refused |
 //! | `tower_mtls_reloads_total` | counter | `outcome` (`applied`, `rejected`) | reloads that found changed files (a rejected change is counted once) |
 //! | `tower_mtls_reload_rejected` | gauge | | 1 while the files on disk are a rejected change (the previous configuration stays in use), else 0 |
 //! | `tower_mtls_trust_files_info` | gauge | `sha256` ([`TlsConfig::trust_files_digest`](crate::TlsConfig::trust_files_digest)) | 1 for the trust and CRL files in use, 0 for those replaced |
@@ -44,6 +46,10 @@ pub const HANDSHAKE_DURATION_SECONDS: &str = "tower_mtls_handshake_duration_seco
 pub const HANDSHAKES_IN_PROGRESS: &str = "tower_mtls_handshakes_in_progress";
 /// `tower_mtls_connections_open`.
 pub const CONNECTIONS_OPEN: &str = "tower_mtls_connections_open";
+/// `tower_mtls_sessions_total`.
+pub const SESSIONS_TOTAL: &str = "tower_mtls_sessions_total";
+/// `tower_mtls_session_tickets_total`.
+pub const SESSION_TICKETS_TOTAL: &str = "tower_mtls_session_tickets_total";
 /// `tower_mtls_reloads_total`.
 pub const RELOADS_TOTAL: &str = "tower_mtls_reloads_total";
 /// `tower_mtls_reload_rejected`.
@@ -76,6 +82,14 @@ pub fn describe() {
     );
     describe_gauge!(HANDSHAKES_IN_PROGRESS, "TLS handshakes running now");
     describe_gauge!(CONNECTIONS_OPEN, "TLS connections open now");
+    describe_counter!(
+        SESSIONS_TOTAL,
+        "Successful TLS handshakes, by kind: full or resumed"
+    );
+    describe_counter!(
+        SESSION_TICKETS_TOTAL,
+        "Shared session tickets issued, accepted and refused, by reason"
+    );
     describe_counter!(
         RELOADS_TOTAL,
         "TLS reloads that found changed files, by outcome"
@@ -126,6 +140,30 @@ pub(crate) fn handshake(failure: Option<HandshakeFailure>, duration: Duration) {
     };
     metrics::counter!(HANDSHAKES_TOTAL, "outcome" => outcome, "class" => class).increment(1);
     metrics::histogram!(HANDSHAKE_DURATION_SECONDS, "outcome" => outcome).record(duration);
+}
+
+/// Records a successful handshake's kind.
+#[cfg(feature = "metrics")]
+pub(crate) fn session(resumed: bool) {
+    let kind = if resumed { "resumed" } else { "full" };
+    metrics::counter!(SESSIONS_TOTAL, "kind" => kind).increment(1);
+}
+
+/// Records a ticket sealed and sent.
+#[cfg(feature = "metrics")]
+pub(crate) fn session_ticket_issued() {
+    metrics::counter!(SESSION_TICKETS_TOTAL, "outcome" => "issued", "reason" => "none")
+        .increment(1);
+}
+
+/// Records a presented ticket: accepted (`None`) or refused.
+#[cfg(feature = "metrics")]
+pub(crate) fn session_ticket(refused: Option<super::TicketRefusal>) {
+    let (outcome, reason) = match refused {
+        None => ("accepted", "none"),
+        Some(reason) => ("refused", reason.as_str()),
+    };
+    metrics::counter!(SESSION_TICKETS_TOTAL, "outcome" => outcome, "reason" => reason).increment(1);
 }
 
 /// Moves a connection gauge by one.

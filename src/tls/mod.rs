@@ -10,6 +10,7 @@
 //! | `crl.rs` | CRLs bound to issuer name and key, the authoritative one per issuer |
 //! | `x509.rs` | DER, signatures, times and RFC 5280 name comparison, where webpki keeps them private |
 //! | `session.rs` | resumption bounded by what the full handshake verified |
+//! | `tickets.rs` | shared, rotating session ticket keys: stateless tickets bound to trust and verification |
 //! | `reload.rs` | change detection and applying a reload |
 //! | `events.rs` | the reload outcome and events |
 //! | `acceptor.rs` | [`MtlsAcceptor`](crate::MtlsAcceptor): one handshake per connection, with a deadline |
@@ -31,6 +32,7 @@ mod observe;
 mod reload;
 mod session;
 mod stats;
+mod tickets;
 mod trust;
 pub(crate) mod verify;
 pub(crate) mod x509;
@@ -47,6 +49,9 @@ pub use observe::{
 pub use reload::DEFAULT_WATCH_INTERVAL;
 pub use session::{resumption_scope, resumption_scope_sync};
 pub use stats::AcceptorStats;
+pub use tickets::{
+    SESSION_TICKET_LIFETIME, SessionTicketKeys, TicketRefusal, TicketStats, new_session_ticket_key,
+};
 pub use trust::{ClientTrust, ClientTrustBuilder};
 pub use verify::{
     ClientAccepted, ClientRefused, CrlDetails, TrustDetails, TrustSummary, TrustedBy,

@@ -30,6 +30,12 @@ pub struct HandshakeEvent {
     /// The subject (RFC 4514) of the client certificate presented — accepted or refused —
     /// when there was one and it parses.
     pub client_subject: Option<String>,
+    /// Whether the handshake succeeded by resuming a session (a full handshake otherwise).
+    pub resumed: bool,
+    /// The client offered a shared session ticket
+    /// ([`TlsConfigBuilder::session_ticket_keys`](crate::TlsConfigBuilder::session_ticket_keys))
+    /// that was refused, and why; the handshake then was a full one.
+    pub ticket_refused: Option<super::TicketRefusal>,
 }
 
 impl HandshakeEvent {

@@ -17,7 +17,9 @@
 //! twice in a row; a failure that the next check no longer sees was a write in progress.
 //!
 //! Every rebuild makes a fresh rustls `ServerConfig` and with it a fresh session cache, so no
-//! session resumed after a change of trust (CA removed, CRL added) was established before it.
+//! session resumed after a change of trust (CA removed, CRL added) was established before it;
+//! shared session tickets bind a digest of the trust they were issued under, so those issued
+//! before the change (here or on any replica) are refused too.
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -41,6 +43,7 @@ pub(crate) struct ReloadState {
 struct Digests {
     identity: Fingerprint,
     trust: Fingerprint,
+    tickets: Fingerprint,
     /// A failure seen once, not yet reported: files may be mid-write.
     pending: Option<Failure>,
     /// The failure last reported, so that it is reported once.
@@ -52,7 +55,7 @@ struct Digests {
 #[derive(PartialEq, Eq)]
 struct Failure {
     message: String,
-    inputs: Option<(Fingerprint, Fingerprint)>,
+    inputs: Option<[Fingerprint; 3]>,
 }
 
 impl ReloadState {
@@ -61,6 +64,7 @@ impl ReloadState {
             inner: Mutex::new(Digests {
                 identity: inputs.identity_digest,
                 trust: inputs.trust_digest,
+                tickets: inputs.tickets_digest,
                 pending: None,
                 reported: None,
             }),
@@ -106,13 +110,21 @@ impl ReloadState {
             Err(error) => Err((error, None)),
             Ok(inputs)
                 if inputs.identity_digest == digests.identity
-                    && inputs.trust_digest == digests.trust =>
+                    && inputs.trust_digest == digests.trust
+                    && inputs.tickets_digest == digests.tickets =>
             {
                 Ok(None)
             }
             Ok(inputs) => match spec.build(&inputs) {
                 Ok(active) => Ok(Some((inputs, active))),
-                Err(error) => Err((error, Some((inputs.identity_digest, inputs.trust_digest)))),
+                Err(error) => Err((
+                    error,
+                    Some([
+                        inputs.identity_digest,
+                        inputs.trust_digest,
+                        inputs.tickets_digest,
+                    ]),
+                )),
             },
         };
         match built {
@@ -140,9 +152,11 @@ impl ReloadState {
                     identity_changed: inputs.identity_digest != digests.identity,
                     trust: active.trust.clone(),
                     trust_changed: inputs.trust_digest != digests.trust,
+                    session_ticket_keys_changed: inputs.tickets_digest != digests.tickets,
                 });
                 digests.identity = inputs.identity_digest;
                 digests.trust = inputs.trust_digest;
+                digests.tickets = inputs.tickets_digest;
                 digests.pending = None;
                 digests.reported = None;
                 tracing::info!(
@@ -151,6 +165,7 @@ impl ReloadState {
                     server_certificate.not_after = ?report.server_certificate.not_after,
                     identity_changed = report.identity_changed,
                     trust_changed = report.trust_changed,
+                    session_ticket_keys_changed = report.session_ticket_keys_changed,
                     trust.anchors = report.trust.anchors,
                     trust.pinned = report.trust.pinned,
                     trust.crls = report.trust.crls,

@@ -20,6 +20,11 @@
 //! full handshake it started from. The slot only ever tightens (the earlier of two bounds
 //! wins), so a session looked up but not resumed can shorten, never lengthen, what the full
 //! handshake that follows stores.
+//!
+//! With shared session ticket keys ([`tickets`](super::tickets)) TLS 1.3 sessions and TLS 1.2
+//! tickets are not kept here but sealed into the tickets themselves; the ticketer reads the
+//! bound from the same slot ([`verified_until`]) and writes an opened ticket's bound back
+//! ([`note_verified`]), so the rules above hold across replicas too.
 
 use std::cell::Cell;
 use std::fmt;
@@ -63,7 +68,14 @@ pub(crate) fn note_verified(until: u64) {
     });
 }
 
-fn now() -> u64 {
+/// This handshake's verification bound, for the ticketer: `None` outside a handshake's scope,
+/// `Some(None)` while no client certificate has been verified nor a bounded session resumed.
+pub(crate) fn verified_until() -> Option<Option<u64>> {
+    VERIFIED_UNTIL.try_with(Cell::get).ok()
+}
+
+/// Now, in Unix seconds.
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -10,14 +10,18 @@ use super::error::{CLASSES, HandshakeFailure};
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     succeeded: AtomicU64,
+    resumed: AtomicU64,
     failed: [AtomicU64; CLASSES],
     active: AtomicU64,
     in_progress: AtomicU64,
 }
 
 impl Counters {
-    pub(crate) fn succeeded(&self) {
+    pub(crate) fn succeeded(&self, resumed: bool) {
         self.succeeded.fetch_add(1, Ordering::Relaxed);
+        if resumed {
+            self.resumed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn failed(&self, kind: HandshakeFailure) {
@@ -31,6 +35,7 @@ impl Counters {
         }
         AcceptorStats {
             handshakes_succeeded: self.succeeded.load(Ordering::Relaxed),
+            handshakes_resumed: self.resumed.load(Ordering::Relaxed),
             failures,
             active_connections: self.active.load(Ordering::Relaxed),
             handshakes_in_progress: self.in_progress.load(Ordering::Relaxed),
@@ -93,6 +98,8 @@ impl Drop for Gauge {
 pub struct AcceptorStats {
     /// Handshakes completed.
     pub handshakes_succeeded: u64,
+    /// Of those, the handshakes that resumed a session (the others were full handshakes).
+    pub handshakes_resumed: u64,
     failures: [u64; CLASSES],
     /// TLS connections open now (handshake done, stream not dropped yet).
     pub active_connections: u64,
@@ -156,7 +163,7 @@ mod tests {
     #[test]
     fn stats_display_lists_only_what_happened() {
         let counters = Arc::new(Counters::default());
-        counters.succeeded();
+        counters.succeeded(false);
         counters.failed(HandshakeFailure::UnknownCa);
         counters.failed(HandshakeFailure::UnknownCa);
         counters.failed(HandshakeFailure::Timeout);

@@ -315,6 +315,7 @@ fn on_disk(args: &ExtensionArgs, deny_warnings: bool) -> Outcome {
     }
     // The server's own warnings, as it logs them.
     warnings.extend(details.warnings.iter().cloned());
+    let session_ticket_keys = crate::tickets::check(args, now, &mut human, &mut warnings);
 
     let policy = loaded.policy.as_ref().map(|p| {
         json!({
@@ -344,6 +345,7 @@ fn on_disk(args: &ExtensionArgs, deny_warnings: bool) -> Outcome {
             "certificate_request_ca_names_bytes": details.certificate_request_ca_names_bytes,
         },
         "policy": policy,
+        "session_ticket_keys": session_ticket_keys,
         "warnings": warnings,
     });
     Outcome { ok, json, human }

@@ -3,6 +3,7 @@
 //! * `check` — would the extension start with this configuration, and what would it trust?
 //! * `verify` — would the extension accept this client certificate?
 //! * `probe` — connect to a running extension as the agent would, and say what happened.
+//! * `ticket-key` — print a fresh session ticket key line.
 //!
 //! Each subcommand reads the environment variables of the component it stands in for; flags
 //! override them. Exit codes: 0 success, 1 refusal or a configuration that would not start,
@@ -16,6 +17,7 @@ mod check;
 mod describe;
 mod probe;
 mod running;
+mod tickets;
 mod verify;
 
 /// Checks, verifies and probes mutual TLS between a Steadybit agent and an extension.
@@ -42,6 +44,9 @@ enum Command {
     Verify(VerifyArgs),
     /// Connect to an extension as the Steadybit agent would.
     Probe(ProbeArgs),
+    /// Print a fresh session ticket key line (base64 of 32 random bytes) for
+    /// TOWER_MTLS_SESSION_TICKET_KEYS.
+    TicketKey,
 }
 
 /// The extension's TLS settings; each flag overrides its environment variable.
@@ -175,6 +180,7 @@ fn main() -> ExitCode {
         )),
         Command::Verify(args) => verify::run(&args.extension, &args.client_cert, args.time),
         Command::Probe(args) => probe::run(&args),
+        Command::TicketKey => Ok(tickets::new_key()),
     };
     match result {
         Ok(outcome) => {
