@@ -31,7 +31,10 @@
 //! (the socket's file permissions guard it; the TLS variables apply to TCP only), with the health
 //! service on the same socket; TLS on the socket (`TOWER_MTLS_UNIX_SOCKET_TLS=true`) is served by
 //! the `extension` example, and refused here at start-up, as is any configuration error (exit
-//! code 1).
+//! code 1). gRPC clients of C core (Python's grpcio, 1.57 on) and grpc-java send the socket's
+//! path as `:authority`, which is no valid HTTP/2 authority: tonic's server (hyper's h2) resets
+//! such calls with `PROTOCOL_ERROR`. Those clients must name a host, e.g. grpcio's
+//! `("grpc.default_authority", "localhost")` option; grpc-go and tonic's client do by default.
 //!
 //! `examples/grpc/identity.rs` is generated from `examples/grpc/identity.proto` and checked
 //! in, so neither the crate nor the example needs a build script or protoc; regenerate it with

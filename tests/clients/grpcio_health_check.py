@@ -32,7 +32,11 @@ def check(channel) -> int:
 
 def main() -> int:
     if sys.argv[1].startswith("unix:"):
-        with grpc.insecure_channel(sys.argv[1]) as channel:
+        # grpc-core (1.57 on) sends the %-encoded socket path as :authority, which is no valid
+        # HTTP/2 authority and which hyper's h2 (tonic's server) refuses with PROTOCOL_ERROR
+        # (grpc/grpc#38142, hyperium/h2#442): name the server, as grpc-go does for sockets.
+        options = [("grpc.default_authority", "localhost")]
+        with grpc.insecure_channel(sys.argv[1], options=options) as channel:
             return check(channel)
     port, ca = int(sys.argv[1]), sys.argv[2]
     chain = key = None
