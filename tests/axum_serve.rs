@@ -562,12 +562,10 @@ async fn the_readme_axum_form_reaches_every_route() {
         format!("hello {}\n", client.subject())
     }
     let pki = Pki::new();
-    let router = Router::new()
-        .route("/", get(hello))
-        .route(
-            "/admin",
-            get(hello).layer(ClientCertLayer::require().allow_subject_cn("ops")),
-        );
+    let router = Router::new().route("/", get(hello)).route(
+        "/admin",
+        get(hello).layer(ClientCertLayer::require().allow_subject_cn("ops")),
+    );
     let app = ClientCertLayer::require()
         .allow_subject_cn("steadybit-agent")
         .allow_subject_cn("ops")
