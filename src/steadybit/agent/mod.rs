@@ -104,6 +104,7 @@ pub mod vars {
 /// Whether the agent checks that the extension's certificate is made out for the name it
 /// connects to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum HostnameVerification {
     /// Always check the name (DNS name or IP address) against the certificate's SANs.
     Strict,
