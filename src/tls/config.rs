@@ -127,7 +127,14 @@ impl TlsConfigBuilder {
     }
 
     /// Checks client certificates against the certificate revocation lists of a file (PEM or
-    /// DER) or a directory of them.
+    /// DER, at most 64 MiB) or a directory of them.
+    ///
+    /// A CRL counts for the trusted CA whose name it carries and whose key signed it; it speaks
+    /// for the certificates within its scope (its issuingDistributionPoint, if any) from its
+    /// thisUpdate on (a CRL dated later is set aside until then); of several for one issuer and
+    /// scope, the highest CRL number decides. A CRL no trusted key signed revokes nothing and is
+    /// skipped with a warning; one that decodes but cannot be used refuses the clients of its
+    /// own issuer. SECURITY.md has the whole rule.
     pub fn client_crl(mut self, path: impl Into<PathBuf>) -> Self {
         self.client_crls.push(Source::Path(path.into()));
         self
