@@ -426,6 +426,72 @@ async fn a_disk_full_mid_write_keeps_the_last_good_configuration_until_the_files
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_the_accept_loop_backs_off_logs_once_and_serves_afterwards() {
+    let pki = Pki::new();
+    let agent = pki.ca.client("agent");
+    // 64 file descriptors in all: a few dozen connections exhaust them.
+    let ext = Extension::start_wrapped(
+        &["/usr/bin/prlimit", "--nofile=64:64", "--"],
+        &tls_vars(
+            &pki.server_cert,
+            &pki.server_key,
+            &pki.ca_path.display().to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        serves(&pki, &agent, ext.port).await,
+        pki.server.der.as_ref()
+    );
+
+    // A storm of silent connections: the server accepts until EMFILE, the kernel queues the
+    // rest (fewer than the listen backlog of 128 beyond what fits in 64 descriptors: more
+    // would wait for SYN retransmits, seconds, before they connect).
+    let started = Instant::now();
+    let mut storm = Vec::new();
+    for _ in 0..120 {
+        storm.push(TcpStream::connect(addr(ext.port)).await.expect("connect"));
+    }
+    let accept_errors = |ext: &Extension| {
+        ext.lines()
+            .iter()
+            .filter(|l| l.contains("accept failed"))
+            .count()
+    };
+    until("the server runs out of file descriptors", || async {
+        accept_errors(&ext) >= 1
+    })
+    .await;
+    // Out of descriptors for three seconds more: thirty back-offs of 100 ms, and more than two
+    // polls of the watch.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let lines = ext.lines();
+    let logged = accept_errors(&ext);
+    // One line per 10 s at most, however many attempts failed since the storm began.
+    let allowed = 1 + started.elapsed().as_secs() as usize / 10;
+    assert!(
+        logged <= allowed,
+        "{logged} accept-error lines in {:?}: {lines:#?}",
+        started.elapsed()
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("Too many open files")),
+        "{lines:#?}"
+    );
+    drop(storm);
+
+    // Served again.
+    let response = pki
+        .client(Some(&agent))
+        .get(addr(ext.port), "localhost", "/")
+        .await
+        .expect("served after the storm");
+    assert_eq!(response.status(), 200);
+    let (code, log) = ext.terminate().await;
+    assert_eq!(code, Some(143), "{log:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_stalled_mid_request_hold_their_connection_never_a_handshake_slot() {
     use http_body_util::BodyExt;
     use tower_mtls::rustls;

@@ -20,8 +20,8 @@ use tower_service::Service;
 
 use super::connection::{BoxError, ConnCtx, Phase, PhaseSender, PhaseSignal, Tracker};
 use super::limits::{
-    DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    is_per_connection_error,
+    ACCEPT_BACKOFF, AcceptErrors, DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, is_per_connection_error,
 };
 use crate::tls::acceptor::MtlsAcceptor;
 
@@ -278,8 +278,9 @@ impl MtlsServer {
 
     /// Serves `service` until the shutdown signal (forever without one).
     ///
-    /// Accept errors (a client that hung up, too many open files) are logged and never end
-    /// the loop.
+    /// Accept errors (a client that hung up, too many open files) never end the loop. Out of
+    /// file descriptors, it waits 100 ms before each new attempt and logs at most once per 10 s,
+    /// with the count of the failures it did not log.
     pub async fn serve<S, B>(self, service: S) -> io::Result<()>
     where
         S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
@@ -302,6 +303,7 @@ impl MtlsServer {
         let phase = PhaseSender(PhaseSignal::new());
         let tracker = Arc::new(Tracker::default());
         let slots = Arc::new(Semaphore::new(max_connections));
+        let accept_errors = AcceptErrors::default();
 
         loop {
             let slot = tokio::select! {
@@ -338,8 +340,8 @@ impl MtlsServer {
                         tracing::debug!(error = %e, "accept failed for one connection");
                     } else {
                         // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::error!(error = %e, "accept failed; retrying in 100 ms");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        accept_errors.log(&e);
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
                     }
                 }
             }
