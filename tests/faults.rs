@@ -439,6 +439,7 @@ async fn out_of_file_descriptors_the_accept_loop_backs_off_logs_once_and_serves_
         ),
     )
     .await;
+    let before = reloads(&ext).await;
     assert_eq!(
         serves(&pki, &agent, ext.port).await,
         pki.server.der.as_ref()
@@ -480,13 +481,22 @@ async fn out_of_file_descriptors_the_accept_loop_backs_off_logs_once_and_serves_
     );
     drop(storm);
 
-    // Served again.
+    // Served again. The watch could not open the files for seconds, but they never changed:
+    // no rejected reload is counted or reported.
     let response = pki
         .client(Some(&agent))
         .get(addr(ext.port), "localhost", "/")
         .await
         .expect("served after the storm");
     assert_eq!(response.status(), 200);
+    assert_eq!(reloads(&ext).await, before, "{:#?}", ext.lines());
+    assert!(
+        !ext.lines()
+            .iter()
+            .any(|l| l.contains("keeping the previous configuration")),
+        "{:#?}",
+        ext.lines()
+    );
     let (code, log) = ext.terminate().await;
     assert_eq!(code, Some(143), "{log:#?}");
 }
