@@ -611,7 +611,7 @@ impl Rotator {
     /// in-place writes in turn. Returns what it did.
     async fn rotate(&mut self) -> Result<&'static str, BoxError> {
         self.count += 1;
-        let atomic = (self.count / 3) % 2 == 0;
+        let atomic = (self.count / 3).is_multiple_of(2);
         Ok(match (self.count % 3, atomic) {
             (0, true) => {
                 let (crt, key) = self.server_files();
@@ -653,30 +653,38 @@ impl Rotator {
     }
 }
 
-/// Starts `soak client ROLE …`.
-fn spawn_client(
-    exe: &Path,
-    role: &str,
+/// Starts the client processes: this binary in client mode, against one server.
+struct Clients<'a> {
+    exe: &'a Path,
     addr: SocketAddr,
-    dir: &Path,
-    until_ms: u64,
-    extra: &[String],
-    out: &Path,
-    nofile: u64,
-) -> Result<Child, BoxError> {
-    let mut cmd = command_with_nofile(exe, nofile);
-    cmd.arg("client")
-        .arg(role)
-        .args(["--addr", &addr.to_string()])
-        .arg("--dir")
-        .arg(dir)
-        .args(["--until", &until_ms.to_string()])
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    Ok(cmd.spawn()?)
+    /// The certificates and keys the clients present.
+    dir: &'a Path,
+}
+
+impl Clients<'_> {
+    /// Starts `soak client ROLE …` with at least `nofile` open files.
+    fn spawn(
+        &self,
+        role: &str,
+        until_ms: u64,
+        extra: &[String],
+        out: &Path,
+        nofile: u64,
+    ) -> Result<Child, BoxError> {
+        let mut cmd = command_with_nofile(self.exe, nofile);
+        cmd.arg("client")
+            .arg(role)
+            .args(["--addr", &self.addr.to_string()])
+            .arg("--dir")
+            .arg(self.dir)
+            .args(["--until", &until_ms.to_string()])
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        Ok(cmd.spawn()?)
+    }
 }
 
 fn percentile(sorted: &[u64], q: f64) -> u64 {
@@ -805,6 +813,11 @@ async fn coordinator(args: &[String]) -> Result<bool, BoxError> {
     // --- idle connections
     let far = unix_ms() + (s.warmup + s.duration + Duration::from_secs(900)).as_millis() as u64;
     let stop_file = dir.join("stop");
+    let clients = Clients {
+        exe: &exe,
+        addr,
+        dir: &clients_dir,
+    };
     let mut children: Vec<(String, PathBuf, Child)> = Vec::new();
     let processes = s.idle.div_ceil(IDLE_PER_PROCESS);
     for p in 0..processes {
@@ -816,16 +829,7 @@ async fn coordinator(args: &[String]) -> Result<bool, BoxError> {
             "--stop-file".to_owned(),
             stop_file.display().to_string(),
         ];
-        let child = spawn_client(
-            &exe,
-            "idle",
-            addr,
-            &clients_dir,
-            far,
-            &extra,
-            &out,
-            count as u64 + 1024,
-        )?;
+        let child = clients.spawn("idle", far, &extra, &out, count as u64 + 1024)?;
         children.push((format!("idle-{p}"), out, child));
     }
     let opening = Instant::now();
@@ -859,7 +863,7 @@ async fn coordinator(args: &[String]) -> Result<bool, BoxError> {
     let until_ms = load_start_ms + (s.warmup + s.duration).as_millis() as u64;
     for role in ["stream", "handshake", "resume", "revoked"] {
         let out = dir.join(format!("{role}.json"));
-        let child = spawn_client(&exe, role, addr, &clients_dir, until_ms, &[], &out, 1024)?;
+        let child = clients.spawn(role, until_ms, &[], &out, 1024)?;
         children.push((role.to_owned(), out, child));
     }
     let mut rotations: Vec<(u64, &'static str)> = Vec::new();
