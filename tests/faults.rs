@@ -446,11 +446,10 @@ async fn out_of_file_descriptors_the_accept_loop_backs_off_logs_once_and_serves_
     );
 
     // A storm of silent connections: the server accepts until EMFILE, the kernel queues the
-    // rest (fewer than the listen backlog of 128 beyond what fits in 64 descriptors: more
-    // would wait for SYN retransmits, seconds, before they connect).
+    // rest in the listen backlog.
     let started = Instant::now();
     let mut storm = Vec::new();
-    for _ in 0..120 {
+    for _ in 0..200 {
         storm.push(TcpStream::connect(addr(ext.port)).await.expect("connect"));
     }
     let accept_errors = |ext: &Extension| {
@@ -499,6 +498,32 @@ async fn out_of_file_descriptors_the_accept_loop_backs_off_logs_once_and_serves_
     );
     let (code, log) = ext.terminate().await;
     assert_eq!(code, Some(143), "{log:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_connections_waits_in_the_listen_backlog_not_in_syn_retransmits() {
+    // A server that accepts nothing yet (busy, or out of descriptors as above): the kernel
+    // completes connections into the listen backlog. Beyond it, Linux drops the SYNs, and
+    // those clients wait for retransmits (1 s, 3 s, 7 s, …) or never connect at all.
+    let server = MtlsServer::bind("127.0.0.1:0").await.expect("bind");
+    let tower_mtls::serve::ListenAddr::Tcp(at) = server.local_addr().expect("addr") else {
+        panic!("a TCP listener");
+    };
+    // 600, or what this kernel allows (`net.core.somaxconn`, 4096 by default since Linux 5.4).
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096);
+    let mut burst = Vec::new();
+    for i in 0..somaxconn.min(600) {
+        let connected = tokio::time::timeout(PATIENCE, TcpStream::connect(at)).await;
+        burst.push(
+            connected
+                .unwrap_or_else(|_| panic!("connection {i} still waits for the kernel"))
+                .expect("connect"),
+        );
+    }
+    drop(server);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,8 @@
 use std::io;
 use std::time::Duration;
 
+use tokio::net::{TcpListener, TcpSocket, ToSocketAddrs};
+
 use crate::rate_limit::LogLimiter;
 
 /// The default grace period of a graceful shutdown.
@@ -12,6 +14,45 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 /// The default time a client has to send a complete HTTP/1 request head.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The listen backlog of the TCP listeners this crate binds: connections the kernel completes
+/// while the accept loop is busy or out of file descriptors. Linux caps it at
+/// `net.core.somaxconn` (4096 by default), as Go's listeners use it. The 128 of std and mio
+/// drop the SYNs of a larger burst — every agent reconnecting after a restart, say — and those
+/// clients wait for SYN retransmits: 1 s, 3 s, 7 s, ….
+pub(super) const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a TCP listener on the first address `addr` resolves to that binds, with
+/// [`LISTEN_BACKLOG`] and, on Unix, `SO_REUSEADDR` as tokio's `TcpListener::bind` sets it (a
+/// restarted server rebinds its port while the connections of the one before are in
+/// TIME_WAIT).
+pub(super) async fn bind_tcp(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+    let listen = |addr: std::net::SocketAddr| -> io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // Not on Windows, where it would let another process take over the port (mio's rule).
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    let mut last = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        match listen(addr) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any address",
+        )
+    }))
+}
 
 /// How long an accept loop waits after an error that concerns the process (out of file
 /// descriptors) before it accepts again.

@@ -22,7 +22,7 @@ use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::limits::{
-    ACCEPT_BACKOFF, AcceptErrors, DEFAULT_MAX_CONNECTIONS, is_per_connection_error,
+    ACCEPT_BACKOFF, AcceptErrors, DEFAULT_MAX_CONNECTIONS, bind_tcp, is_per_connection_error,
 };
 use crate::tls::acceptor::{Lease, MtlsAcceptor, MtlsStream};
 
@@ -73,9 +73,10 @@ impl fmt::Debug for MtlsListener {
 
 impl MtlsListener {
     /// Binds a TCP listener that speaks TLS with `tls` (a [`MtlsAcceptor`], or a
-    /// [`TlsConfig`](crate::TlsConfig) with the acceptor's default settings).
+    /// [`TlsConfig`](crate::TlsConfig) with the acceptor's default settings), with a listen
+    /// backlog of 4096 like [`MtlsServer::bind`](crate::MtlsServer::bind).
     pub async fn bind(addr: impl ToSocketAddrs, tls: impl Into<MtlsAcceptor>) -> io::Result<Self> {
-        Ok(Self::from_tcp(TcpListener::bind(addr).await?, tls))
+        Ok(Self::from_tcp(bind_tcp(addr).await?, tls))
     }
 
     /// Speaks TLS with `tls` on an already bound TCP listener.

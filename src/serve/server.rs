@@ -21,7 +21,7 @@ use tower_service::Service;
 use super::connection::{BoxError, ConnCtx, Phase, PhaseSender, PhaseSignal, Tracker};
 use super::limits::{
     ACCEPT_BACKOFF, AcceptErrors, DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, is_per_connection_error,
+    DEFAULT_MAX_CONNECTIONS, bind_tcp, is_per_connection_error,
 };
 use crate::tls::acceptor::MtlsAcceptor;
 
@@ -114,16 +114,17 @@ impl fmt::Debug for MtlsServer {
 }
 
 impl MtlsServer {
-    /// Binds a TCP listener.
+    /// Binds a TCP listener, with a listen backlog of 4096 (capped by the kernel's
+    /// `net.core.somaxconn`): a burst of clients waits in it, not in SYN retransmits.
     pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
-        Ok(Self::from_tcp(TcpListener::bind(addr).await?))
+        Ok(Self::from_tcp(bind_tcp(addr).await?))
     }
 
     /// Binds `port` on all interfaces, like Go's `":port"`: IPv6 and IPv4 (dual-stack `[::]`),
     /// or IPv4 `0.0.0.0` alone where the host has no IPv6.
     pub async fn bind_all_interfaces(port: u16) -> io::Result<Self> {
         let dual = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
-        match TcpListener::bind(dual).await {
+        match bind_tcp(dual).await {
             Ok(listener) => Ok(Self::from_tcp(listener)),
             Err(e)
                 if matches!(
