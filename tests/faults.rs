@@ -500,6 +500,15 @@ async fn out_of_file_descriptors_the_accept_loop_backs_off_logs_once_and_serves_
     assert_eq!(code, Some(143), "{log:#?}");
 }
 
+/// The kernel's cap on a listen backlog (`net.core.somaxconn`, 4096 by default since Linux
+/// 5.4): the bursts below stay within it.
+fn somaxconn() -> usize {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_connections_waits_in_the_listen_backlog_not_in_syn_retransmits() {
     // A server that accepts nothing yet (busy, or out of descriptors as above): the kernel
@@ -509,19 +518,32 @@ async fn a_burst_of_connections_waits_in_the_listen_backlog_not_in_syn_retransmi
     let tower_mtls::serve::ListenAddr::Tcp(at) = server.local_addr().expect("addr") else {
         panic!("a TCP listener");
     };
-    // 600, or what this kernel allows (`net.core.somaxconn`, 4096 by default since Linux 5.4).
-    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(4096);
     let mut burst = Vec::new();
-    for i in 0..somaxconn.min(600) {
+    for i in 0..somaxconn().min(600) {
         let connected = tokio::time::timeout(PATIENCE, TcpStream::connect(at)).await;
         burst.push(
             connected
                 .unwrap_or_else(|_| panic!("connection {i} still waits for the kernel"))
                 .expect("connect"),
         );
+    }
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_connections_on_a_unix_socket_waits_in_the_backlog_not_refused() {
+    // On a Unix socket a full backlog is worse than on TCP: the client's connect fails at once
+    // (EAGAIN), it is not retried by the kernel. (tokio's Unix listener already listens with
+    // the kernel's maximum on Linux; this keeps it so.)
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("extension.sock");
+    let server = MtlsServer::bind_unix(&socket).await.expect("bind");
+    let mut burst = Vec::new();
+    for i in 0..somaxconn().min(600) {
+        let connected = tokio::time::timeout(PATIENCE, tokio::net::UnixStream::connect(&socket))
+            .await
+            .unwrap_or_else(|_| panic!("connection {i} still waits"));
+        burst.push(connected.unwrap_or_else(|e| panic!("connection {i}: {e}")));
     }
     drop(server);
 }
