@@ -746,7 +746,8 @@ async fn coordinator(args: &[String]) -> Result<bool, BoxError> {
     // --- the server
     let log_path = dir.join("extension.log");
     let log = std::fs::File::create(&log_path)?;
-    let mut ext = command_with_nofile(&extension, s.idle as u64 + 4096);
+    // The idle connections, the load's (a few dozen) and room to spare.
+    let mut ext = command_with_nofile(&extension, s.idle as u64 + 1024);
     ext.env_clear()
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
@@ -829,7 +830,7 @@ async fn coordinator(args: &[String]) -> Result<bool, BoxError> {
             "--stop-file".to_owned(),
             stop_file.display().to_string(),
         ];
-        let child = clients.spawn("idle", far, &extra, &out, count as u64 + 1024)?;
+        let child = clients.spawn("idle", far, &extra, &out, count as u64 + 256)?;
         children.push((format!("idle-{p}"), out, child));
     }
     let opening = Instant::now();
@@ -863,7 +864,7 @@ async fn coordinator(args: &[String]) -> Result<bool, BoxError> {
     let until_ms = load_start_ms + (s.warmup + s.duration).as_millis() as u64;
     for role in ["stream", "handshake", "resume", "revoked"] {
         let out = dir.join(format!("{role}.json"));
-        let child = clients.spawn(role, until_ms, &[], &out, 1024)?;
+        let child = clients.spawn(role, until_ms, &[], &out, 256)?;
         children.push((role.to_owned(), out, child));
     }
     let mut rotations: Vec<(u64, &'static str)> = Vec::new();
