@@ -8,30 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::extension::{Extension, http_get};
+use support::extension::{Extension, http_get, metric, scrape};
 use support::*;
-
-/// The sum of the samples of `name` whose labels include every `labels` pair (0 when none).
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(series, _)| {
-            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            metric == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
-        })
-        .map(|(_, value)| value.parse::<f64>().expect("sample value"))
-        .sum()
-}
-
-async fn scrape(port: u16) -> String {
-    let (status, body) = http_get(port, "/metrics").await.expect("scrape");
-    assert_eq!(status, 200, "{body}");
-    body
-}
 
 fn tls_vars(pki: &Pki, cas: &std::path::Path) -> Vec<(&'static str, String)> {
     vec![
@@ -69,8 +47,8 @@ async fn metrics_move_by_exactly_the_handshakes_made() {
     let ext = Extension::start(&vars).await;
     let (succeeded, failed) = ([("outcome", "succeeded")], [("outcome", "failed")]);
     let before = scrape(ext.health_port).await;
-    let ok0 = sample(&before, "tower_mtls_handshakes_total", &succeeded);
-    let failed0 = sample(&before, "tower_mtls_handshakes_total", &failed);
+    let ok0 = metric(&before, "tower_mtls_handshakes_total", &succeeded);
+    let failed0 = metric(&before, "tower_mtls_handshakes_total", &failed);
 
     for _ in 0..3 {
         refusal_alert(&pki, None, addr(ext.port)).await;
@@ -89,25 +67,25 @@ async fn metrics_move_by_exactly_the_handshakes_made() {
     let deadline = Instant::now() + PATIENCE;
     let after = loop {
         let text = scrape(ext.health_port).await;
-        let ok = sample(&text, "tower_mtls_handshakes_total", &succeeded) - ok0;
-        let bad = sample(&text, "tower_mtls_handshakes_total", &failed) - failed0;
+        let ok = metric(&text, "tower_mtls_handshakes_total", &succeeded) - ok0;
+        let bad = metric(&text, "tower_mtls_handshakes_total", &failed) - failed0;
         if (ok >= 2.0 && bad >= 3.0) || Instant::now() > deadline {
             break text;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(
-        sample(&after, "tower_mtls_handshakes_total", &succeeded) - ok0,
+        metric(&after, "tower_mtls_handshakes_total", &succeeded) - ok0,
         2.0,
         "{after}"
     );
     assert_eq!(
-        sample(&after, "tower_mtls_handshakes_total", &failed) - failed0,
+        metric(&after, "tower_mtls_handshakes_total", &failed) - failed0,
         3.0,
         "{after}"
     );
     assert_eq!(
-        sample(
+        metric(
             &after,
             "tower_mtls_handshakes_total",
             &[("outcome", "failed"), ("class", "no_client_certificate")]
@@ -116,7 +94,7 @@ async fn metrics_move_by_exactly_the_handshakes_made() {
         "{after}"
     );
     assert!(
-        sample(
+        metric(
             &after,
             "tower_mtls_handshake_duration_seconds_count",
             &succeeded
@@ -126,7 +104,7 @@ async fn metrics_move_by_exactly_the_handshakes_made() {
     // The expiry gauges are the served certificate's and the CA's notAfter.
     let served = tower_mtls::identity::CertificateSummary::of(&pki.server.der).expect("summary");
     assert_eq!(
-        sample(
+        metric(
             &after,
             "tower_mtls_server_certificate_not_after_seconds",
             &[]
@@ -137,7 +115,7 @@ async fn metrics_move_by_exactly_the_handshakes_made() {
     let ca = tower_mtls::identity::CertificateSummary::of(pki.ca.as_leaf().der.as_ref())
         .expect("summary");
     assert_eq!(
-        sample(&after, "tower_mtls_trust_earliest_not_after_seconds", &[]),
+        metric(&after, "tower_mtls_trust_earliest_not_after_seconds", &[]),
         unix(ca.not_after),
         "{after}"
     );
@@ -424,7 +402,7 @@ async fn a_rejected_reload_shows_on_metrics_until_the_files_are_fixed() {
         "{text}"
     );
     assert_eq!(
-        sample(&text, "tower_mtls_reload_rejected", &[]),
+        metric(&text, "tower_mtls_reload_rejected", &[]),
         0.0,
         "{text}"
     );
@@ -438,13 +416,13 @@ async fn a_rejected_reload_shows_on_metrics_until_the_files_are_fixed() {
     let deadline = Instant::now() + PATIENCE;
     let text = loop {
         let text = scrape(ext.health_port).await;
-        if sample(&text, "tower_mtls_reload_rejected", &[]) == 1.0 || Instant::now() > deadline {
+        if metric(&text, "tower_mtls_reload_rejected", &[]) == 1.0 || Instant::now() > deadline {
             break text;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(
-        sample(&text, "tower_mtls_reload_rejected", &[]),
+        metric(&text, "tower_mtls_reload_rejected", &[]),
         1.0,
         "{text}"
     );
@@ -454,7 +432,7 @@ async fn a_rejected_reload_shows_on_metrics_until_the_files_are_fixed() {
         "{text}"
     );
     assert!(
-        sample(
+        metric(
             &text,
             "tower_mtls_reloads_total",
             &[("outcome", "rejected")]
@@ -480,7 +458,7 @@ async fn a_rejected_reload_shows_on_metrics_until_the_files_are_fixed() {
         "{text}"
     );
     assert_eq!(
-        sample(&text, "tower_mtls_reload_rejected", &[]),
+        metric(&text, "tower_mtls_reload_rejected", &[]),
         0.0,
         "{text}"
     );

@@ -21,7 +21,9 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::limits::{DEFAULT_MAX_CONNECTIONS, is_per_connection_error};
+use super::limits::{
+    ACCEPT_BACKOFF, AcceptErrors, DEFAULT_MAX_CONNECTIONS, bind_tcp, is_per_connection_error,
+};
 use crate::tls::acceptor::{Lease, MtlsAcceptor, MtlsStream};
 
 type SlotFuture =
@@ -38,8 +40,8 @@ type SlotFuture =
 ///   given to the server's own graceful shutdown; once the grace period after it is over, the
 ///   streams still open fail their reads and writes, so the server's wait for them ends.
 /// * Failed handshakes are logged and counted by the acceptor and never reach the server;
-///   accept errors are logged and retried (after 100 ms when the process is out of file
-///   descriptors).
+///   accept errors are logged and retried (out of file descriptors: after 100 ms each time,
+///   logged at most once per 10 s with the count of the others).
 ///
 /// With axum, see [`tower_mtls::axum`](crate::axum) (feature `axum`); with tonic,
 /// [`tower_mtls::tonic`](crate::tonic) (feature `tonic`).
@@ -52,6 +54,7 @@ pub struct MtlsListener {
     slot: Option<OwnedSemaphorePermit>,
     waiting_for_slot: Option<SlotFuture>,
     backoff: Option<Pin<Box<tokio::time::Sleep>>>,
+    accept_errors: AcceptErrors,
     closing: watch::Sender<bool>,
     closed: Arc<AtomicBool>,
 }
@@ -70,9 +73,10 @@ impl fmt::Debug for MtlsListener {
 
 impl MtlsListener {
     /// Binds a TCP listener that speaks TLS with `tls` (a [`MtlsAcceptor`], or a
-    /// [`TlsConfig`](crate::TlsConfig) with the acceptor's default settings).
+    /// [`TlsConfig`](crate::TlsConfig) with the acceptor's default settings), with a listen
+    /// backlog of 4096 like [`MtlsServer::bind`](crate::MtlsServer::bind).
     pub async fn bind(addr: impl ToSocketAddrs, tls: impl Into<MtlsAcceptor>) -> io::Result<Self> {
-        Ok(Self::from_tcp(TcpListener::bind(addr).await?, tls))
+        Ok(Self::from_tcp(bind_tcp(addr).await?, tls))
     }
 
     /// Speaks TLS with `tls` on an already bound TCP listener.
@@ -86,6 +90,7 @@ impl MtlsListener {
             slot: None,
             waiting_for_slot: None,
             backoff: None,
+            accept_errors: AcceptErrors::default(),
             closing: watch::Sender::new(false),
             closed: Arc::new(AtomicBool::new(false)),
         }
@@ -232,8 +237,8 @@ impl MtlsListener {
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::error!(%error, "accept failed; retrying in 100 ms");
-                    self.backoff = Some(Box::pin(tokio::time::sleep(Duration::from_millis(100))));
+                    self.accept_errors.log(&error);
+                    self.backoff = Some(Box::pin(tokio::time::sleep(ACCEPT_BACKOFF)));
                 }
             }
         }

@@ -20,8 +20,8 @@ use tower_service::Service;
 
 use super::connection::{BoxError, ConnCtx, Phase, PhaseSender, PhaseSignal, Tracker};
 use super::limits::{
-    DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    is_per_connection_error,
+    ACCEPT_BACKOFF, AcceptErrors, DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, bind_tcp, is_per_connection_error,
 };
 use crate::tls::acceptor::MtlsAcceptor;
 
@@ -114,16 +114,17 @@ impl fmt::Debug for MtlsServer {
 }
 
 impl MtlsServer {
-    /// Binds a TCP listener.
+    /// Binds a TCP listener, with a listen backlog of 4096 (capped by the kernel's
+    /// `net.core.somaxconn`): a burst of clients waits in it, not in SYN retransmits.
     pub async fn bind(addr: impl ToSocketAddrs) -> io::Result<Self> {
-        Ok(Self::from_tcp(TcpListener::bind(addr).await?))
+        Ok(Self::from_tcp(bind_tcp(addr).await?))
     }
 
     /// Binds `port` on all interfaces, like Go's `":port"`: IPv6 and IPv4 (dual-stack `[::]`),
     /// or IPv4 `0.0.0.0` alone where the host has no IPv6.
     pub async fn bind_all_interfaces(port: u16) -> io::Result<Self> {
         let dual = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port));
-        match TcpListener::bind(dual).await {
+        match bind_tcp(dual).await {
             Ok(listener) => Ok(Self::from_tcp(listener)),
             Err(e)
                 if matches!(
@@ -278,8 +279,9 @@ impl MtlsServer {
 
     /// Serves `service` until the shutdown signal (forever without one).
     ///
-    /// Accept errors (a client that hung up, too many open files) are logged and never end
-    /// the loop.
+    /// Accept errors (a client that hung up, too many open files) never end the loop. Out of
+    /// file descriptors, it waits 100 ms before each new attempt and logs at most once per 10 s,
+    /// with the count of the failures it did not log.
     pub async fn serve<S, B>(self, service: S) -> io::Result<()>
     where
         S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + Send + 'static,
@@ -302,6 +304,7 @@ impl MtlsServer {
         let phase = PhaseSender(PhaseSignal::new());
         let tracker = Arc::new(Tracker::default());
         let slots = Arc::new(Semaphore::new(max_connections));
+        let accept_errors = AcceptErrors::default();
 
         loop {
             let slot = tokio::select! {
@@ -338,8 +341,8 @@ impl MtlsServer {
                         tracing::debug!(error = %e, "accept failed for one connection");
                     } else {
                         // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::error!(error = %e, "accept failed; retrying in 100 ms");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        accept_errors.log(&e);
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
                     }
                 }
             }

@@ -171,6 +171,21 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// Whether this is the process's failure rather than the files': out of file descriptors
+    /// (`EMFILE`, `ENFILE`) or memory. Such an error says nothing about what the files hold.
+    pub(crate) fn is_resource_exhaustion(&self) -> bool {
+        // EMFILE and ENFILE are 24 and 23 on Linux, the BSDs and macOS alike.
+        const ENFILE: i32 = 23;
+        const EMFILE: i32 = 24;
+        match self {
+            Self::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(ENFILE | EMFILE))
+                    || source.kind() == io::ErrorKind::OutOfMemory
+            }
+            _ => false,
+        }
+    }
+
     /// The I/O error for `path`, with a missing file reported as such.
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         let path = path.into();
@@ -551,6 +566,22 @@ pub(crate) fn classify_tls(error: &TlsError) -> HandshakeFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_descriptors_is_the_process_not_the_files() {
+        let io = |source| ConfigError::Io {
+            path: "tls.crt".into(),
+            source,
+        };
+        assert!(io(io::Error::from_raw_os_error(24)).is_resource_exhaustion());
+        assert!(io(io::Error::from_raw_os_error(23)).is_resource_exhaustion());
+        // Permission denied and a missing file are the files' own failures.
+        assert!(!io(io::Error::from_raw_os_error(13)).is_resource_exhaustion());
+        let missing = ConfigError::NotFound {
+            path: "tls.crt".into(),
+        };
+        assert!(!missing.is_resource_exhaustion());
+    }
 
     #[test]
     fn classes_have_distinct_indices_and_names() {

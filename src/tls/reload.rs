@@ -30,6 +30,7 @@ use super::events::{ReloadEvent, ReloadOutcome, ReloadReport};
 use super::material::{Active, Inputs, Spec};
 use super::observe::TlsObserver;
 use crate::identity::Fingerprint;
+use crate::rate_limit::LogLimiter;
 
 /// The default interval of [`TlsConfig::watch`](crate::TlsConfig::watch).
 pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -38,6 +39,8 @@ pub(crate) struct ReloadState {
     inner: Mutex<Digests>,
     events: broadcast::Sender<ReloadEvent>,
     observers: RwLock<Vec<Arc<dyn TlsObserver>>>,
+    /// Checks that could not open the files (the process out of descriptors): a line a minute.
+    unreadable: LogLimiter,
 }
 
 struct Digests {
@@ -70,6 +73,7 @@ impl ReloadState {
             }),
             events: broadcast::channel(64).0,
             observers: RwLock::default(),
+            unreadable: LogLimiter::new(1, Duration::from_secs(60)),
         }
     }
 
@@ -107,6 +111,19 @@ impl ReloadState {
         // One reload at a time; a poisoned lock only means an earlier reload panicked.
         let mut digests = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let built = match spec.read() {
+            // Out of file descriptors (a connection storm), the files could not even be opened:
+            // nothing is known about them, so there is nothing to reject or count. The
+            // configuration in use stays; the next check reads them again.
+            Err(error) if error.is_resource_exhaustion() => {
+                if let Some(suppressed) = self.unreadable.admit() {
+                    tracing::warn!(
+                        %error,
+                        suppressed,
+                        "cannot read the TLS files now; keeping the configuration in use"
+                    );
+                }
+                return ReloadOutcome::Rejected(Arc::new(error));
+            }
             Err(error) => Err((error, None)),
             Ok(inputs)
                 if inputs.identity_digest == digests.identity

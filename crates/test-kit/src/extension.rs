@@ -54,17 +54,33 @@ impl Extension {
     /// Starts the example with `vars` (after defaults: ephemeral ports, `RUST_LOG=info`, no
     /// drain delay) and waits until both listeners are logged.
     pub async fn start(vars: &[(&str, String)]) -> Extension {
-        Self::start_until(vars, 2).await
+        Self::start_until(&[], vars, 2).await
+    }
+
+    /// [`start`](Self::start) through a wrapper command that ends by running the program given
+    /// as its last argument, e.g. `["prlimit", "--nofile=64:64", "--"]` or
+    /// `["setpriv", "--reuid=nobody", …, "--"]` (both exec it: the child's PID is the
+    /// extension's).
+    pub async fn start_wrapped(wrapper: &[&str], vars: &[(&str, String)]) -> Extension {
+        Self::start_until(wrapper, vars, 2).await
     }
 
     /// Starts the example on the Unix socket `STEADYBIT_EXTENSION_UNIX_SOCKET` of `vars` and
     /// waits until it serves there (no health port: the probes answer on the socket).
     pub async fn start_unix(vars: &[(&str, String)]) -> Extension {
-        Self::start_until(vars, 1).await
+        Self::start_until(&[], vars, 1).await
     }
 
-    async fn start_until(vars: &[(&str, String)], listeners: usize) -> Extension {
-        let mut cmd = Command::new(example_binary("extension"));
+    async fn start_until(wrapper: &[&str], vars: &[(&str, String)], listeners: usize) -> Extension {
+        let binary = example_binary("extension");
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(binary),
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(binary);
+                cmd
+            }
+        };
         cmd.env_clear()
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -180,4 +196,28 @@ pub async fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// The sum of the samples of `name` in a Prometheus text exposition whose labels include every
+/// `labels` pair (0 when there is none).
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|(_, value)| value.parse::<f64>().expect("sample value"))
+        .sum()
+}
+
+/// `GET /metrics` on a health port; the body of a 200.
+pub async fn scrape(port: u16) -> String {
+    let (status, body) = http_get(port, "/metrics").await.expect("scrape");
+    assert_eq!(status, 200, "{body}");
+    body
 }
