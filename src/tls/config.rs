@@ -24,7 +24,7 @@ use super::material::{Active, Spec};
 use super::observe::{
     DEFAULT_EXPIRY_WARNING, EXPIRY_CHECK_INTERVAL, ExpiryWarning, TlsObserver, check_expiry,
 };
-use super::reload::ReloadState;
+use super::reload::{ReloadState, Settle};
 use super::verify::{
     ChainLimits, ClientAccepted, ClientAuth, ClientRefused, TrustDetails, TrustSummary,
 };
@@ -352,7 +352,7 @@ impl TlsConfig {
         #[cfg(feature = "metrics")]
         {
             super::metrics::expiry(active.server_certificate.not_after, &trust);
-            super::metrics::trust_files(None, &active.trust_digest);
+            super::metrics::trust_files(&active.trust_digest);
         }
         check_expiry(
             &active.server_certificate,
@@ -391,8 +391,8 @@ impl TlsConfig {
     /// SHA-256 over the paths and contents of the trust and CRL files of the configuration in
     /// use. A configuration built from the same files elsewhere (the doctor's `check` in the
     /// same pod) has the same digest, so comparing the two tells whether the files on disk are
-    /// what the server applies; with the `metrics` feature it is the `sha256` label of
-    /// `tower_mtls_trust_files_info`.
+    /// what the server applies; with the `metrics` feature its first 48 bits are the gauge
+    /// `tower_mtls_trust_files_digest` ([`digest_prefix`](super::metrics::digest_prefix)).
     pub fn trust_files_digest(&self) -> crate::identity::Fingerprint {
         self.active().trust_digest
     }
@@ -454,10 +454,14 @@ impl TlsConfig {
     /// [`reload`](Self::reload) on the calling thread: blocking file I/O, for code outside an
     /// async context.
     pub fn blocking_reload(&self) -> ReloadOutcome {
+        self.reload_blocking(Settle::Now)
+    }
+
+    fn reload_blocking(&self, settle: Settle) -> ReloadOutcome {
         let outcome = self
             .shared
             .reload
-            .apply(&self.shared.spec, &self.shared.active);
+            .apply(&self.shared.spec, &self.shared.active, settle);
         if let ReloadOutcome::Applied(_) = outcome {
             self.check_expiry();
         }
@@ -471,9 +475,12 @@ impl TlsConfig {
     }
 
     /// Starts watching the configuration's files on the current Tokio runtime, reloading when
-    /// their contents change: new handshakes use new material within about `interval`
-    /// (see [`DEFAULT_WATCH_INTERVAL`](super::DEFAULT_WATCH_INTERVAL)). The watch stops when the handle is dropped, so keep
-    /// it for as long as the server runs.
+    /// their contents change: new handshakes use new material within about two `interval`s
+    /// (see [`DEFAULT_WATCH_INTERVAL`](super::DEFAULT_WATCH_INTERVAL)): a change is applied
+    /// once two checks in a row read the same contents, so a file written in place is never
+    /// applied half-written, even when its first half is a valid configuration (a bundle cut
+    /// after one certificate, a CRL file missing one issuer's CRL). The watch stops when the
+    /// handle is dropped, so keep it for as long as the server runs.
     ///
     /// The watch also repeats [`check_expiry`](Self::check_expiry) once a day
     /// ([`EXPIRY_CHECK_INTERVAL`](super::EXPIRY_CHECK_INTERVAL)); with the `metrics` feature it
@@ -502,7 +509,14 @@ impl TlsConfig {
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {
-                        if let ReloadOutcome::Rejected(e) = config.reload().await {
+                        // A change is applied once two ticks read the same files (see
+                        // `Settle::Twice`): never a state an in-place writer passes through.
+                        let watched = config.clone();
+                        let outcome = tokio::task::spawn_blocking(move || {
+                            watched.reload_blocking(Settle::Twice)
+                        })
+                        .await;
+                        if let Ok(ReloadOutcome::Rejected(e)) = outcome {
                             // Reported by the reload itself once it persists; the watch goes on.
                             tracing::trace!(error = %e, "TLS reload rejected");
                         }

@@ -51,6 +51,22 @@ struct Digests {
     pending: Option<Failure>,
     /// The failure last reported, so that it is reported once.
     reported: Option<Failure>,
+    /// Changed files seen once by the watch, not applied yet: see [`Settle`].
+    unsettled: Option<[Fingerprint; 3]>,
+}
+
+/// Whether a change is applied as soon as it is seen, or only once it has settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settle {
+    /// Apply what the files hold now: the caller knows they are complete (an explicit
+    /// [`TlsConfig::reload`](crate::TlsConfig::reload)).
+    Now,
+    /// Apply a change only when two checks in a row read the same contents (the watch). A file
+    /// written in place can pass through a state that is valid but incomplete — a bundle cut
+    /// after its first certificate, a CRL file missing one issuer's CRL — and one poll could
+    /// apply it: trust lost, or a revocation undone, for one interval. The kubelet's `..data`
+    /// swap never shows such a state; in-place writers do. The price is one interval.
+    Twice,
 }
 
 /// What identifies a failed reload: the error's text and, when the files could be read, what
@@ -70,6 +86,7 @@ impl ReloadState {
                 tickets: inputs.tickets_digest,
                 pending: None,
                 reported: None,
+                unsettled: None,
             }),
             events: broadcast::channel(64).0,
             observers: RwLock::default(),
@@ -107,7 +124,12 @@ impl ReloadState {
 impl ReloadState {
     /// Re-reads `spec`'s sources and, when they changed and build, swaps the result into
     /// `active_slot`. Blocking file I/O. One reload at a time.
-    pub(crate) fn apply(&self, spec: &Spec, active_slot: &RwLock<Arc<Active>>) -> ReloadOutcome {
+    pub(crate) fn apply(
+        &self,
+        spec: &Spec,
+        active_slot: &RwLock<Arc<Active>>,
+        settle: Settle,
+    ) -> ReloadOutcome {
         // One reload at a time; a poisoned lock only means an earlier reload panicked.
         let mut digests = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let built = match spec.read() {
@@ -130,7 +152,29 @@ impl ReloadState {
                     && inputs.trust_digest == digests.trust
                     && inputs.tickets_digest == digests.tickets =>
             {
+                digests.unsettled = None;
                 Ok(None)
+            }
+            Ok(inputs)
+                if settle == Settle::Twice
+                    && digests.unsettled
+                        != Some([
+                            inputs.identity_digest,
+                            inputs.trust_digest,
+                            inputs.tickets_digest,
+                        ]) =>
+            {
+                // Seen for the first time: maybe mid-write. Applied at the next check if the
+                // files still hold the same.
+                digests.unsettled = Some([
+                    inputs.identity_digest,
+                    inputs.trust_digest,
+                    inputs.tickets_digest,
+                ]);
+                tracing::debug!(
+                    "TLS files changed; applying them once the next check reads the same"
+                );
+                return ReloadOutcome::Unchanged;
             }
             Ok(inputs) => match spec.build(&inputs) {
                 Ok(active) => Ok(Some((inputs, active))),
@@ -162,7 +206,7 @@ impl ReloadState {
                 };
                 active.log_trust();
                 #[cfg(feature = "metrics")]
-                super::metrics::trust_files(Some(&previous.trust_digest), &active.trust_digest);
+                super::metrics::trust_files(&active.trust_digest);
                 let report = Arc::new(ReloadReport {
                     server_certificate: active.server_certificate.clone(),
                     previous_server_certificate: previous.server_certificate.clone(),
@@ -176,6 +220,7 @@ impl ReloadState {
                 digests.tickets = inputs.tickets_digest;
                 digests.pending = None;
                 digests.reported = None;
+                digests.unsettled = None;
                 tracing::info!(
                     server_certificate.subject = %report.server_certificate.subject,
                     server_certificate.serial = %report.server_certificate.serial,
