@@ -271,3 +271,83 @@ impl ReloadState {
         self.events.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+
+    use super::*;
+    use crate::TlsConfig;
+
+    fn ca_pem(cn: &str) -> String {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("CA").pem()
+    }
+
+    fn write(path: &Path, text: &str) {
+        std::fs::write(path, text).expect("write");
+    }
+
+    #[test]
+    fn the_watch_applies_a_change_once_two_checks_read_the_same_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = KeyPair::generate().expect("key");
+        let server = CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("server");
+        let (cert, key_path, trust) = (
+            dir.path().join("tls.crt"),
+            dir.path().join("tls.key"),
+            dir.path().join("cas.pem"),
+        );
+        write(&cert, &server.pem());
+        write(&key_path, &key.serialize_pem());
+        let (a, b) = (ca_pem("CA A"), ca_pem("CA B"));
+        write(&trust, &a);
+        let tls = TlsConfig::builder()
+            .server_cert_file(&cert)
+            .server_key_file(&key_path)
+            .client_trust(&trust)
+            .build()
+            .expect("config");
+        let shared = &tls.shared;
+        let check = || {
+            shared
+                .reload
+                .apply(&shared.spec, &shared.active, Settle::Twice)
+        };
+        let anchors = || tls.trust_summary().anchors;
+
+        // An in-place writer's first half (a valid bundle of one CA), then the whole file:
+        // neither is applied on first sight, the whole one once it is read twice.
+        write(&trust, &b);
+        assert!(matches!(check(), ReloadOutcome::Unchanged));
+        write(&trust, &format!("{b}{a}"));
+        assert!(matches!(check(), ReloadOutcome::Unchanged));
+        assert_eq!(anchors(), 1, "nothing applied yet");
+        assert!(matches!(check(), ReloadOutcome::Applied(_)));
+        assert_eq!(anchors(), 2);
+        assert!(matches!(check(), ReloadOutcome::Unchanged));
+
+        // Back to what is in use before a second check: nothing to apply, nothing pending.
+        write(&trust, &b);
+        assert!(matches!(check(), ReloadOutcome::Unchanged));
+        write(&trust, &format!("{b}{a}"));
+        assert!(matches!(check(), ReloadOutcome::Unchanged));
+        write(&trust, &b);
+        assert!(matches!(check(), ReloadOutcome::Unchanged));
+        assert_eq!(anchors(), 2);
+
+        // An explicit reload applies what the files hold at once.
+        assert!(matches!(tls.blocking_reload(), ReloadOutcome::Applied(_)));
+        assert_eq!(anchors(), 1);
+    }
+}
