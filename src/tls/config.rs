@@ -447,10 +447,17 @@ impl TlsConfig {
     /// [`reload`](Self::reload) on the calling thread: blocking file I/O, for code outside an
     /// async context.
     pub fn blocking_reload(&self) -> ReloadOutcome {
+        self.check_files(false)
+    }
+
+    /// One check of the files; with `settle`, a change is applied only when the previous check
+    /// read the same contents (the watch's rule: files written in place pass through states
+    /// that build but are not what the writer meant).
+    fn check_files(&self, settle: bool) -> ReloadOutcome {
         let outcome = self
             .shared
             .reload
-            .apply(&self.shared.spec, &self.shared.active);
+            .apply(&self.shared.spec, &self.shared.active, settle);
         if let ReloadOutcome::Applied(_) = outcome {
             self.check_expiry();
         }
@@ -464,8 +471,10 @@ impl TlsConfig {
     }
 
     /// Starts watching the configuration's files on the current Tokio runtime, reloading when
-    /// their contents change: new handshakes use new material within about `interval`
-    /// (see [`DEFAULT_WATCH_INTERVAL`](super::DEFAULT_WATCH_INTERVAL)). The watch stops when the handle is dropped, so keep
+    /// their contents change: new handshakes use new material within about two `interval`s
+    /// (see [`DEFAULT_WATCH_INTERVAL`](super::DEFAULT_WATCH_INTERVAL)): a change is applied once
+    /// two checks in a row read the same contents, so that a file written in place is not
+    /// applied half-written even when its first half builds. The watch stops when the handle is dropped, so keep
     /// it for as long as the server runs.
     ///
     /// The watch also repeats [`check_expiry`](Self::check_expiry) once a day
@@ -495,7 +504,15 @@ impl TlsConfig {
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {
-                        if let ReloadOutcome::Rejected(e) = config.reload().await {
+                        let checked = config.clone();
+                        let outcome = tokio::task::spawn_blocking(move || checked.check_files(true))
+                            .await
+                            .unwrap_or_else(|e| {
+                                ReloadOutcome::Rejected(Arc::new(ConfigError::Tls(
+                                    rustls::Error::General(format!("reload task failed: {e}")),
+                                )))
+                            });
+                        if let ReloadOutcome::Rejected(e) = outcome {
                             // Reported by the reload itself once it persists; the watch goes on.
                             tracing::trace!(error = %e, "TLS reload rejected");
                         }
@@ -541,5 +558,57 @@ impl ReloadHandle {
 impl Drop for ReloadHandle {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate for `name`: its PEM and its key's PEM.
+    fn self_signed(name: &str) -> (String, String) {
+        let made = rcgen::generate_simple_self_signed(vec![name.to_owned()]).expect("rcgen");
+        (made.cert.pem(), made.signing_key.serialize_pem())
+    }
+
+    #[test]
+    fn the_watch_applies_a_file_written_in_place_only_once_two_checks_read_it_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = self_signed("localhost");
+        let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert_path, &cert).expect("write");
+        std::fs::write(&key_path, &key).expect("write");
+        // A bundle of two pinned client certificates.
+        let (one, two) = (self_signed("one").0, self_signed("two").0);
+        let bundle = dir.path().join("clients.pem");
+        std::fs::write(&bundle, format!("{one}{two}")).expect("write");
+        let tls = TlsConfig::builder()
+            .server_cert_file(&cert_path)
+            .server_key_file(&key_path)
+            .client_trust(&bundle)
+            .build()
+            .expect("config");
+        assert_eq!(tls.trust_summary().pinned, 2);
+
+        // Rewritten in place, the bundle is first cut after its first certificate: a file that
+        // builds. The watch's first read of it applies nothing.
+        std::fs::write(&bundle, &one).expect("write");
+        assert!(matches!(tls.check_files(true), ReloadOutcome::Unchanged));
+        assert_eq!(tls.trust_summary().pinned, 2);
+        // The writer finishes: the bundle is what is in use; nothing to apply.
+        std::fs::write(&bundle, format!("{one}{two}")).expect("write");
+        assert!(matches!(tls.check_files(true), ReloadOutcome::Unchanged));
+        assert_eq!(tls.trust_summary().pinned, 2);
+
+        // A change that stays is applied at the second check that reads it.
+        std::fs::write(&bundle, &one).expect("write");
+        assert!(matches!(tls.check_files(true), ReloadOutcome::Unchanged));
+        assert!(matches!(tls.check_files(true), ReloadOutcome::Applied(_)));
+        assert_eq!(tls.trust_summary().pinned, 1);
+
+        // An explicit reload applies what it reads at once.
+        std::fs::write(&bundle, format!("{one}{two}")).expect("write");
+        assert!(matches!(tls.blocking_reload(), ReloadOutcome::Applied(_)));
+        assert_eq!(tls.trust_summary().pinned, 2);
     }
 }

@@ -16,6 +16,12 @@
 //! [`ReloadEvent::Rejected`] — only when the same failure is seen on the same file contents
 //! twice in a row; a failure that the next check no longer sees was a write in progress.
 //!
+//! Written in place, files also pass through states that build: half of a bundle can be whole
+//! certificates (or, in a file of several CRLs, whole CRLs), fewer than the writer meant. So
+//! [`TlsConfig::watch`](crate::TlsConfig::watch) applies a change only once two checks in a row
+//! read the same contents; an explicit [`TlsConfig::reload`](crate::TlsConfig::reload) applies
+//! what it reads at once.
+//!
 //! Every rebuild makes a fresh rustls `ServerConfig` and with it a fresh session cache, so no
 //! session resumed after a change of trust (CA removed, CRL added) was established before it;
 //! shared session tickets bind a digest of the trust they were issued under, so those issued
@@ -51,6 +57,9 @@ struct Digests {
     pending: Option<Failure>,
     /// The failure last reported, so that it is reported once.
     reported: Option<Failure>,
+    /// Changed contents that built, read once: the watch applies them when the next check reads
+    /// them again.
+    candidate: Option<[Fingerprint; 3]>,
 }
 
 /// What identifies a failed reload: the error's text and, when the files could be read, what
@@ -70,6 +79,7 @@ impl ReloadState {
                 tickets: inputs.tickets_digest,
                 pending: None,
                 reported: None,
+                candidate: None,
             }),
             events: broadcast::channel(64).0,
             observers: RwLock::default(),
@@ -106,8 +116,14 @@ impl ReloadState {
 
 impl ReloadState {
     /// Re-reads `spec`'s sources and, when they changed and build, swaps the result into
-    /// `active_slot`. Blocking file I/O. One reload at a time.
-    pub(crate) fn apply(&self, spec: &Spec, active_slot: &RwLock<Arc<Active>>) -> ReloadOutcome {
+    /// `active_slot` — with `settle`, only when the previous call read the same contents.
+    /// Blocking file I/O. One reload at a time.
+    pub(crate) fn apply(
+        &self,
+        spec: &Spec,
+        active_slot: &RwLock<Arc<Active>>,
+        settle: bool,
+    ) -> ReloadOutcome {
         // One reload at a time; a poisoned lock only means an earlier reload panicked.
         let mut digests = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let built = match spec.read() {
@@ -144,6 +160,20 @@ impl ReloadState {
                 )),
             },
         };
+        if let (true, Ok(Some((inputs, _)))) = (settle, &built) {
+            let seen = [
+                inputs.identity_digest,
+                inputs.trust_digest,
+                inputs.tickets_digest,
+            ];
+            if digests.candidate.replace(seen) != Some(seen) {
+                tracing::debug!(
+                    "TLS files changed; applying them when the next check reads the same"
+                );
+                return ReloadOutcome::Unchanged;
+            }
+        }
+        digests.candidate = None;
         match built {
             Ok(None) => {
                 digests.pending = None;
