@@ -21,8 +21,9 @@
 //!   head for the header-read timeout (30 s), so each HTTP/1.1 one makes a request every 20 s;
 //!   the HTTP/2 ones stay silent. At the end every one of them must still answer.
 //! * `stream`: four keep-alive connections, a request every 20 ms on each; their latencies are
-//!   split into those that started within 1.5 s after a rotation was written (the watch polls
-//!   every second) and the others.
+//!   split into those that started while a reload was under way — from 1.5 s before an applied
+//!   reload's log line to 0.5 s after it: the watch (1 s) reads and builds a change at two
+//!   checks in a row and swaps it in at the second — and the others.
 //! * `handshake`: full handshakes (no resumption), two at a time, paced.
 //! * `resume`: reconnects with a session cache, two at a time, paced; counts resumed and full
 //!   handshakes (every reload starts a fresh session cache, so some must be full).
@@ -57,8 +58,11 @@ const OP_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_PER_PROCESS: usize = 5_000;
 /// An HTTP/1.1 idle connection's request interval (below hyper's 30 s header-read timeout).
 const TOUCH_EVERY: Duration = Duration::from_secs(20);
-/// A stream request counts as "during a reload" when it starts this long after a rotation.
-const RELOAD_WINDOW: Duration = Duration::from_millis(1500);
+/// A stream request counts as "during a reload" when it starts this long before an applied
+/// reload is logged (the check before it read and built the same files) …
+const RELOAD_BEFORE: Duration = Duration::from_millis(1500);
+/// … or this long after it.
+const RELOAD_AFTER: Duration = Duration::from_millis(500);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -687,6 +691,29 @@ impl Clients<'_> {
     }
 }
 
+/// The time of a text log line (`2026-12-07T10:01:28.017388Z  INFO …`), Unix milliseconds.
+fn log_time_ms(line: &str) -> Option<u64> {
+    let stamp = line.split_whitespace().next()?.strip_suffix('Z')?;
+    let (date, time) = stamp.split_once('T')?;
+    let mut ymd = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let mut hms = time.split(':');
+    let (h, min) = (
+        hms.next()?.parse::<i64>().ok()?,
+        hms.next()?.parse::<i64>().ok()?,
+    );
+    let secs: f64 = hms.next()?.parse().ok()?;
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let ms = ((days * 86_400 + h * 3600 + min * 60) as f64 + secs) * 1000.0;
+    u64::try_from(ms as i64).ok()
+}
+
 fn percentile(sorted: &[u64], q: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -1026,8 +1053,15 @@ async fn coordinator(args: &[String]) -> Result<bool, BoxError> {
     }
 
     // Keep-alive latency, during reloads and without.
-    let windows: Vec<u64> = rotations.iter().map(|(at, _)| *at).collect();
-    let window = RELOAD_WINDOW.as_millis() as u64;
+    let windows: Vec<u64> = log_text
+        .lines()
+        .filter(|l| l.contains("TLS configuration reloaded"))
+        .filter_map(log_time_ms)
+        .collect();
+    let (before, after) = (
+        RELOAD_BEFORE.as_millis() as u64,
+        RELOAD_AFTER.as_millis() as u64,
+    );
     let warm_ms = load_start_ms + s.warmup.as_millis() as u64;
     let (mut during, mut quiet) = (Vec::new(), Vec::new());
     for report in reports.iter().filter(|r| r["role"] == "stream") {
@@ -1038,8 +1072,9 @@ async fn coordinator(args: &[String]) -> Result<bool, BoxError> {
             if at < warm_ms {
                 continue;
             }
-            let i = windows.partition_point(|&w| w <= at);
-            let in_window = i > 0 && at - windows[i - 1] < window;
+            // The first reload logged at or after `at - after`.
+            let i = windows.partition_point(|&w| w + after < at);
+            let in_window = windows.get(i).is_some_and(|&w| at + before >= w);
             if in_window { &mut during } else { &mut quiet }.push(us);
         }
     }
@@ -1099,5 +1134,16 @@ async fn coordinator(args: &[String]) -> Result<bool, BoxError> {
             let _ = tmp.keep();
         }
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_times_are_unix_milliseconds() {
+        let line =
+            "2026-12-07T10:01:28.017388Z  INFO tower_mtls::tls::reload: TLS configuration reloaded";
+        assert_eq!(super::log_time_ms(line), Some(1_796_637_688_017));
+        assert_eq!(super::log_time_ms("not a log line"), None);
     }
 }
