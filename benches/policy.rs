@@ -68,7 +68,7 @@ impl Connection {
             ),
         ];
         let der = params.self_signed(&key).unwrap().der().clone();
-        let peer = PeerCertificates::new(vec![der.clone()]).unwrap();
+        let peer = PeerCertificates::assume_verified(vec![der.clone()]).unwrap();
         Self {
             der,
             tls: tls_info(&key),

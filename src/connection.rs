@@ -49,8 +49,20 @@ struct PeerInner {
 }
 
 impl PeerCertificates {
-    /// Wraps a presented chain, leaf first. `None` when the chain is empty.
-    pub fn new(chain: Vec<CertificateDer<'static>>) -> Option<Self> {
+    /// A chain that a TLS handshake of this process verified, leaf first. `None` when empty.
+    pub(crate) fn from_handshake(chain: Vec<CertificateDer<'static>>) -> Option<Self> {
+        Self::assume_verified(chain)
+    }
+
+    /// Wraps `chain` (leaf first) **as if a handshake had verified it**; `None` when empty.
+    ///
+    /// [`ClientCertLayer`](crate::ClientCertLayer) and every accessor trust what this holds:
+    /// they authorise by it and never verify it again. Use it only for a chain that a
+    /// verifier you trust has already checked, with proof that the client holds the leaf's
+    /// key — a TLS stack of your own in the same process, or tests. Never build it from
+    /// something a client sends (a proxy header such as `X-Forwarded-Client-Cert`, a request
+    /// field): whoever can send it can then claim any identity.
+    pub fn assume_verified(chain: Vec<CertificateDer<'static>>) -> Option<Self> {
         if chain.is_empty() {
             return None;
         }
@@ -62,7 +74,7 @@ impl PeerCertificates {
 
     /// The client's own certificate, the one whose key signed the handshake.
     pub fn leaf(&self) -> &CertificateDer<'static> {
-        // `new` refuses empty chains.
+        // `assume_verified` refuses empty chains.
         &self.0.chain[0]
     }
 
@@ -187,7 +199,7 @@ impl ConnectionInfo {
         Self::new(
             TlsInfo::from_connection(conn, remote_addr),
             conn.peer_certificates()
-                .and_then(|chain| PeerCertificates::new(chain.to_vec())),
+                .and_then(|chain| PeerCertificates::from_handshake(chain.to_vec())),
         )
     }
 

@@ -142,6 +142,11 @@ pub mod steadybit;
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
 
+// Internal entry points for the fuzz targets in `fuzz/` (feature `fuzzing`): not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz;
+
 // Framework integrations, each behind its feature, each reachable at the crate root only.
 mod frameworks;
 #[cfg(feature = "axum")]

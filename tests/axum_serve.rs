@@ -553,3 +553,41 @@ async fn request_spans_nest_under_the_connection_span() {
     served.stop().await;
     server.stop().await;
 }
+
+/// The README's axum form, as written there: the app-wide layer admits the agent and ops, the
+/// `/admin` route only ops. Every route is reachable by someone it names.
+#[tokio::test]
+async fn the_readme_axum_form_reaches_every_route() {
+    async fn hello(client: Identity) -> String {
+        format!("hello {}\n", client.subject())
+    }
+    let pki = Pki::new();
+    let router = Router::new().route("/", get(hello)).route(
+        "/admin",
+        get(hello).layer(ClientCertLayer::require().allow_subject_cn("ops")),
+    );
+    let app = ClientCertLayer::require()
+        .allow_subject_cn("steadybit-agent")
+        .allow_subject_cn("ops")
+        .layer(router);
+    let served = serve_axum(
+        listener(&pki, ClientAuth::Required).await,
+        app,
+        Duration::from_secs(5),
+    )
+    .await;
+    let agent = pki.write_leaf(&pki.ca.client("steadybit-agent"), "agent");
+    let ops = pki.write_leaf(&pki.ca.client("ops"), "ops");
+    let stranger = pki.write_leaf(&pki.ca.client("stranger"), "stranger");
+    for (who, identity, path, expected) in [
+        ("agent", &agent, "/", "200"),
+        ("agent", &agent, "/admin", "403"),
+        ("ops", &ops, "/", "200"),
+        ("ops", &ops, "/admin", "200"),
+        ("stranger", &stranger, "/", "403"),
+    ] {
+        let out = curl_as(&pki, &served, identity, path, STATUS).await;
+        assert_eq!(status_of(&out), expected, "{who} {path}: {}", body(&out));
+    }
+    served.stop().await;
+}

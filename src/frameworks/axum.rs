@@ -26,12 +26,17 @@
 //!     .server_key_file("tls.key")
 //!     .client_trust("ca.crt")
 //!     .build()?;
+//! // Layers stack: a request must pass every layer it meets, so the app-wide layer admits
+//! // everyone some route admits, and a route's own layer narrows it further.
 //! let router = Router::new()
 //!     .route("/", get(hello))
-//!     // One route: only the holder of one subject.
+//!     // One route: only ops.
 //!     .route("/admin", get(hello).layer(ClientCertLayer::require().allow_subject_cn("ops")));
-//! // Every route: only the agent.
-//! let app = ClientCertLayer::require().allow_subject_cn("steadybit-agent").layer(router);
+//! // Every route: the agent or ops.
+//! let app = ClientCertLayer::require()
+//!     .allow_subject_cn("steadybit-agent")
+//!     .allow_subject_cn("ops")
+//!     .layer(router);
 //!
 //! let listener = MtlsListener::bind("0.0.0.0:8443", tls).await?;
 //! let shutdown = listener.graceful_shutdown(

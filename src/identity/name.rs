@@ -60,6 +60,10 @@ pub struct NameAttribute {
     oid: String,
     value: String,
     rdn: usize,
+    /// For a value that is no decodable directory string: RFC 4514's `#` form of its whole
+    /// BER encoding (tag, length, contents), which is what [`Display`](fmt::Display) writes.
+    /// `None` for text.
+    hex_form: Option<String>,
 }
 
 impl NameAttribute {
@@ -78,7 +82,8 @@ impl NameAttribute {
     /// UTF8String, PrintableString, IA5String, NumericString and VisibleString are taken as
     /// they are, BMPString and UniversalString are decoded, TeletexString is read as Latin-1.
     /// A value of any other ASN.1 type, or one that does not decode, is shown as `#` followed
-    /// by the hex of its content octets (so it can never equal an ordinary string).
+    /// by the hex of its content octets. (A string value may spell the same text: the
+    /// [`Display`](fmt::Display) of the name tells them apart.)
     pub fn value(&self) -> &str {
         &self.value
     }
@@ -117,10 +122,16 @@ impl DistinguishedName {
                         encoding: hex(oid.as_bytes()),
                     });
                 }
+                let any = atv.attr_value();
+                let (value, hex_form) = match decode_directory_string_opt(any) {
+                    Some(text) => (text, None),
+                    None => (format!("#{}", hex(any.data)), Some(ber_hex(any))),
+                };
                 attributes.push(NameAttribute {
                     oid: oid.to_id_string(),
-                    value: decode_directory_string(atv.attr_value()),
+                    value,
                     rdn,
+                    hex_form,
                 });
             }
         }
@@ -196,7 +207,8 @@ impl fmt::Display for DistinguishedName {
     /// escaped, unknown OIDs in dotted form. Control characters — C0 (U+0000–U+001F), DEL
     /// (U+007F) and C1 (U+0080–U+009F) — are escaped as `\XX` hex pairs of their UTF-8 bytes
     /// (`\0a` for a new line, `\c2\85` for NEL), so a name never puts a raw control character
-    /// into a log line.
+    /// into a log line. A value that is no directory string shows as `#` and the hex of its
+    /// BER encoding; a text that starts with `#` as `\#…`: no two values display alike.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut last_rdn = None;
         for attr in self.attributes.iter().rev() {
@@ -211,20 +223,18 @@ impl fmt::Display for DistinguishedName {
                 None => f.write_str(&attr.oid)?,
             }
             f.write_str("=")?;
-            write_rfc4514_value(f, &attr.value)?;
+            match &attr.hex_form {
+                Some(hex_form) => f.write_str(hex_form)?,
+                None => write_rfc4514_value(f, &attr.value)?,
+            }
         }
         Ok(())
     }
 }
 
+/// A string value, escaped as RFC 4514 says: a text that starts with `#` gets `\#`, so that it
+/// never reads like the hex form of a non-string value.
 fn write_rfc4514_value(f: &mut fmt::Formatter<'_>, value: &str) -> fmt::Result {
-    // A value we rendered as `#hex` is already in RFC 4514's hex form.
-    if value.starts_with('#')
-        && value.len() > 1
-        && value[1..].bytes().all(|b| b.is_ascii_hexdigit())
-    {
-        return f.write_str(value);
-    }
     let last = value.chars().count().saturating_sub(1);
     for (i, c) in value.chars().enumerate() {
         let escape = matches!(c, '"' | '+' | ',' | ';' | '<' | '>' | '\\')
@@ -336,8 +346,30 @@ pub(crate) fn write_quoted(f: &mut impl fmt::Write, text: &str) -> fmt::Result {
     f.write_char('"')
 }
 
-fn decode_directory_string(any: &Any<'_>) -> String {
-    decode_directory_string_opt(any).unwrap_or_else(|| format!("#{}", hex(any.data)))
+/// RFC 4514 (section 2.4): `#` and the hex of the value's whole BER encoding — its tag and
+/// length too, so that values of two types with the same contents never display alike.
+fn ber_hex(any: &Any<'_>) -> String {
+    let mut ber = Vec::with_capacity(any.data.len() + 8);
+    match any.header.raw_tag() {
+        Some(tag) => ber.extend_from_slice(tag),
+        // Only for values built in code; one read from DER has its tag octets.
+        None => ber.push(
+            (any.class() as u8) << 6
+                | u8::from(any.header.is_constructed()) << 5
+                | (any.tag().0 & 0x1f) as u8,
+        ),
+    }
+    let len = any.data.len();
+    if len < 0x80 {
+        ber.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        ber.push(0x80 | (bytes.len() - skip) as u8);
+        ber.extend_from_slice(&bytes[skip..]);
+    }
+    ber.extend_from_slice(any.data);
+    format!("#{}", hex(&ber))
 }
 
 /// The text of a directory-string value, `None` for other types or undecodable bytes.

@@ -417,3 +417,34 @@ fn garbage_is_an_error_not_a_panic() {
     assert!(ClientIdentity::parse(b"").is_err());
     assert!(ClientIdentity::parse(&[0x30, 0x03, 0x02, 0x01]).is_err());
 }
+
+/// `SEQUENCE { SET { SEQUENCE { OID 2.5.4.3, <tag> value } } }`.
+fn cn_name(tag: u8, value: &[u8]) -> DistinguishedName {
+    use x509_parser::prelude::FromDer;
+    let mut atv = vec![0x06, 0x03, 0x55, 0x04, 0x03, tag, value.len() as u8];
+    atv.extend_from_slice(value);
+    let mut der = vec![0x30, atv.len() as u8 + 4, 0x31, atv.len() as u8 + 2, 0x30];
+    der.push(atv.len() as u8);
+    der.extend(atv);
+    let (_, name) = x509_parser::x509::X509Name::from_der(&der).expect("name");
+    DistinguishedName::from_x509(&name, "subject").expect("DN")
+}
+
+/// Found by the `name_compare` fuzz target (`FUZZ_NAME_DISPLAY=injective`, seed in
+/// `fuzz/seeds/name_compare/regression-hash-text`): a UTF8String `#41` and an OCTET STRING
+/// 0x41 both displayed as `CN=#41`, and an INTEGER 0x41 too. RFC 4514 escapes a leading `#` of
+/// a string and writes other values as the hex of their whole BER encoding.
+#[test]
+fn display_never_shows_two_values_alike() {
+    let text = cn_name(0x0c, b"#41");
+    let octets = cn_name(0x04, b"A");
+    let integer = cn_name(0x02, b"A");
+    assert_eq!(text.to_string(), "CN=\\#41");
+    assert_eq!(octets.to_string(), "CN=#040141");
+    assert_eq!(integer.to_string(), "CN=#020141");
+    // The values themselves keep their documented form.
+    assert_eq!(text.common_name(), Some("#41"));
+    assert_eq!(octets.common_name(), Some("#41"));
+    let longer = cn_name(0x04, &[0xab; 0x70]);
+    assert!(longer.to_string().starts_with("CN=#0470abab"), "{longer}");
+}

@@ -24,7 +24,7 @@ use super::material::{Active, Spec};
 use super::observe::{
     DEFAULT_EXPIRY_WARNING, EXPIRY_CHECK_INTERVAL, ExpiryWarning, TlsObserver, check_expiry,
 };
-use super::reload::ReloadState;
+use super::reload::{ReloadState, Settle};
 use super::verify::{
     ChainLimits, ClientAccepted, ClientAuth, ClientRefused, TrustDetails, TrustSummary,
 };
@@ -127,7 +127,14 @@ impl TlsConfigBuilder {
     }
 
     /// Checks client certificates against the certificate revocation lists of a file (PEM or
-    /// DER) or a directory of them.
+    /// DER, at most 64 MiB) or a directory of them.
+    ///
+    /// A CRL counts for the trusted CA whose name it carries and whose key signed it; it speaks
+    /// for the certificates within its scope (its issuingDistributionPoint, if any) from its
+    /// thisUpdate on (a CRL dated later is set aside until then); of several for one issuer and
+    /// scope, the highest CRL number decides. A CRL no trusted key signed revokes nothing and is
+    /// skipped with a warning; one that decodes but cannot be used refuses the clients of its
+    /// own issuer. SECURITY.md has the whole rule.
     pub fn client_crl(mut self, path: impl Into<PathBuf>) -> Self {
         self.client_crls.push(Source::Path(path.into()));
         self
@@ -345,7 +352,7 @@ impl TlsConfig {
         #[cfg(feature = "metrics")]
         {
             super::metrics::expiry(active.server_certificate.not_after, &trust);
-            super::metrics::trust_files(None, &active.trust_digest);
+            super::metrics::trust_files(&active.trust_digest);
         }
         check_expiry(
             &active.server_certificate,
@@ -384,8 +391,8 @@ impl TlsConfig {
     /// SHA-256 over the paths and contents of the trust and CRL files of the configuration in
     /// use. A configuration built from the same files elsewhere (the doctor's `check` in the
     /// same pod) has the same digest, so comparing the two tells whether the files on disk are
-    /// what the server applies; with the `metrics` feature it is the `sha256` label of
-    /// `tower_mtls_trust_files_info`.
+    /// what the server applies; with the `metrics` feature its first 48 bits are the gauge
+    /// `tower_mtls_trust_files_digest` ([`digest_prefix`](super::metrics::digest_prefix)).
     pub fn trust_files_digest(&self) -> crate::identity::Fingerprint {
         self.active().trust_digest
     }
@@ -447,13 +454,10 @@ impl TlsConfig {
     /// [`reload`](Self::reload) on the calling thread: blocking file I/O, for code outside an
     /// async context.
     pub fn blocking_reload(&self) -> ReloadOutcome {
-        self.check_files(false)
+        self.reload_blocking(Settle::Now)
     }
 
-    /// One check of the files; with `settle`, a change is applied only when the previous check
-    /// read the same contents (the watch's rule: files written in place pass through states
-    /// that build but are not what the writer meant).
-    fn check_files(&self, settle: bool) -> ReloadOutcome {
+    fn reload_blocking(&self, settle: Settle) -> ReloadOutcome {
         let outcome = self
             .shared
             .reload
@@ -472,10 +476,11 @@ impl TlsConfig {
 
     /// Starts watching the configuration's files on the current Tokio runtime, reloading when
     /// their contents change: new handshakes use new material within about two `interval`s
-    /// (see [`DEFAULT_WATCH_INTERVAL`](super::DEFAULT_WATCH_INTERVAL)): a change is applied once
-    /// two checks in a row read the same contents, so that a file written in place is not
-    /// applied half-written even when its first half builds. The watch stops when the handle is dropped, so keep
-    /// it for as long as the server runs.
+    /// (see [`DEFAULT_WATCH_INTERVAL`](super::DEFAULT_WATCH_INTERVAL)): a change is applied
+    /// once two checks in a row read the same contents, so a file written in place is never
+    /// applied half-written, even when its first half is a valid configuration (a bundle cut
+    /// after one certificate, a CRL file missing one issuer's CRL). The watch stops when the
+    /// handle is dropped, so keep it for as long as the server runs.
     ///
     /// The watch also repeats [`check_expiry`](Self::check_expiry) once a day
     /// ([`EXPIRY_CHECK_INTERVAL`](super::EXPIRY_CHECK_INTERVAL)); with the `metrics` feature it
@@ -504,15 +509,14 @@ impl TlsConfig {
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {
-                        let checked = config.clone();
-                        let outcome = tokio::task::spawn_blocking(move || checked.check_files(true))
-                            .await
-                            .unwrap_or_else(|e| {
-                                ReloadOutcome::Rejected(Arc::new(ConfigError::Tls(
-                                    rustls::Error::General(format!("reload task failed: {e}")),
-                                )))
-                            });
-                        if let ReloadOutcome::Rejected(e) = outcome {
+                        // A change is applied once two ticks read the same files (see
+                        // `Settle::Twice`): never a state an in-place writer passes through.
+                        let watched = config.clone();
+                        let outcome = tokio::task::spawn_blocking(move || {
+                            watched.reload_blocking(Settle::Twice)
+                        })
+                        .await;
+                        if let Ok(ReloadOutcome::Rejected(e)) = outcome {
                             // Reported by the reload itself once it persists; the watch goes on.
                             tracing::trace!(error = %e, "TLS reload rejected");
                         }
@@ -558,57 +562,5 @@ impl ReloadHandle {
 impl Drop for ReloadHandle {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A self-signed certificate for `name`: its PEM and its key's PEM.
-    fn self_signed(name: &str) -> (String, String) {
-        let made = rcgen::generate_simple_self_signed(vec![name.to_owned()]).expect("rcgen");
-        (made.cert.pem(), made.signing_key.serialize_pem())
-    }
-
-    #[test]
-    fn the_watch_applies_a_file_written_in_place_only_once_two_checks_read_it_whole() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (cert, key) = self_signed("localhost");
-        let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-        std::fs::write(&cert_path, &cert).expect("write");
-        std::fs::write(&key_path, &key).expect("write");
-        // A bundle of two pinned client certificates.
-        let (one, two) = (self_signed("one").0, self_signed("two").0);
-        let bundle = dir.path().join("clients.pem");
-        std::fs::write(&bundle, format!("{one}{two}")).expect("write");
-        let tls = TlsConfig::builder()
-            .server_cert_file(&cert_path)
-            .server_key_file(&key_path)
-            .client_trust(&bundle)
-            .build()
-            .expect("config");
-        assert_eq!(tls.trust_summary().pinned, 2);
-
-        // Rewritten in place, the bundle is first cut after its first certificate: a file that
-        // builds. The watch's first read of it applies nothing.
-        std::fs::write(&bundle, &one).expect("write");
-        assert!(matches!(tls.check_files(true), ReloadOutcome::Unchanged));
-        assert_eq!(tls.trust_summary().pinned, 2);
-        // The writer finishes: the bundle is what is in use; nothing to apply.
-        std::fs::write(&bundle, format!("{one}{two}")).expect("write");
-        assert!(matches!(tls.check_files(true), ReloadOutcome::Unchanged));
-        assert_eq!(tls.trust_summary().pinned, 2);
-
-        // A change that stays is applied at the second check that reads it.
-        std::fs::write(&bundle, &one).expect("write");
-        assert!(matches!(tls.check_files(true), ReloadOutcome::Unchanged));
-        assert!(matches!(tls.check_files(true), ReloadOutcome::Applied(_)));
-        assert_eq!(tls.trust_summary().pinned, 1);
-
-        // An explicit reload applies what it reads at once.
-        std::fs::write(&bundle, format!("{one}{two}")).expect("write");
-        assert!(matches!(tls.blocking_reload(), ReloadOutcome::Applied(_)));
-        assert_eq!(tls.trust_summary().pinned, 2);
     }
 }

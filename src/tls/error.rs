@@ -267,8 +267,9 @@ pub enum HandshakeFailure {
 pub(crate) const CLASSES: usize = 19;
 
 impl HandshakeFailure {
-    /// Every class, for iterating counters.
-    pub const ALL: [HandshakeFailure; CLASSES] = [
+    /// Every class, for iterating counters. A slice, so that a class added later (the enum is
+    /// `#[non_exhaustive]`) breaks no user.
+    pub const ALL: &'static [HandshakeFailure] = &[
         Self::PlainHttp,
         Self::NotTls,
         Self::ProtocolVersion,

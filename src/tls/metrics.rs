@@ -15,7 +15,7 @@
 //! | `tower_mtls_session_tickets_total` | counter | `outcome` (`issued`, `accepted`, `refused`), `reason` (`none`, or the [`TicketRefusal`](super::TicketRefusal), e.g. `unknown_key`, `other_trust`, `bound_passed`) | shared session tickets ([`TlsConfigBuilder::session_ticket_keys`](crate::TlsConfigBuilder::session_ticket_keys)) sealed, and presented ones opened or refused |
 //! | `tower_mtls_reloads_total` | counter | `outcome` (`applied`, `rejected`) | reloads that found changed files (a rejected change is counted once) |
 //! | `tower_mtls_reload_rejected` | gauge | | 1 while the files on disk are a rejected change (the previous configuration stays in use), else 0 |
-//! | `tower_mtls_trust_files_info` | gauge | `sha256` ([`TlsConfig::trust_files_digest`](crate::TlsConfig::trust_files_digest)) | 1 for the trust and CRL files in use, 0 for those replaced |
+//! | `tower_mtls_trust_files_digest` | gauge | | the first 48 bits of [`TlsConfig::trust_files_digest`](crate::TlsConfig::trust_files_digest) of the trust and CRL files in use, as an integer (exact in a float): one series, whatever the number of rotations |
 //! | `tower_mtls_policy_decisions_total` | counter | `decision` (`allow`, `deny`), `reason` (`none`, or the [`RejectReason`](crate::policy::RejectReason) code, e.g. `client_certificate_not_allowed`) | requests a [`ClientCertLayer`](crate::ClientCertLayer) decided |
 //! | `tower_mtls_server_certificate_not_after_seconds` | gauge | | the served certificate's notAfter, Unix seconds |
 //! | `tower_mtls_trust_earliest_not_after_seconds` | gauge | | the earliest notAfter among trusted CAs and pinned certificates, Unix seconds (absent without client trust) |
@@ -54,8 +54,8 @@ pub const SESSION_TICKETS_TOTAL: &str = "tower_mtls_session_tickets_total";
 pub const RELOADS_TOTAL: &str = "tower_mtls_reloads_total";
 /// `tower_mtls_reload_rejected`.
 pub const RELOAD_REJECTED: &str = "tower_mtls_reload_rejected";
-/// `tower_mtls_trust_files_info`.
-pub const TRUST_FILES_INFO: &str = "tower_mtls_trust_files_info";
+/// `tower_mtls_trust_files_digest`.
+pub const TRUST_FILES_DIGEST: &str = "tower_mtls_trust_files_digest";
 /// `tower_mtls_policy_decisions_total`.
 pub const POLICY_DECISIONS_TOTAL: &str = "tower_mtls_policy_decisions_total";
 /// `tower_mtls_server_certificate_not_after_seconds`.
@@ -99,8 +99,8 @@ pub fn describe() {
         "1 while the TLS files on disk are a rejected change and the previous configuration stays in use"
     );
     describe_gauge!(
-        TRUST_FILES_INFO,
-        "1 for the digest of the trust and CRL files in use, 0 for digests replaced"
+        TRUST_FILES_DIGEST,
+        "First 48 bits of the SHA-256 of the trust and CRL files in use, as an integer"
     );
     describe_counter!(
         POLICY_DECISIONS_TOTAL,
@@ -190,16 +190,19 @@ pub(crate) fn reload_rejected(rejected: bool) {
     metrics::gauge!(RELOAD_REJECTED).set(if rejected { 1.0 } else { 0.0 });
 }
 
-/// Sets `tower_mtls_trust_files_info` for the files in use (and to 0 for those replaced).
+/// Sets `tower_mtls_trust_files_digest` for the files in use. A label per digest would leave
+/// a series behind for every rotation (the facade cannot remove one); 48 bits are exact in a
+/// gauge's float and plenty to tell two sets of files apart.
 #[cfg(feature = "metrics")]
-pub(crate) fn trust_files(
-    previous: Option<&crate::identity::Fingerprint>,
-    current: &crate::identity::Fingerprint,
-) {
-    if let Some(previous) = previous.filter(|p| *p != current) {
-        metrics::gauge!(TRUST_FILES_INFO, "sha256" => previous.to_string()).set(0.0);
-    }
-    metrics::gauge!(TRUST_FILES_INFO, "sha256" => current.to_string()).set(1.0);
+pub(crate) fn trust_files(digest: &crate::identity::Fingerprint) {
+    metrics::gauge!(TRUST_FILES_DIGEST).set(digest_prefix(digest) as f64);
+}
+
+/// The first 48 bits of `digest`, big-endian: what `tower_mtls_trust_files_digest` holds.
+pub fn digest_prefix(digest: &crate::identity::Fingerprint) -> u64 {
+    digest.as_bytes()[..6]
+        .iter()
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
 }
 
 /// Records one policy decision.

@@ -22,7 +22,7 @@
 
 pub(crate) mod acceptor;
 pub(crate) mod config;
-mod crl;
+pub(crate) mod crl;
 pub(crate) mod error;
 mod events;
 pub(crate) mod load;

@@ -16,12 +16,6 @@
 //! [`ReloadEvent::Rejected`] — only when the same failure is seen on the same file contents
 //! twice in a row; a failure that the next check no longer sees was a write in progress.
 //!
-//! Written in place, files also pass through states that build: half of a bundle can be whole
-//! certificates (or, in a file of several CRLs, whole CRLs), fewer than the writer meant. So
-//! [`TlsConfig::watch`](crate::TlsConfig::watch) applies a change only once two checks in a row
-//! read the same contents; an explicit [`TlsConfig::reload`](crate::TlsConfig::reload) applies
-//! what it reads at once.
-//!
 //! Every rebuild makes a fresh rustls `ServerConfig` and with it a fresh session cache, so no
 //! session resumed after a change of trust (CA removed, CRL added) was established before it;
 //! shared session tickets bind a digest of the trust they were issued under, so those issued
@@ -57,9 +51,22 @@ struct Digests {
     pending: Option<Failure>,
     /// The failure last reported, so that it is reported once.
     reported: Option<Failure>,
-    /// Changed contents that built, read once: the watch applies them when the next check reads
-    /// them again.
-    candidate: Option<[Fingerprint; 3]>,
+    /// Changed files seen once by the watch, not applied yet: see [`Settle`].
+    unsettled: Option<[Fingerprint; 3]>,
+}
+
+/// Whether a change is applied as soon as it is seen, or only once it has settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settle {
+    /// Apply what the files hold now: the caller knows they are complete (an explicit
+    /// [`TlsConfig::reload`](crate::TlsConfig::reload)).
+    Now,
+    /// Apply a change only when two checks in a row read the same contents (the watch). A file
+    /// written in place can pass through a state that is valid but incomplete — a bundle cut
+    /// after its first certificate, a CRL file missing one issuer's CRL — and one poll could
+    /// apply it: trust lost, or a revocation undone, for one interval. The kubelet's `..data`
+    /// swap never shows such a state; in-place writers do. The price is one interval.
+    Twice,
 }
 
 /// What identifies a failed reload: the error's text and, when the files could be read, what
@@ -79,7 +86,7 @@ impl ReloadState {
                 tickets: inputs.tickets_digest,
                 pending: None,
                 reported: None,
-                candidate: None,
+                unsettled: None,
             }),
             events: broadcast::channel(64).0,
             observers: RwLock::default(),
@@ -116,13 +123,12 @@ impl ReloadState {
 
 impl ReloadState {
     /// Re-reads `spec`'s sources and, when they changed and build, swaps the result into
-    /// `active_slot` — with `settle`, only when the previous call read the same contents.
-    /// Blocking file I/O. One reload at a time.
+    /// `active_slot`. Blocking file I/O. One reload at a time.
     pub(crate) fn apply(
         &self,
         spec: &Spec,
         active_slot: &RwLock<Arc<Active>>,
-        settle: bool,
+        settle: Settle,
     ) -> ReloadOutcome {
         // One reload at a time; a poisoned lock only means an earlier reload panicked.
         let mut digests = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -146,7 +152,29 @@ impl ReloadState {
                     && inputs.trust_digest == digests.trust
                     && inputs.tickets_digest == digests.tickets =>
             {
+                digests.unsettled = None;
                 Ok(None)
+            }
+            Ok(inputs)
+                if settle == Settle::Twice
+                    && digests.unsettled
+                        != Some([
+                            inputs.identity_digest,
+                            inputs.trust_digest,
+                            inputs.tickets_digest,
+                        ]) =>
+            {
+                // Seen for the first time: maybe mid-write. Applied at the next check if the
+                // files still hold the same.
+                digests.unsettled = Some([
+                    inputs.identity_digest,
+                    inputs.trust_digest,
+                    inputs.tickets_digest,
+                ]);
+                tracing::debug!(
+                    "TLS files changed; applying them once the next check reads the same"
+                );
+                return ReloadOutcome::Unchanged;
             }
             Ok(inputs) => match spec.build(&inputs) {
                 Ok(active) => Ok(Some((inputs, active))),
@@ -160,20 +188,6 @@ impl ReloadState {
                 )),
             },
         };
-        if let (true, Ok(Some((inputs, _)))) = (settle, &built) {
-            let seen = [
-                inputs.identity_digest,
-                inputs.trust_digest,
-                inputs.tickets_digest,
-            ];
-            if digests.candidate.replace(seen) != Some(seen) {
-                tracing::debug!(
-                    "TLS files changed; applying them when the next check reads the same"
-                );
-                return ReloadOutcome::Unchanged;
-            }
-        }
-        digests.candidate = None;
         match built {
             Ok(None) => {
                 digests.pending = None;
@@ -192,7 +206,7 @@ impl ReloadState {
                 };
                 active.log_trust();
                 #[cfg(feature = "metrics")]
-                super::metrics::trust_files(Some(&previous.trust_digest), &active.trust_digest);
+                super::metrics::trust_files(&active.trust_digest);
                 let report = Arc::new(ReloadReport {
                     server_certificate: active.server_certificate.clone(),
                     previous_server_certificate: previous.server_certificate.clone(),
@@ -206,6 +220,7 @@ impl ReloadState {
                 digests.tickets = inputs.tickets_digest;
                 digests.pending = None;
                 digests.reported = None;
+                digests.unsettled = None;
                 tracing::info!(
                     server_certificate.subject = %report.server_certificate.subject,
                     server_certificate.serial = %report.server_certificate.serial,
@@ -254,5 +269,85 @@ impl ReloadState {
     /// Subscribes to the events of this configuration's reloads.
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
         self.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+
+    use super::*;
+    use crate::TlsConfig;
+
+    fn ca_pem(cn: &str) -> String {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("CA").pem()
+    }
+
+    fn write(path: &Path, text: &str) {
+        std::fs::write(path, text).expect("write");
+    }
+
+    #[test]
+    fn the_watch_applies_a_change_once_two_checks_read_the_same_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = KeyPair::generate().expect("key");
+        let server = CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("server");
+        let (cert, key_path, trust) = (
+            dir.path().join("tls.crt"),
+            dir.path().join("tls.key"),
+            dir.path().join("cas.pem"),
+        );
+        write(&cert, &server.pem());
+        write(&key_path, &key.serialize_pem());
+        let (a, b) = (ca_pem("CA A"), ca_pem("CA B"));
+        write(&trust, &a);
+        let tls = TlsConfig::builder()
+            .server_cert_file(&cert)
+            .server_key_file(&key_path)
+            .client_trust(&trust)
+            .build()
+            .expect("config");
+        let shared = &tls.shared;
+        let check = || {
+            shared
+                .reload
+                .apply(&shared.spec, &shared.active, Settle::Twice)
+        };
+        let anchors = || tls.trust_summary().anchors;
+
+        // An in-place writer's first half (a valid bundle of one CA), then the whole file:
+        // neither is applied on first sight, the whole one once it is read twice.
+        write(&trust, &b);
+        assert!(matches!(check(), ReloadOutcome::Unchanged));
+        write(&trust, &format!("{b}{a}"));
+        assert!(matches!(check(), ReloadOutcome::Unchanged));
+        assert_eq!(anchors(), 1, "nothing applied yet");
+        assert!(matches!(check(), ReloadOutcome::Applied(_)));
+        assert_eq!(anchors(), 2);
+        assert!(matches!(check(), ReloadOutcome::Unchanged));
+
+        // Back to what is in use before a second check: nothing to apply, nothing pending.
+        write(&trust, &b);
+        assert!(matches!(check(), ReloadOutcome::Unchanged));
+        write(&trust, &format!("{b}{a}"));
+        assert!(matches!(check(), ReloadOutcome::Unchanged));
+        write(&trust, &b);
+        assert!(matches!(check(), ReloadOutcome::Unchanged));
+        assert_eq!(anchors(), 2);
+
+        // An explicit reload applies what the files hold at once.
+        assert!(matches!(tls.blocking_reload(), ReloadOutcome::Applied(_)));
+        assert_eq!(anchors(), 1);
     }
 }

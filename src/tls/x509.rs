@@ -117,11 +117,11 @@ fn push_length(out: &mut Vec<u8>, len: usize) {
 }
 
 /// A DER element: tag, contents, the whole element, and the input after it.
-type Tlv<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+pub(crate) type Tlv<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
 
 /// One DER element at the start of `input`: its tag, its contents, the whole element and what
 /// follows it. Single-byte tags and lengths up to 4 bytes, which is all X.509 needs here.
-fn tlv(input: &[u8]) -> Option<Tlv<'_>> {
+pub(crate) fn tlv(input: &[u8]) -> Option<Tlv<'_>> {
     let (&tag, rest) = input.split_first()?;
     if tag & 0x1f == 0x1f {
         return None;

@@ -524,7 +524,8 @@ pub async fn handshake_verdict(
             .await
             .unwrap_or_else(|_| panic!("the refusal ({err}) is counted"));
             let kind = tower_mtls::tls::HandshakeFailure::ALL
-                .into_iter()
+                .iter()
+                .copied()
                 .find(|k| after.failures(*k) > before.failures(*k))
                 .expect("a class was counted");
             Verdict::Refused(kind, alert)

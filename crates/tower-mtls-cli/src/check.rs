@@ -66,7 +66,7 @@ fn compare_with_running(outcome: &mut Outcome, args: &ExtensionArgs, url: &str) 
     let disk = load(args)
         .ok()
         .and_then(|l| l.tls)
-        .map(|tls| tls.trust_files_digest().to_string());
+        .map(|tls| tower_mtls::tls::metrics::digest_prefix(&tls.trust_files_digest()));
     let mut human = format!("\nrunning server ({url}):\n");
     let report = match running::fetch(url) {
         Err(error) => {
@@ -79,11 +79,11 @@ fn compare_with_running(outcome: &mut Outcome, args: &ExtensionArgs, url: &str) 
             let _ = writeln!(
                 human,
                 "  trust files in use: {}\n  trust files on disk: {}{}\n  last reload rejected: {}",
-                in_force
-                    .trust_files
-                    .as_deref()
-                    .unwrap_or("not published (metrics off?)"),
-                disk.as_deref().unwrap_or("do not load (above)"),
+                in_force.trust_files.map_or_else(
+                    || "not published (metrics off?)".into(),
+                    |d| format!("{d:012x}")
+                ),
+                disk.map_or_else(|| "do not load (above)".into(), |d| format!("{d:012x}")),
                 if same { " (the same)" } else { " (DIFFERENT)" },
                 if in_force.reload_rejected {
                     "YES"

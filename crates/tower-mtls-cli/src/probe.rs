@@ -271,7 +271,7 @@ pub(crate) fn run(args: &ProbeArgs) -> Result<Outcome, UsageError> {
     let configured =
         AgentTls::from_lookup(|name| flag(name).cloned().or_else(|| std::env::var(name).ok()))
             .and_then(|agent| {
-                let config = agent.client_config()?;
+                let config = std::sync::Arc::new(agent.client_config()?);
                 let verifier = agent.server_cert_verifier()?;
                 Ok((agent, config, verifier))
             });

@@ -1,10 +1,11 @@
 //! `check --running URL`: what a running extension applies, read from its `/metrics`, next to
 //! the files on disk.
 //!
-//! The server publishes `tower_mtls_trust_files_info{sha256="…"} 1` for the trust and CRL files
-//! in use and `tower_mtls_reload_rejected` (1 while the files on disk are a rejected change).
-//! The digest is `TlsConfig::trust_files_digest`, which `check` computes from the same files:
-//! run in the same pod (same paths), equal digests mean the server applies what is on disk.
+//! The server publishes `tower_mtls_trust_files_digest` (the first 48 bits of the SHA-256 of the
+//! trust and CRL files in use, as an integer) and `tower_mtls_reload_rejected` (1 while the files
+//! on disk are a rejected change). The digest is `TlsConfig::trust_files_digest`, which `check`
+//! computes from the same files: run in the same pod (same paths), equal digests mean the server
+//! applies what is on disk.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -19,8 +20,9 @@ const MAX_PAGE: u64 = 16 << 20;
 /// What a running server says about its trust.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct InForce {
-    /// The digest of the trust and CRL files in use, when the server publishes it.
-    pub(crate) trust_files: Option<String>,
+    /// The first 48 bits of the digest of the trust and CRL files in use, when the server
+    /// publishes it.
+    pub(crate) trust_files: Option<u64>,
     /// Whether its last reload was rejected (the files on disk are not in use).
     pub(crate) reload_rejected: bool,
 }
@@ -79,13 +81,9 @@ pub(crate) fn parse(page: &str) -> InForce {
         let value: f64 = value.parse().unwrap_or(0.0);
         if series == "tower_mtls_reload_rejected" {
             in_force.reload_rejected = value == 1.0;
-        } else if let Some(labels) = series.strip_prefix("tower_mtls_trust_files_info{") {
-            if value == 1.0 {
-                in_force.trust_files = labels
-                    .split_once("sha256=\"")
-                    .and_then(|(_, rest)| rest.split_once('"'))
-                    .map(|(digest, _)| digest.to_owned());
-            }
+        } else if series == "tower_mtls_trust_files_digest" && value >= 0.0 {
+            // 48 bits: exact in the float the exporter printed.
+            in_force.trust_files = Some(value as u64);
         }
     }
     in_force
@@ -99,12 +97,11 @@ mod tests {
     fn reads_the_digest_in_use_and_the_rejection() {
         let page = "# HELP tower_mtls_reload_rejected x\n\
                     tower_mtls_reload_rejected 1\n\
-                    tower_mtls_trust_files_info{sha256=\"old\"} 0\n\
-                    tower_mtls_trust_files_info{sha256=\"abc\"} 1\n";
+                    tower_mtls_trust_files_digest 281474976710655\n";
         assert_eq!(
             parse(page),
             InForce {
-                trust_files: Some("abc".into()),
+                trust_files: Some(0xffff_ffff_ffff),
                 reload_rejected: true
             }
         );

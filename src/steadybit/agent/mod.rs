@@ -104,6 +104,7 @@ pub mod vars {
 /// Whether the agent checks that the extension's certificate is made out for the name it
 /// connects to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum HostnameVerification {
     /// Always check the name (DNS name or IP address) against the certificate's SANs.
     Strict,
@@ -406,7 +407,11 @@ impl AgentTls {
     /// Loads every file and builds the rustls client configuration: TLS 1.3 and 1.2, ALPN
     /// `h2` and `http/1.1`, the client certificate when one is configured, and a server
     /// verifier for the trusted certificate(s) and the hostname mode.
-    pub fn client_config(&self) -> Result<Arc<ClientConfig>, AgentError> {
+    ///
+    /// By value, as HTTP clients take it: reqwest's `use_preconfigured_tls(config)` accepts a
+    /// `rustls::ClientConfig` (an `Arc` of one fails at runtime with "Unknown TLS backend");
+    /// hyper-rustls and tokio-rustls take `Arc::new(config)`.
+    pub fn client_config(&self) -> Result<ClientConfig, AgentError> {
         let provider = self.provider.clone().unwrap_or_else(default_provider);
         let verifier = self.server_cert_verifier_with(provider.clone())?;
         let builder = ClientConfig::builder_with_provider(provider.clone())
@@ -420,7 +425,7 @@ impl AgentTls {
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
+        Ok(config)
     }
 
     /// The verifier [`client_config`](Self::client_config) checks the extension's certificate
