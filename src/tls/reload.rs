@@ -16,12 +16,6 @@
 //! [`ReloadEvent::Rejected`] — only when the same failure is seen on the same file contents
 //! twice in a row; a failure that the next check no longer sees was a write in progress.
 //!
-//! Written in place, files also pass through states that build: half of a bundle can be whole
-//! certificates (or, in a file of several CRLs, whole CRLs), fewer than the writer meant. So
-//! [`TlsConfig::watch`](crate::TlsConfig::watch) applies a change only once two checks in a row
-//! read the same contents; an explicit [`TlsConfig::reload`](crate::TlsConfig::reload) applies
-//! what it reads at once.
-//!
 //! Every rebuild makes a fresh rustls `ServerConfig` and with it a fresh session cache, so no
 //! session resumed after a change of trust (CA removed, CRL added) was established before it;
 //! shared session tickets bind a digest of the trust they were issued under, so those issued
