@@ -30,7 +30,12 @@ else
 fi
 
 if [ "${FUZZ_BUILD:-1}" != 0 ]; then
-    nice -n "$nice_level" cargo fuzz build -s "$sanitizer" || exit 1
+    # Target by target: `cargo fuzz build` alone builds every bin, the `seeds` generator too,
+    # which does not link libFuzzer and so, without a sanitizer's runtime, misses the coverage
+    # callbacks (`-s none`). The dependencies are built once.
+    for t in "${targets[@]}"; do
+        nice -n "$nice_level" cargo fuzz build -s "$sanitizer" "$t" || exit 1
+    done
 fi
 
 mkdir -p logs

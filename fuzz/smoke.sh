@@ -14,5 +14,4 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 export RUSTC_BOOTSTRAP=1
-cargo fuzz build -s "${FUZZ_SANITIZER:-address}"
-FUZZ_BUILD=0 FUZZ_NICE="${FUZZ_NICE:-0}" ./run.sh all "$seconds"
+FUZZ_NICE="${FUZZ_NICE:-0}" ./run.sh all "$seconds"
