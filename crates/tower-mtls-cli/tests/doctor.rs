@@ -112,7 +112,14 @@ impl Setup {
         // Without `--time` each run judges at its own "now": the two may fall in different
         // seconds, so the time is compared only when it was given.
         let fields: &[&str] = if extra.contains(&"--time") {
-            &["accepted", "tls", "policy", "failures", "client_chain", "time"]
+            &[
+                "accepted",
+                "tls",
+                "policy",
+                "failures",
+                "client_chain",
+                "time",
+            ]
         } else {
             &["accepted", "tls", "policy", "failures", "client_chain"]
         };
