@@ -719,7 +719,7 @@ fn handshake_sync(
 ) -> (ServerConnection, ClientConnection) {
     // The crate stores a session only for handshakes run in its resumption scope (its acceptor
     // opens one per connection); the bare server's store takes any. Same work for both.
-    tower_mtls::tls::resumption_scope_sync(|| {
+    tower_mtls::tls::handshake_scope_sync(|| {
         handshake_sync_unscoped(server_config, client_config, timer)
     })
 }

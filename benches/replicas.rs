@@ -8,7 +8,7 @@
 //! agent behind a Kubernetes Service does (kube-proxy picks a replica per connection; strict
 //! alternation is the worst case for per-process sessions). In memory, no sockets; only the
 //! servers' work is timed (building the connection, reading, processing and writing records,
-//! dropping it), each handshake inside its own [`resumption_scope_sync`].
+//! dropping it), each handshake inside its own [`handshake_scope_sync`].
 //!
 //! Cases, interleaved in rounds so that drift on a busy machine hits all alike:
 //!
@@ -30,13 +30,13 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, ServerConfig};
 use support::{Pki, floor};
-use tower_mtls::tls::{new_session_ticket_key, resumption_scope_sync};
+use tower_mtls::tls::{handshake_scope_sync, new_session_ticket_key};
 
 /// Server time and whether the server resumed, for one connection.
 fn connect(server: &Arc<ServerConfig>, client: &Arc<ClientConfig>) -> (Duration, bool) {
     let name = ServerName::try_from("localhost").expect("name");
     let mut client = ClientConnection::new(client.clone(), name).expect("client");
-    resumption_scope_sync(|| {
+    handshake_scope_sync(|| {
         let started = Instant::now();
         let mut server = rustls::ServerConnection::new(server.clone()).expect("server");
         let mut spent = started.elapsed();

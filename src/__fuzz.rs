@@ -13,10 +13,10 @@ use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
 
 use crate::identity::{DistinguishedName, IdentityError};
-use crate::tls::crl;
-use crate::tls::error::ConfigError;
-use crate::tls::load::{self, LoadedFile, Source};
-use crate::tls::x509;
+use crate::tls::config::error::ConfigError;
+use crate::tls::config::load::{self, LoadedFile, Source};
+use crate::tls::trust::crl;
+use crate::tls::trust::x509;
 
 /// A DER element: tag, contents, the whole element, the input after it.
 pub type Tlv<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);

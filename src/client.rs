@@ -33,7 +33,7 @@ use tokio::sync::Mutex;
 
 use crate::ConfigError;
 use crate::crypto::default_provider;
-use crate::tls::load::{self, Source};
+use crate::tls::config::load::{self, Source};
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]

@@ -167,10 +167,10 @@ pub use identity::certificate::ClientIdentity;
 pub use policy::layer::ClientCertLayer;
 pub use policy::rules::{ClientCertPolicy, Rule};
 pub use serve::server::MtlsServer;
-pub use tls::acceptor::{MtlsAcceptor, MtlsStream};
-pub use tls::config::{TlsConfig, TlsConfigBuilder};
-pub use tls::error::ConfigError;
-pub use tls::verify::ClientAuth;
+pub use tls::accept::acceptor::{MtlsAcceptor, MtlsStream};
+pub use tls::config::error::ConfigError;
+pub use tls::config::tls_config::{TlsConfig, TlsConfigBuilder};
+pub use tls::trust::verify::ClientAuth;
 
 // The README's examples use axum's own server.
 #[cfg(all(doctest, feature = "axum"))]

@@ -1,7 +1,7 @@
 //! A whole server handshake with a mutated client flight, in memory: a rustls
 //! `ServerConnection` from the fixture's `TlsConfig` (test PKI generated at start-up, TLS 1.2
 //! and 1.3, client certificates required and checked against a CRL) is fed the input through
-//! `read_tls` / `process_new_packets`, inside `resumption_scope_sync` as the acceptor runs it.
+//! `read_tls` / `process_new_packets`, inside `handshake_scope_sync` as the acceptor runs it.
 //! Seeds are real rustls clients' flights (`fuzz/src/bin/seeds.rs`); with TLS 1.2 the client's
 //! Certificate message travels in the clear, so mutated chains reach the crate's verifier.
 //!
@@ -16,7 +16,7 @@ use rustls::ServerConnection;
 
 fuzz_target!(|data: &[u8]| {
     let config = tower_mtls_fuzz::fixture().config.server_config();
-    tower_mtls::tls::resumption_scope_sync(|| {
+    tower_mtls::tls::handshake_scope_sync(|| {
         let Ok(mut conn) = ServerConnection::new(config) else {
             return;
         };

@@ -101,7 +101,7 @@ use crate::connection::{AddConnectionInfo, ConnectionInfo, PeerCertificates, Tls
 use crate::identity::ClientIdentity;
 use crate::policy::{AllowedClient, RejectReason, Rejection};
 use crate::serve::MtlsListener;
-use crate::tls::acceptor::MtlsStream;
+use crate::tls::accept::acceptor::MtlsStream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -121,9 +121,9 @@ use ::axum_server::accept::{Accept, DefaultAcceptor};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::connection::AddConnectionInfo;
-use crate::tls::acceptor::{MtlsAcceptor, MtlsStream};
-use crate::tls::config::TlsConfig;
-use crate::tls::error::{HandshakeError, HandshakeFailure};
+use crate::tls::accept::acceptor::{MtlsAcceptor, MtlsStream};
+use crate::tls::accept::error::{HandshakeError, HandshakeFailure};
+use crate::tls::config::tls_config::TlsConfig;
 
 /// An axum-server [`Accept`]or that runs this crate's mTLS handshake and puts the connection's
 /// [`ConnectionInfo`](crate::ConnectionInfo) into every request.

@@ -144,7 +144,7 @@ use crate::connection::{ConnectionInfo, PeerCertificates, TlsInfo};
 use crate::identity::ClientIdentity;
 use crate::policy::AllowedClient;
 use crate::serve::MtlsListener;
-use crate::tls::acceptor::{MtlsAcceptor, MtlsStream};
+use crate::tls::accept::acceptor::{MtlsAcceptor, MtlsStream};
 
 /// The incoming stream of established mutual-TLS connections for tonic's
 /// `Server::builder()…serve_with_incoming(incoming)` (and `serve_with_incoming_shutdown`).

@@ -56,7 +56,7 @@ impl Shared {
     pub(crate) fn authorize<B>(&self, req: &Request<B>) -> Result<AllowedClient, Rejection> {
         let decision = self.decide(req.extensions());
         #[cfg(feature = "metrics")]
-        crate::tls::metrics::policy_decision(decision.as_ref().err().map(|r| r.as_str()));
+        crate::tls::accept::metrics::policy_decision(decision.as_ref().err().map(|r| r.as_str()));
         decision.map_err(|reason| self.reject(req, reason))
     }
 

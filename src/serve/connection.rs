@@ -19,9 +19,9 @@ use tokio::sync::futures::OwnedNotified;
 use tower_service::Service;
 
 use super::service::{ConnectionService, InSpan};
-use crate::tls::acceptor::MtlsAcceptor;
+use crate::tls::accept::acceptor::MtlsAcceptor;
 #[cfg(test)]
-use crate::tls::acceptor::MtlsStream;
+use crate::tls::accept::acceptor::MtlsStream;
 
 pub(super) type BoxError = Box<dyn StdError + Send + Sync>;
 

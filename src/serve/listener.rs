@@ -24,7 +24,7 @@ use tokio::task::JoinSet;
 use super::limits::{
     ACCEPT_BACKOFF, AcceptErrors, DEFAULT_MAX_CONNECTIONS, bind_tcp, is_per_connection_error,
 };
-use crate::tls::acceptor::{Lease, MtlsAcceptor, MtlsStream};
+use crate::tls::accept::acceptor::{Lease, MtlsAcceptor, MtlsStream};
 
 type SlotFuture =
     Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send + Sync>>;

@@ -23,7 +23,7 @@ use super::limits::{
     ACCEPT_BACKOFF, AcceptErrors, DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, bind_tcp, is_per_connection_error,
 };
-use crate::tls::acceptor::MtlsAcceptor;
+use crate::tls::accept::acceptor::MtlsAcceptor;
 
 /// Where a [`MtlsServer`] listens.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -33,7 +33,7 @@
 use std::path::PathBuf;
 
 use crate::tls::ClientTrust;
-use crate::tls::error::ConfigError;
+use crate::tls::config::error::ConfigError;
 use crate::{ClientAuth, ClientCertPolicy, TlsConfig, TlsConfigBuilder};
 
 #[cfg(feature = "agent")]

@@ -332,10 +332,10 @@ impl ExtensionRuntime {
     /// Serves `render()` at `/metrics` on the health port, as `text/plain; version=0.0.4` (the
     /// Prometheus text format), e.g. a `metrics-exporter-prometheus` handle's `render`. With
     /// the `metrics` feature this also describes the crate's metrics
-    /// ([`tls::metrics::describe`](crate::tls::metrics::describe)): install the recorder first.
+    /// ([`tls::metrics::describe`](crate::tls::accept::metrics::describe)): install the recorder first.
     pub fn metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
         #[cfg(feature = "metrics")]
-        crate::tls::metrics::describe();
+        crate::tls::accept::metrics::describe();
         self.metrics = Some(Arc::new(render));
         self
     }

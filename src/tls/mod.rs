@@ -1,59 +1,58 @@
 //! The TLS transport: configuration, loading, verification, revocation, rotation, and the
 //! acceptor that runs handshakes.
 //!
+//! | folder | owns |
+//! |---|---|
+//! | `config/` | [`TlsConfig`](crate::TlsConfig) and its builder, files and secrets → one built generation, the watch and reloads, [`ConfigError`](crate::ConfigError) |
+//! | `trust/` | the client certificate verifier, CRLs, DER and name comparison, resumption bounds and shared tickets, [`ClientTrust`] |
+//! | `accept/` | [`MtlsAcceptor`](crate::MtlsAcceptor): one handshake per connection with a deadline, failure classes, counters, [`TlsObserver`], [`metrics`](mod@metrics) |
+//!
+//! In detail:
+//!
 //! | file | owns |
 //! |---|---|
-//! | `config.rs` | [`TlsConfig`](crate::TlsConfig) and its builder: what users configure, reloads and the watch |
-//! | `material.rs` | files → one built generation (`ServerConfig`, verifier), swapped whole on reload |
-//! | `load.rs` | PEM files and mounted secret directories → certificates, keys, CRLs |
-//! | `verify/` | the client certificate verifier: building it, one verdict for handshakes and the offline check, what is logged |
-//! | `crl.rs` | CRLs bound to issuer name and key, the authoritative one per issuer |
-//! | `x509.rs` | DER, signatures, times and RFC 5280 name comparison, where webpki keeps them private |
-//! | `session.rs` | resumption bounded by what the full handshake verified |
-//! | `tickets.rs` | shared, rotating session ticket keys: stateless tickets bound to trust and verification |
-//! | `reload.rs` | change detection and applying a reload |
-//! | `events.rs` | the reload outcome and events |
-//! | `acceptor.rs` | [`MtlsAcceptor`](crate::MtlsAcceptor): one handshake per connection, with a deadline |
-//! | `error.rs` | [`ConfigError`](crate::ConfigError), handshake failures and their classes |
-//! | `stats.rs` | the acceptor's counters |
-//! | `trust.rs` | [`ClientTrust`]: the client verdict from trust sources alone, no server identity |
-//! | `observe.rs` | the telemetry hook ([`TlsObserver`]) and the certificate expiry check |
-//! | `metrics.rs` | [`metrics`](mod@metrics): what is recorded through the `metrics` facade (feature `metrics`), in one table |
+//! | `config/tls_config.rs` | [`TlsConfig`](crate::TlsConfig) and its builder: what users configure, reloads and the watch |
+//! | `config/material.rs` | files → one built generation (`ServerConfig`, verifier), swapped whole on reload |
+//! | `config/load.rs` | PEM files and mounted secret directories → certificates, keys, CRLs |
+//! | `trust/verify/` | the client certificate verifier: building it, one verdict for handshakes and the offline check, what is logged |
+//! | `trust/crl.rs` | CRLs bound to issuer name and key, the authoritative one per issuer |
+//! | `trust/x509.rs` | DER, signatures, times and RFC 5280 name comparison, where webpki keeps them private |
+//! | `trust/scope.rs` | one handshake's notes: the refused leaf, the verification bound, a refused ticket |
+//! | `trust/session.rs` | resumption bounded by what the full handshake verified |
+//! | `trust/tickets.rs` | shared, rotating session ticket keys: stateless tickets bound to trust and verification |
+//! | `config/reload.rs` | change detection and applying a reload |
+//! | `config/events.rs` | the reload outcome and events |
+//! | `accept/acceptor.rs` | [`MtlsAcceptor`](crate::MtlsAcceptor): one handshake per connection, with a deadline |
+//! | `config/error.rs` | [`ConfigError`](crate::ConfigError) |
+//! | `accept/error.rs` | handshake failures and their classes |
+//! | `accept/stats.rs` | the acceptor's counters |
+//! | `trust/client.rs` | [`ClientTrust`]: the client verdict from trust sources alone, no server identity |
+//! | `accept/observe.rs` | the telemetry hook ([`TlsObserver`]) and the certificate expiry check |
+//! | `accept/metrics.rs` | [`metrics`](mod@metrics): what is recorded through the `metrics` facade (feature `metrics`), in one table |
 
-pub(crate) mod acceptor;
+pub(crate) mod accept;
 pub(crate) mod config;
-pub(crate) mod crl;
-pub(crate) mod error;
-mod events;
-pub(crate) mod load;
-mod material;
-pub mod metrics;
-mod observe;
-mod reload;
-mod session;
-mod stats;
-mod tickets;
-mod trust;
-pub(crate) mod verify;
-pub(crate) mod x509;
+pub(crate) mod trust;
 
-pub use acceptor::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES};
-pub use config::ReloadHandle;
-pub use error::{ChainTooLarge, HandshakeError, HandshakeFailure};
-pub use events::{ReloadEvent, ReloadOutcome, ReloadReport};
-pub use load::certificates_from_file;
-pub use observe::{
+pub use accept::acceptor::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONCURRENT_HANDSHAKES};
+pub use accept::error::{ChainTooLarge, HandshakeError, HandshakeFailure};
+#[doc(inline)]
+pub use accept::metrics;
+pub use accept::observe::{
     CertificateRole, DEFAULT_EXPIRY_WARNING, EXPIRY_CHECK_INTERVAL, ExpiryWarning, HandshakeEvent,
     TlsObserver,
 };
-pub use reload::DEFAULT_WATCH_INTERVAL;
-pub use session::{resumption_scope, resumption_scope_sync};
-pub use stats::AcceptorStats;
-pub use tickets::{
-    SESSION_TICKET_LIFETIME, SessionTicketKeys, TicketRefusal, TicketStats, new_session_ticket_key,
+pub use accept::stats::AcceptorStats;
+pub use config::events::{ReloadEvent, ReloadOutcome, ReloadReport};
+pub use config::load::certificates_from_file;
+pub use config::reload::DEFAULT_WATCH_INTERVAL;
+pub use config::tls_config::ReloadHandle;
+pub use trust::client::{ClientTrust, ClientTrustBuilder};
+pub use trust::scope::{TicketRefusal, handshake_scope, handshake_scope_sync};
+pub use trust::tickets::{
+    SESSION_TICKET_LIFETIME, SessionTicketKeys, TicketStats, new_session_ticket_key,
 };
-pub use trust::{ClientTrust, ClientTrustBuilder};
-pub use verify::{
+pub use trust::verify::{
     ClientAccepted, ClientRefused, CrlDetails, TrustDetails, TrustSummary, TrustedBy,
     TrustedCertificate,
 };

@@ -6,7 +6,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
 
-use crate::tls::x509::NameKey;
+use crate::tls::trust::x509::NameKey;
 
 /// What the JVM's default key manager does with a client certificate chain, given the CA names
 /// of the server's CertificateRequest: see [`jvm_key_manager_choice`].

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::AgentError;
-use crate::tls::load::{LoadedFile, Source};
+use crate::tls::config::load::{LoadedFile, Source};
 
 /// The `ENCRYPTED PRIVATE KEY` PEM block of `bytes`, begin and end lines included.
 pub(super) fn encrypted_pkcs8_block(bytes: &[u8]) -> Option<&[u8]> {

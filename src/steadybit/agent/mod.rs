@@ -66,8 +66,8 @@ use rustls::{ClientConfig, Error};
 
 use crate::ConfigError;
 use crate::tls::certificates_from_file;
+use crate::tls::config::load::{self, LoadedFile};
 use crate::tls::default_provider;
-use crate::tls::load::{self, LoadedFile};
 
 mod jvm;
 mod key;

@@ -16,7 +16,7 @@ use x509_parser::prelude::FromDer;
 use super::{AgentError, HostnameVerification, vars};
 use crate::ConfigError;
 use crate::tls::certificates_from_file;
-use crate::tls::load::{self, Source};
+use crate::tls::config::load::{self, Source};
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 
 /// Verifies the extension's certificate as the agent does: against the pinned end-entity

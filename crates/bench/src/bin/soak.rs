@@ -1141,8 +1141,7 @@ async fn coordinator(args: &[String]) -> Result<bool, BoxError> {
 mod tests {
     #[test]
     fn log_times_are_unix_milliseconds() {
-        let line =
-            "2026-12-07T10:01:28.017388Z  INFO tower_mtls::tls::reload: TLS configuration reloaded";
+        let line = "2026-12-07T10:01:28.017388Z  INFO tower_mtls::tls::config::reload: TLS configuration reloaded";
         assert_eq!(super::log_time_ms(line), Some(1_796_637_688_017));
         assert_eq!(super::log_time_ms("not a log line"), None);
     }

@@ -1,8 +1,7 @@
-//! What goes wrong, as types: a configuration that cannot be used ([`ConfigError`]), and a
-//! handshake that failed ([`HandshakeError`], classified as a [`HandshakeFailure`]).
+//! What goes wrong in a handshake, as types: a handshake that failed ([`HandshakeError`], classified as a [`HandshakeFailure`]).
 //!
 //! Every failed handshake gets a [`HandshakeFailure`] class and is counted in the acceptor's
-//! [`AcceptorStats`](super::AcceptorStats). Log levels follow what the failure means:
+//! [`AcceptorStats`](crate::tls::AcceptorStats). Log levels follow what the failure means:
 //!
 //! * a client certificate that was presented and refused, or a client that sent none although
 //!   one is required, is a `warn` — this is how "the agent cannot connect" shows up — with the
@@ -12,190 +11,14 @@
 //! * everything else — scanners, plain-HTTP probes, clients that hang up or time out — is noise
 //!   and goes to `debug`.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use rustls::pki_types::CertificateDer;
 use rustls::{CertificateError, Error as TlsError};
 
 use crate::identity::CertificateSummary;
 use crate::rate_limit::LogLimiter;
-
-/// A TLS configuration that cannot be used. Returned at startup (and by a rejected reload);
-/// the message names the culprit and the reason.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// An environment variable is missing, malformed or inconsistent with another one.
-    #[error("{variable}: {reason}")]
-    Env {
-        /// The variable at fault.
-        variable: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The builder was given only half of the server identity, or none of it.
-    #[error("{0}")]
-    Incomplete(&'static str),
-    /// A file or directory does not exist.
-    #[error("{}: no such file or directory", path.display())]
-    NotFound {
-        /// The missing path.
-        path: PathBuf,
-    },
-    /// A file or directory exists but could not be read.
-    #[error("{}: cannot read: {source}", path.display())]
-    Io {
-        /// The unreadable path.
-        path: PathBuf,
-        /// The operating system's reason.
-        #[source]
-        source: io::Error,
-    },
-    /// A file holds no PEM block at all.
-    #[error("{}: no PEM block found (expected {expected})", path.display())]
-    NoPemBlock {
-        /// The file.
-        path: PathBuf,
-        /// What the file should have held.
-        expected: &'static str,
-    },
-    /// A file holds PEM blocks, but none of the kind needed.
-    #[error("{}: holds no {expected} (it holds: {found})", path.display())]
-    WrongPemBlock {
-        /// The file.
-        path: PathBuf,
-        /// What the file should have held.
-        expected: &'static str,
-        /// The labels of the blocks it does hold.
-        found: String,
-    },
-    /// A PEM block is damaged (bad base64, missing end line).
-    #[error("{}: malformed PEM: {reason}", path.display())]
-    InvalidPem {
-        /// The file.
-        path: PathBuf,
-        /// The decoder's complaint.
-        reason: String,
-    },
-    /// A certificate does not parse.
-    #[error("{}: certificate #{index} is not valid X.509: {reason}", path.display())]
-    InvalidCertificate {
-        /// The file.
-        path: PathBuf,
-        /// Position of the certificate in the file, counted from 1.
-        index: usize,
-        /// The parser's complaint.
-        reason: String,
-    },
-    /// The private key is not one the crypto provider can use.
-    #[error("{}: unusable private key: {reason}", path.display())]
-    UnsupportedKey {
-        /// The key file.
-        path: PathBuf,
-        /// The provider's complaint.
-        reason: String,
-    },
-    /// The private key does not belong to the certificate.
-    #[error("{}: private key does not match the certificate in {}", key.display(), cert.display())]
-    KeyMismatch {
-        /// The certificate file.
-        cert: PathBuf,
-        /// The key file.
-        key: PathBuf,
-    },
-    /// A trust source (file or directory) yielded no certificate that can authenticate a
-    /// client.
-    #[error("{}: {reason}", path.display())]
-    EmptyTrustSource {
-        /// The file or directory.
-        path: PathBuf,
-        /// Why nothing was usable: no certificate at all, or what each skipped one was.
-        reason: String,
-    },
-    /// A trust certificate cannot serve as a trust anchor or pinned certificate.
-    #[error("{}: certificate #{index} cannot be trusted for client authentication: {reason}", path.display())]
-    UnusableTrust {
-        /// The file.
-        path: PathBuf,
-        /// Position of the certificate in the source, counted from 1.
-        index: usize,
-        /// Why.
-        reason: String,
-    },
-    /// A certificate revocation list does not parse.
-    #[error("{}: invalid certificate revocation list: {reason}", path.display())]
-    InvalidCrl {
-        /// The file.
-        path: PathBuf,
-        /// The parser's complaint.
-        reason: String,
-    },
-    /// Client authentication was requested without any trust source.
-    #[error(
-        "client authentication is {mode} but no client trust source (CA file or directory) is configured"
-    )]
-    NoClientTrust {
-        /// The configured mode.
-        mode: &'static str,
-    },
-    /// A line of a session ticket key file is not a key. The line is never shown: it may be
-    /// one.
-    #[error(
-        "{}: line {line}: {reason} (expected one key per line, each the base64 of 32 random bytes: `openssl rand -base64 32`)",
-        path.display()
-    )]
-    InvalidSessionTicketKey {
-        /// The key file.
-        path: PathBuf,
-        /// The line at fault, counted from 1.
-        line: usize,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A session ticket key file holds no key.
-    #[error(
-        "{}: no session ticket key (expected one key per line, each the base64 of 32 random bytes: `openssl rand -base64 32`)",
-        path.display()
-    )]
-    NoSessionTicketKey {
-        /// The key file.
-        path: PathBuf,
-    },
-    /// rustls refused the assembled configuration.
-    #[error("TLS configuration rejected: {0}")]
-    Tls(#[from] rustls::Error),
-}
-
-impl ConfigError {
-    /// Whether this is the process's failure rather than the files': out of file descriptors
-    /// (`EMFILE`, `ENFILE`) or memory. Such an error says nothing about what the files hold.
-    pub(crate) fn is_resource_exhaustion(&self) -> bool {
-        // EMFILE and ENFILE are 24 and 23 on Linux, the BSDs and macOS alike.
-        const ENFILE: i32 = 23;
-        const EMFILE: i32 = 24;
-        match self {
-            Self::Io { source, .. } => {
-                matches!(source.raw_os_error(), Some(ENFILE | EMFILE))
-                    || source.kind() == io::ErrorKind::OutOfMemory
-            }
-            _ => false,
-        }
-    }
-
-    /// The I/O error for `path`, with a missing file reported as such.
-    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
-        let path = path.into();
-        if source.kind() == io::ErrorKind::NotFound {
-            Self::NotFound { path }
-        } else {
-            Self::Io { path, source }
-        }
-    }
-}
 
 /// The client presented more certificates, or more bytes of them, than the configured cap.
 #[derive(Debug, thiserror::Error)]
@@ -348,36 +171,6 @@ impl fmt::Display for HandshakeFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-tokio::task_local! {
-    /// The leaf the verifier refused during this handshake, if any, and why.
-    static REFUSED: RefCell<Option<(Vec<u8>, Option<String>)>>;
-}
-
-/// Runs a handshake future with a slot in which the verifier notes a refused certificate.
-pub(crate) async fn capture_refused<F: std::future::Future>(
-    handshake: F,
-) -> (F::Output, Option<(CertificateSummary, Option<String>)>) {
-    REFUSED
-        .scope(RefCell::new(None), async {
-            let output = handshake.await;
-            let refused = REFUSED
-                .try_with(|slot| slot.borrow_mut().take())
-                .ok()
-                .flatten()
-                .map(|(der, detail)| (CertificateSummary::of_presented(&der), detail));
-            (output, refused)
-        })
-        .await
-}
-
-/// Called by the verifier when it refuses `end_entity`, with what exactly was wrong (a no-op
-/// outside an acceptor).
-pub(crate) fn note_refused(end_entity: &CertificateDer<'_>, detail: Option<String>) {
-    let _ = REFUSED.try_with(|slot| {
-        *slot.borrow_mut() = Some((end_entity.as_ref().to_vec(), detail));
-    });
 }
 
 /// A failed handshake: its class, the peer's address, the refused certificate and the
@@ -566,22 +359,6 @@ pub(crate) fn classify_tls(error: &TlsError) -> HandshakeFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn out_of_descriptors_is_the_process_not_the_files() {
-        let io = |source| ConfigError::Io {
-            path: "tls.crt".into(),
-            source,
-        };
-        assert!(io(io::Error::from_raw_os_error(24)).is_resource_exhaustion());
-        assert!(io(io::Error::from_raw_os_error(23)).is_resource_exhaustion());
-        // Permission denied and a missing file are the files' own failures.
-        assert!(!io(io::Error::from_raw_os_error(13)).is_resource_exhaustion());
-        let missing = ConfigError::NotFound {
-            path: "tls.crt".into(),
-        };
-        assert!(!missing.is_resource_exhaustion());
-    }
 
     #[test]
     fn classes_have_distinct_indices_and_names() {

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::error::{CLASSES, HandshakeFailure};
+use crate::tls::accept::error::{CLASSES, HandshakeFailure};
 
 /// Live counters of one acceptor (shared by its clones).
 #[derive(Debug, Default)]
@@ -60,7 +60,7 @@ impl Gauge {
     pub(crate) fn new(counters: &Arc<Counters>, which: GaugeKind) -> Self {
         Self::counter(counters, which).fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        super::metrics::gauge(which.metric(), true);
+        crate::tls::accept::metrics::gauge(which.metric(), true);
         Self {
             counters: counters.clone(),
             which,
@@ -79,8 +79,8 @@ impl Gauge {
 impl GaugeKind {
     fn metric(self) -> &'static str {
         match self {
-            Self::Active => super::metrics::CONNECTIONS_OPEN,
-            Self::InProgress => super::metrics::HANDSHAKES_IN_PROGRESS,
+            Self::Active => crate::tls::accept::metrics::CONNECTIONS_OPEN,
+            Self::InProgress => crate::tls::accept::metrics::HANDSHAKES_IN_PROGRESS,
         }
     }
 }
@@ -89,7 +89,7 @@ impl Drop for Gauge {
     fn drop(&mut self) {
         Self::counter(&self.counters, self.which).fetch_sub(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        super::metrics::gauge(self.which.metric(), false);
+        crate::tls::accept::metrics::gauge(self.which.metric(), false);
     }
 }
 

@@ -11,9 +11,9 @@ use webpki::{EndEntityCert, KeyUsage, VerifiedPath};
 use x509_parser::prelude::FromDer;
 
 use crate::identity::ClientIdentity;
-use crate::tls::crl::{Authority, CertFacts, Revoked};
-use crate::tls::error::ChainTooLarge;
-use crate::tls::x509::{NameKey, cert_not_after};
+use crate::tls::accept::error::ChainTooLarge;
+use crate::tls::trust::crl::{Authority, CertFacts, Revoked};
+use crate::tls::trust::x509::{NameKey, cert_not_after};
 
 use super::{ClientVerifier, PinnedLeaf, TrustedBy};
 
@@ -133,7 +133,7 @@ impl ClientVerifier {
         intermediates: &[CertificateDer<'_>],
     ) -> Option<Refusal> {
         for der in std::iter::once(end_entity).chain(intermediates) {
-            let Some(signed) = crate::tls::x509::Signed::parse(der.as_ref()) else {
+            let Some(signed) = crate::tls::trust::x509::Signed::parse(der.as_ref()) else {
                 continue;
             };
             let Ok((_, cert)) = x509_parser::certificate::X509Certificate::from_der(der.as_ref())

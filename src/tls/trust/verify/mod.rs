@@ -32,9 +32,9 @@ use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, Error, SignatureScheme};
 
-use super::crl::{Authority, Floating};
-use super::error::HandshakeFailure;
-use super::x509::NameKey;
+use crate::tls::accept::error::HandshakeFailure;
+use crate::tls::trust::crl::{Authority, Floating};
+use crate::tls::trust::x509::NameKey;
 
 mod build;
 mod check;
@@ -203,7 +203,7 @@ impl ClientVerifier {
                 trusted_by: verified.trusted_by,
             }),
             Err(refusal) => Err(ClientRefused {
-                kind: super::error::classify_tls(&refusal.error),
+                kind: crate::tls::accept::error::classify_tls(&refusal.error),
                 reason: refusal.reason,
             }),
         }
@@ -231,11 +231,11 @@ impl ClientCertVerifier for ClientVerifier {
     ) -> Result<ClientCertVerified, Error> {
         match self.check(end_entity, intermediates, now) {
             Ok(verified) => {
-                super::session::note_verified(verified.until);
+                crate::tls::trust::scope::note_verified(verified.until);
                 Ok(ClientCertVerified::assertion())
             }
             Err(refusal) => {
-                super::error::note_refused(end_entity, Some(refusal.reason));
+                crate::tls::trust::scope::note_refused(end_entity, Some(refusal.reason));
                 Err(refusal.error)
             }
         }
@@ -248,7 +248,12 @@ impl ClientCertVerifier for ClientVerifier {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms).inspect_err(
-            |e| super::error::note_refused(cert, Some(format!("handshake signature: {e}"))),
+            |e| {
+                crate::tls::trust::scope::note_refused(
+                    cert,
+                    Some(format!("handshake signature: {e}")),
+                )
+            },
         )
     }
 
@@ -259,7 +264,12 @@ impl ClientCertVerifier for ClientVerifier {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms).inspect_err(
-            |e| super::error::note_refused(cert, Some(format!("handshake signature: {e}"))),
+            |e| {
+                crate::tls::trust::scope::note_refused(
+                    cert,
+                    Some(format!("handshake signature: {e}")),
+                )
+            },
         )
     }
 

@@ -4,11 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::error::HandshakeFailure;
-use super::events::ReloadEvent;
-use super::verify::TrustDetails;
-use super::x509::utc;
 use crate::identity::CertificateSummary;
+use crate::tls::accept::error::HandshakeFailure;
+use crate::tls::config::events::ReloadEvent;
+use crate::tls::trust::verify::TrustDetails;
+use crate::tls::trust::x509::utc;
 
 /// The default window of the expiry warnings: 30 days.
 pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 60 * 60);
@@ -35,7 +35,7 @@ pub struct HandshakeEvent {
     /// The client offered a shared session ticket
     /// ([`TlsConfigBuilder::session_ticket_keys`](crate::TlsConfigBuilder::session_ticket_keys))
     /// that was refused, and why; the handshake then was a full one.
-    pub ticket_refused: Option<super::TicketRefusal>,
+    pub ticket_refused: Option<crate::tls::trust::scope::TicketRefusal>,
 }
 
 impl HandshakeEvent {
@@ -220,7 +220,7 @@ impl ExpiryWarning {
 mod tests {
     use super::*;
     use crate::identity::Fingerprint;
-    use crate::tls::verify::TrustedCertificate;
+    use crate::tls::trust::verify::TrustedCertificate;
 
     #[test]
     fn expiry_window_and_expired() {

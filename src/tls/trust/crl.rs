@@ -40,10 +40,10 @@ use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtensio
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
-use super::error::ConfigError;
 use crate::identity::DistinguishedName;
+use crate::tls::config::error::ConfigError;
 
-use super::x509::{NameKey, Signed, serial_key};
+use crate::tls::trust::x509::{NameKey, Signed, serial_key};
 
 /// How far ahead of this server's clock a CRL's thisUpdate may be and the CRL still count as
 /// in force: CAs stamp a CRL when they sign it, and two clocks are never quite equal. A CRL

@@ -17,19 +17,19 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use super::error::ConfigError;
-use super::events::{ReloadEvent, ReloadOutcome};
-use super::load::Source;
-use super::material::{Active, Spec};
-use super::observe::{
-    DEFAULT_EXPIRY_WARNING, EXPIRY_CHECK_INTERVAL, ExpiryWarning, TlsObserver, check_expiry,
-};
-use super::reload::{ReloadState, Settle};
-use super::verify::{
-    ChainLimits, ClientAccepted, ClientAuth, ClientRefused, TrustDetails, TrustSummary,
-};
 use crate::crypto::default_provider;
 use crate::identity::CertificateSummary;
+use crate::tls::accept::observe::{
+    DEFAULT_EXPIRY_WARNING, EXPIRY_CHECK_INTERVAL, ExpiryWarning, TlsObserver, check_expiry,
+};
+use crate::tls::config::error::ConfigError;
+use crate::tls::config::events::{ReloadEvent, ReloadOutcome};
+use crate::tls::config::load::Source;
+use crate::tls::config::material::{Active, Spec};
+use crate::tls::config::reload::{ReloadState, Settle};
+use crate::tls::trust::verify::{
+    ChainLimits, ClientAccepted, ClientAuth, ClientRefused, TrustDetails, TrustSummary,
+};
 
 /// Builds a [`TlsConfig`]. Start with [`TlsConfig::builder`].
 ///
@@ -151,7 +151,7 @@ impl TlsConfigBuilder {
     /// Refuse a client whose certificate's issuer has a CRL that is past its nextUpdate
     /// (default: no — a stale CRL is still applied, and logged at `warn` at startup and on
     /// every reload that keeps it). A refused client gets an `unknown_ca` alert and is counted
-    /// as [`HandshakeFailure::StaleCrl`](super::error::HandshakeFailure::StaleCrl). Issuers without
+    /// as [`HandshakeFailure::StaleCrl`](crate::tls::accept::error::HandshakeFailure::StaleCrl). Issuers without
     /// any CRL are not affected.
     pub fn require_fresh_crls(mut self, required: bool) -> Self {
         self.require_fresh_crls = required;
@@ -216,7 +216,7 @@ impl TlsConfigBuilder {
     }
 
     /// Warns about a server certificate, trusted CA or pinned certificate that expires within
-    /// `window` (default [`DEFAULT_EXPIRY_WARNING`](super::DEFAULT_EXPIRY_WARNING), 30 days):
+    /// `window` (default [`DEFAULT_EXPIRY_WARNING`](crate::tls::DEFAULT_EXPIRY_WARNING), 30 days):
     /// at `warn`, or at `error` once it has expired. Checked at build, on each applied reload,
     /// when a watch starts and once a day while it runs (see [`TlsConfig::check_expiry`]).
     pub fn expiry_warning(mut self, window: Duration) -> Self {
@@ -345,14 +345,14 @@ impl TlsConfig {
     /// Logs every certificate in use — the server's, each trusted CA, each pinned
     /// certificate — that expires within the warning window (at `warn`) or has expired (at
     /// `error`), and returns them. With the `metrics` feature it also sets the expiry gauges
-    /// (see [`metrics`](super::metrics)).
+    /// (see [`metrics`](crate::tls::accept::metrics)).
     pub fn check_expiry(&self) -> Vec<ExpiryWarning> {
         let active = self.active();
         let trust = self.trust_details();
         #[cfg(feature = "metrics")]
         {
-            super::metrics::expiry(active.server_certificate.not_after, &trust);
-            super::metrics::trust_files(&active.trust_digest);
+            crate::tls::accept::metrics::expiry(active.server_certificate.not_after, &trust);
+            crate::tls::accept::metrics::trust_files(&active.trust_digest);
         }
         check_expiry(
             &active.server_certificate,
@@ -368,7 +368,7 @@ impl TlsConfig {
 
     /// What the shared session ticket keys did so far: tickets issued, accepted and refused by
     /// reason (all zero without [`TlsConfigBuilder::session_ticket_keys`]).
-    pub fn session_ticket_stats(&self) -> super::tickets::TicketStats {
+    pub fn session_ticket_stats(&self) -> crate::tls::trust::tickets::TicketStats {
         self.shared.spec.ticket_counters.snapshot()
     }
 
@@ -392,7 +392,7 @@ impl TlsConfig {
     /// use. A configuration built from the same files elsewhere (the doctor's `check` in the
     /// same pod) has the same digest, so comparing the two tells whether the files on disk are
     /// what the server applies; with the `metrics` feature its first 48 bits are the gauge
-    /// `tower_mtls_trust_files_digest` ([`digest_prefix`](super::metrics::digest_prefix)).
+    /// `tower_mtls_trust_files_digest` ([`digest_prefix`](crate::tls::accept::metrics::digest_prefix)).
     pub fn trust_files_digest(&self) -> crate::identity::Fingerprint {
         self.active().trust_digest
     }
@@ -416,7 +416,7 @@ impl TlsConfig {
         let active = self.active();
         let Some(verifier) = &active.verifier else {
             return Err(ClientRefused {
-                kind: super::error::HandshakeFailure::UnknownCa,
+                kind: crate::tls::accept::error::HandshakeFailure::UnknownCa,
                 reason:
                     "client authentication is off: this configuration trusts no client certificate"
                         .into(),
@@ -476,14 +476,14 @@ impl TlsConfig {
 
     /// Starts watching the configuration's files on the current Tokio runtime, reloading when
     /// their contents change: new handshakes use new material within about two `interval`s
-    /// (see [`DEFAULT_WATCH_INTERVAL`](super::DEFAULT_WATCH_INTERVAL)): a change is applied
+    /// (see [`DEFAULT_WATCH_INTERVAL`](crate::tls::DEFAULT_WATCH_INTERVAL)): a change is applied
     /// once two checks in a row read the same contents, so a file written in place is never
     /// applied half-written, even when its first half is a valid configuration (a bundle cut
     /// after one certificate, a CRL file missing one issuer's CRL). The watch stops when the
     /// handle is dropped, so keep it for as long as the server runs.
     ///
     /// The watch also repeats [`check_expiry`](Self::check_expiry) once a day
-    /// ([`EXPIRY_CHECK_INTERVAL`](super::EXPIRY_CHECK_INTERVAL)); with the `metrics` feature it
+    /// ([`EXPIRY_CHECK_INTERVAL`](crate::tls::EXPIRY_CHECK_INTERVAL)); with the `metrics` feature it
     /// sets the expiry gauges when it starts, in case the recorder was installed after the build.
     ///
     /// # Panics
@@ -495,7 +495,10 @@ impl TlsConfig {
         #[cfg(feature = "metrics")]
         {
             let active = self.active();
-            super::metrics::expiry(active.server_certificate.not_after, &self.trust_details());
+            crate::tls::accept::metrics::expiry(
+                active.server_certificate.not_after,
+                &self.trust_details(),
+            );
         }
         let task = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);

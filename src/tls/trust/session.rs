@@ -10,7 +10,8 @@
 //! connection being cut after a resumption.
 //!
 //! The verifier learns the bound during the handshake and hands it to the store through a
-//! task-local slot that the acceptor opens around each handshake. A handshake run outside that
+//! task-local slot that the acceptor opens around each handshake
+//! ([`scope`](crate::tls::trust::scope)). A handshake run outside that
 //! slot (someone using the `ServerConfig` with their own acceptor) stores no session at all:
 //! resumption is then lost, never unbounded.
 //!
@@ -21,58 +22,21 @@
 //! wins), so a session looked up but not resumed can shorten, never lengthen, what the full
 //! handshake that follows stores.
 //!
-//! With shared session ticket keys ([`tickets`](super::tickets)) TLS 1.3 sessions and TLS 1.2
+//! With shared session ticket keys ([`tickets`](crate::tls::trust::tickets)) TLS 1.3 sessions and TLS 1.2
 //! tickets are not kept here but sealed into the tickets themselves; the ticketer reads the
 //! bound from the same slot ([`verified_until`]) and writes an opened ticket's bound back
 //! ([`note_verified`]), so the rules above hold across replicas too.
 
-use std::cell::Cell;
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::server::StoresServerSessions;
 
+use crate::tls::trust::scope::{note_verified, verified_until};
+
 /// Sessions the store keeps (rustls's default).
 pub(crate) const SESSIONS: usize = 256;
-
-tokio::task_local! {
-    /// The moment (Unix seconds) until which this handshake's client verification holds;
-    /// `None` while no client certificate has been verified nor a session resumed.
-    static VERIFIED_UNTIL: Cell<Option<u64>>;
-}
-
-/// Runs one connection's TLS handshake so that its session can be resumed safely.
-///
-/// [`MtlsAcceptor`](crate::MtlsAcceptor) does this itself. Only code that drives a rustls
-/// `ServerConnection` built from [`TlsConfig::server_config`](crate::TlsConfig::server_config)
-/// on its own (its own tokio-rustls accept, an in-memory benchmark) needs it: outside a scope,
-/// a configuration with client authentication stores no session, so clients always get a full,
-/// fully verified handshake. Wrap exactly one connection's handshake in each scope.
-pub async fn resumption_scope<F: Future>(handshake: F) -> F::Output {
-    VERIFIED_UNTIL.scope(Cell::new(None), handshake).await
-}
-
-/// [`resumption_scope`] for a handshake driven synchronously (`ServerConnection` fed by hand).
-pub fn resumption_scope_sync<R>(handshake: impl FnOnce() -> R) -> R {
-    VERIFIED_UNTIL.sync_scope(Cell::new(None), handshake)
-}
-
-/// Called by the verifier when it accepts a client certificate whose verification holds until
-/// `until` (Unix seconds, inclusive), and by the store when it resumes a session bounded so.
-/// The slot keeps the earlier bound.
-pub(crate) fn note_verified(until: u64) {
-    let _ = VERIFIED_UNTIL.try_with(|slot| {
-        slot.set(Some(slot.get().map_or(until, |held| held.min(until))));
-    });
-}
-
-/// This handshake's verification bound, for the ticketer: `None` outside a handshake's scope,
-/// `Some(None)` while no client certificate has been verified nor a bounded session resumed.
-pub(crate) fn verified_until() -> Option<Option<u64>> {
-    VERIFIED_UNTIL.try_with(Cell::get).ok()
-}
 
 /// Now, in Unix seconds.
 pub(crate) fn now() -> u64 {
@@ -121,7 +85,7 @@ fn open(stored: Vec<u8>) -> Option<Vec<u8>> {
 impl StoresServerSessions for BoundedSessions {
     fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
         // Outside an acceptor's handshake the bound is unknown: store nothing.
-        let Ok(verified) = VERIFIED_UNTIL.try_with(Cell::get) else {
+        let Some(verified) = verified_until() else {
             return false;
         };
         // No bound: no client certificate was verified nor a bounded session resumed, so the
@@ -149,12 +113,13 @@ impl StoresServerSessions for BoundedSessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::trust::scope::handshake_scope;
 
     #[tokio::test]
     async fn sessions_are_kept_until_their_bound_and_only_inside_a_handshake() {
         let store = BoundedSessions::new();
         assert!(!store.put(b"outside".to_vec(), b"v".to_vec()));
-        resumption_scope(async {
+        handshake_scope(async {
             assert!(store.put(b"anonymous".to_vec(), b"a".to_vec()));
             note_verified(now() + 3600);
             assert!(store.put(b"valid".to_vec(), b"b".to_vec()));
@@ -173,14 +138,14 @@ mod tests {
     async fn a_session_stored_on_a_resumed_handshake_inherits_the_bound_it_resumed() {
         let store = BoundedSessions::new();
         let bound = now() + 3600;
-        resumption_scope(async {
+        handshake_scope(async {
             note_verified(bound);
             assert!(store.put(b"first".to_vec(), b"1".to_vec()));
         })
         .await;
         // A resumed handshake: no verifier runs, the store hands out the first session and
         // the handshake issues a new ticket.
-        resumption_scope(async {
+        handshake_scope(async {
             assert_eq!(store.take(b"first"), Some(b"1".to_vec()));
             assert!(store.put(b"second".to_vec(), b"2".to_vec()));
         })
@@ -188,7 +153,7 @@ mod tests {
         let stored = store.inner.get(b"second").expect("stored");
         assert_eq!(stored[..8], bound.to_be_bytes(), "the bound is inherited");
         // Chained once more: still the first handshake's bound.
-        resumption_scope(async {
+        handshake_scope(async {
             assert_eq!(store.take(b"second"), Some(b"2".to_vec()));
             assert!(store.put(b"third".to_vec(), b"3".to_vec()));
         })
@@ -200,7 +165,7 @@ mod tests {
     #[tokio::test]
     async fn the_slot_keeps_the_earlier_bound() {
         let store = BoundedSessions::new();
-        resumption_scope(async {
+        handshake_scope(async {
             note_verified(now() + 100);
             note_verified(now() + 5000);
             assert!(store.put(b"k".to_vec(), b"v".to_vec()));

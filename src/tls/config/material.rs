@@ -13,12 +13,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::danger::ClientCertVerifier;
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 
-use super::error::ConfigError;
-use super::load::{self, LoadedFile, Source, SourceFiles};
-use super::tickets::{self, SessionTicketKeys, TicketCounters, Ticketer};
-use super::verify::{ChainLimits, ClientAuth, ClientVerifier, TrustNote, TrustSummary};
 use crate::crypto::Sha256;
 use crate::identity::{CertificateSummary, Fingerprint};
+use crate::tls::config::error::ConfigError;
+use crate::tls::config::load::{self, LoadedFile, Source, SourceFiles};
+use crate::tls::trust::tickets::{self, SessionTicketKeys, TicketCounters, Ticketer};
+use crate::tls::trust::verify::{ChainLimits, ClientAuth, ClientVerifier, TrustNote, TrustSummary};
 
 /// The sources and options a configuration is (re)built from.
 #[derive(Debug)]
@@ -272,7 +272,7 @@ impl Spec {
         config.alpn_protocols = self.alpn.clone();
         if self.client_auth != ClientAuth::None {
             // Sessions expire with the client verification they were made from.
-            config.session_storage = Arc::new(super::session::BoundedSessions::new());
+            config.session_storage = Arc::new(crate::tls::trust::session::BoundedSessions::new());
         }
         if let Some(ticketer) = ticketer {
             // Stateless tickets (TLS 1.3 and 1.2) that every replica with the same keys and

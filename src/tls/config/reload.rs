@@ -26,11 +26,11 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::events::{ReloadEvent, ReloadOutcome, ReloadReport};
-use super::material::{Active, Inputs, Spec};
-use super::observe::TlsObserver;
 use crate::identity::Fingerprint;
 use crate::rate_limit::LogLimiter;
+use crate::tls::accept::observe::TlsObserver;
+use crate::tls::config::events::{ReloadEvent, ReloadOutcome, ReloadReport};
+use crate::tls::config::material::{Active, Inputs, Spec};
 
 /// The default interval of [`TlsConfig::watch`](crate::TlsConfig::watch).
 pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -106,8 +106,8 @@ impl ReloadState {
         #[cfg(feature = "metrics")]
         {
             let applied = matches!(event, ReloadEvent::Applied(_));
-            super::metrics::reload(applied);
-            super::metrics::reload_rejected(!applied);
+            crate::tls::accept::metrics::reload(applied);
+            crate::tls::accept::metrics::reload_rejected(!applied);
         }
         for observer in self
             .observers
@@ -194,7 +194,7 @@ impl ReloadState {
                 if digests.reported.take().is_some() {
                     tracing::info!("TLS files are back to the configuration in use");
                     #[cfg(feature = "metrics")]
-                    super::metrics::reload_rejected(false);
+                    crate::tls::accept::metrics::reload_rejected(false);
                 }
                 ReloadOutcome::Unchanged
             }
@@ -206,7 +206,7 @@ impl ReloadState {
                 };
                 active.log_trust();
                 #[cfg(feature = "metrics")]
-                super::metrics::trust_files(&active.trust_digest);
+                crate::tls::accept::metrics::trust_files(&active.trust_digest);
                 let report = Arc::new(ReloadReport {
                     server_certificate: active.server_certificate.clone(),
                     previous_server_certificate: previous.server_certificate.clone(),

@@ -21,12 +21,13 @@ use rustls::server::ServerConnection;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::Semaphore;
 
-use super::config::TlsConfig;
-use super::error::{HandshakeError, HandshakeFailure, capture_refused, classify_io};
-use super::observe::{HandshakeEvent, TlsObserver};
-use super::stats::{AcceptorStats, Counters, Gauge, GaugeKind};
 use crate::connection::ConnectionInfo;
+use crate::identity::CertificateSummary;
 use crate::rate_limit::LogLimiter;
+use crate::tls::accept::error::{HandshakeError, HandshakeFailure, classify_io};
+use crate::tls::accept::observe::{HandshakeEvent, TlsObserver};
+use crate::tls::accept::stats::{AcceptorStats, Counters, Gauge, GaugeKind};
+use crate::tls::config::tls_config::TlsConfig;
 
 /// The default handshake deadline.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,7 +78,7 @@ impl MtlsAcceptor {
 
     /// Tells `observer` about every handshake this acceptor (and its clones made afterwards)
     /// finishes, and about every reload outcome of its [`TlsConfig`] (see
-    /// [`TlsObserver`](super::TlsObserver)).
+    /// [`TlsObserver`](crate::tls::TlsObserver)).
     #[must_use]
     pub fn observer(mut self, observer: impl TlsObserver) -> Self {
         let observer: Arc<dyn TlsObserver> = Arc::new(observer);
@@ -139,19 +140,22 @@ impl MtlsAcceptor {
     {
         let started = Instant::now();
         let in_progress = Gauge::new(&self.counters, GaugeKind::InProgress);
-        let ((outcome, ticket_refused), refused) = capture_refused(
-            super::tickets::capture_ticket_refusal(super::session::resumption_scope(
-                tokio::time::timeout(self.handshake_timeout, self.handshake(io, remote_addr)),
-            )),
-        )
+        let (outcome, notes) = crate::tls::trust::scope::with_notes(tokio::time::timeout(
+            self.handshake_timeout,
+            self.handshake(io, remote_addr),
+        ))
         .await;
+        let ticket_refused = notes.ticket_refused;
+        let refused = notes
+            .refused
+            .map(|(der, detail)| (CertificateSummary::of_presented(&der), detail));
         drop(in_progress);
         let (error, linger) = match outcome {
             Ok(Ok(stream)) => {
                 let resumed = stream.info().tls().is_resumed();
                 self.counters.succeeded(resumed);
                 #[cfg(feature = "metrics")]
-                super::metrics::session(resumed);
+                crate::tls::accept::metrics::session(resumed);
                 self.finished(
                     started,
                     None,
@@ -194,13 +198,13 @@ impl MtlsAcceptor {
         &self,
         started: Instant,
         failure: Option<HandshakeFailure>,
-        (resumed, ticket_refused): (bool, Option<super::TicketRefusal>),
+        (resumed, ticket_refused): (bool, Option<crate::tls::trust::scope::TicketRefusal>),
         remote_addr: Option<SocketAddr>,
         client_subject: impl FnOnce() -> Option<String>,
     ) {
         let duration = started.elapsed();
         #[cfg(feature = "metrics")]
-        super::metrics::handshake(failure, duration);
+        crate::tls::accept::metrics::handshake(failure, duration);
         if self.observers.is_empty() {
             return;
         }

@@ -14,10 +14,10 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::prelude::{FromDer, X509Error};
 use x509_parser::x509::X509Version;
 
-use crate::tls::crl::{Authority, Crl, Floating};
-use crate::tls::error::ConfigError;
-use crate::tls::load::TrustCert;
-use crate::tls::x509::{NameKey, Signed};
+use crate::tls::config::error::ConfigError;
+use crate::tls::config::load::TrustCert;
+use crate::tls::trust::crl::{Authority, Crl, Floating};
+use crate::tls::trust::x509::{NameKey, Signed};
 
 use super::check::display_subject;
 use super::report::{TrustNote, TrustSummary};
@@ -233,7 +233,7 @@ impl ClientVerifier {
                         der: cert.der.clone(),
                         not_before: u64::try_from(validity.not_before.timestamp()).unwrap_or(0),
                         not_after: u64::try_from(validity.not_after.timestamp()).unwrap_or(0),
-                        serial: crate::tls::x509::serial_key(parsed.raw_serial()).to_vec(),
+                        serial: crate::tls::trust::x509::serial_key(parsed.raw_serial()).to_vec(),
                         issuer: NameKey::of(parsed.issuer()),
                         authority_key_id,
                         issued_by: None,

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::DistinguishedName;
 
-use crate::tls::x509::utc;
+use crate::tls::trust::x509::utc;
 
 /// What the trust configuration holds, for logs and reload reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -110,7 +110,7 @@ impl TrustDetails {
                     scope,
                     path,
                 } => {
-                    if *this_update > now + crate::tls::crl::CLOCK_SKEW as i64 {
+                    if *this_update > now + crate::tls::trust::crl::CLOCK_SKEW as i64 {
                         details.warnings.push(format!(
                             "{}: CRL of {issuer} (number {number}) is not yet in force: it is \
                              set aside until its thisUpdate {}",
@@ -272,7 +272,7 @@ impl TrustNote {
                     "CRL"
                 );
                 let now = unix_now();
-                if *this_update > now + crate::tls::crl::CLOCK_SKEW as i64 {
+                if *this_update > now + crate::tls::trust::crl::CLOCK_SKEW as i64 {
                     tracing::warn!(
                         %issuer,
                         %number,

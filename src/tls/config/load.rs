@@ -18,7 +18,7 @@ use std::sync::Arc;
 use rustls::pki_types::pem::{self, PemObject, SectionKind};
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
-use super::error::ConfigError;
+use crate::tls::config::error::ConfigError;
 
 /// Where a piece of PEM material comes from: a path, or bytes handed over in code.
 ///

@@ -13,13 +13,13 @@ use std::time::SystemTime;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::CertificateDer;
 
-use super::error::ConfigError;
-use super::load::{self, Source};
-use super::verify::{
+use crate::crypto::default_provider;
+use crate::tls::config::error::ConfigError;
+use crate::tls::config::load::{self, Source};
+use crate::tls::trust::verify::{
     ChainLimits, ClientAccepted, ClientAuth, ClientRefused, ClientVerifier, TrustDetails,
     TrustNote, TrustSummary,
 };
-use crate::crypto::default_provider;
 
 /// The client trust of a configuration — trusted CAs, pinned client certificates, CRLs —
 /// judging client certificate chains as a handshake would. Built by [`ClientTrust::builder`].

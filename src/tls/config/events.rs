@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use super::error::ConfigError;
-use super::verify::TrustSummary;
 use crate::identity::CertificateSummary;
+use crate::tls::config::error::ConfigError;
+use crate::tls::trust::verify::TrustSummary;
 
 /// What a reload changed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@
 //! | `tower_mtls_handshakes_in_progress` | gauge | | handshakes running now |
 //! | `tower_mtls_connections_open` | gauge | | TLS connections open now (handshake done, not closed yet) |
 //! | `tower_mtls_sessions_total` | counter | `kind` (`full`, `resumed`) | handshakes that succeeded, by whether they resumed a session |
-//! | `tower_mtls_session_tickets_total` | counter | `outcome` (`issued`, `accepted`, `refused`), `reason` (`none`, or the [`TicketRefusal`](super::TicketRefusal), e.g. `unknown_key`, `other_trust`, `bound_passed`) | shared session tickets ([`TlsConfigBuilder::session_ticket_keys`](crate::TlsConfigBuilder::session_ticket_keys)) sealed, and presented ones opened or refused |
+//! | `tower_mtls_session_tickets_total` | counter | `outcome` (`issued`, `accepted`, `refused`), `reason` (`none`, or the [`TicketRefusal`](crate::tls::trust::scope::TicketRefusal), e.g. `unknown_key`, `other_trust`, `bound_passed`) | shared session tickets ([`TlsConfigBuilder::session_ticket_keys`](crate::TlsConfigBuilder::session_ticket_keys)) sealed, and presented ones opened or refused |
 //! | `tower_mtls_reloads_total` | counter | `outcome` (`applied`, `rejected`) | reloads that found changed files (a rejected change is counted once) |
 //! | `tower_mtls_reload_rejected` | gauge | | 1 while the files on disk are a rejected change (the previous configuration stays in use), else 0 |
 //! | `tower_mtls_trust_files_digest` | gauge | | the first 48 bits of [`TlsConfig::trust_files_digest`](crate::TlsConfig::trust_files_digest) of the trust and CRL files in use, as an integer (exact in a float): one series, whatever the number of rotations |
@@ -27,16 +27,16 @@
 //! last one set wins. Call [`describe`] once after installing a recorder to give every metric
 //! its help text and unit.
 //!
-//! For other telemetry, an [`TlsObserver`](super::TlsObserver) gets every handshake and reload
+//! For other telemetry, an [`TlsObserver`](crate::tls::TlsObserver) gets every handshake and reload
 //! outcome as a callback.
 
 #[cfg(feature = "metrics")]
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[cfg(feature = "metrics")]
-use super::error::HandshakeFailure;
+use crate::tls::accept::error::HandshakeFailure;
 #[cfg(feature = "metrics")]
-use super::verify::TrustDetails;
+use crate::tls::trust::verify::TrustDetails;
 
 /// `tower_mtls_handshakes_total`.
 pub const HANDSHAKES_TOTAL: &str = "tower_mtls_handshakes_total";
@@ -156,12 +156,12 @@ pub(crate) fn session_ticket_issued() {
         .increment(1);
 }
 
-/// Records a presented ticket: accepted (`None`) or refused.
+/// Records a presented ticket: accepted (`None`) or refused, with the refusal's label.
 #[cfg(feature = "metrics")]
-pub(crate) fn session_ticket(refused: Option<super::TicketRefusal>) {
+pub(crate) fn session_ticket(refused: Option<&'static str>) {
     let (outcome, reason) = match refused {
         None => ("accepted", "none"),
-        Some(reason) => ("refused", reason.as_str()),
+        Some(reason) => ("refused", reason),
     };
     metrics::counter!(SESSION_TICKETS_TOTAL, "outcome" => outcome, "reason" => reason).increment(1);
 }

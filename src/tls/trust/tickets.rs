@@ -19,7 +19,7 @@
 //! **A ticket** is `key id (8) ‖ nonce (12) ‖ AES-256-GCM(plaintext) ‖ tag (16)`, the key id
 //! as associated data; the plaintext is `format (1) ‖ bound (8) ‖ trust binding (32) ‖ rustls's
 //! session`. The **bound** is the moment until which the client verification the ticket
-//! descends from holds (see [`session`](super::session)); the **trust binding** is a digest of
+//! descends from holds (see [`session`](crate::tls::trust::session)); the **trust binding** is a digest of
 //! everything that decides a client's acceptance: the trust and CRL files, the client-auth
 //! mode, whether fresh CRLs are required and the chain limits. A ticket opens only when its
 //! key is still configured, its trust binding is this configuration's and its bound has not
@@ -27,7 +27,6 @@
 //! counted ([`TicketRefusal`]). An opened ticket passes its bound on to the handshake, so the
 //! tickets issued on the resumed connection inherit it, on any replica.
 
-use std::cell::Cell;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,11 +42,12 @@ use aws_lc_rs::{aead, hkdf};
 #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
 use ring::{aead, hkdf};
 
-use super::error::ConfigError;
-use super::session;
-use super::verify::{ChainLimits, ClientAuth};
 use crate::crypto::Sha256;
 use crate::identity::Fingerprint;
+use crate::tls::config::error::ConfigError;
+use crate::tls::trust::scope::{self, REFUSALS, TicketRefusal};
+use crate::tls::trust::session;
+use crate::tls::trust::verify::{ChainLimits, ClientAuth};
 
 /// How long a client is told it may keep a ticket. A ticket really opens for as long as its key
 /// stays in the file; rotating daily and keeping two keys opens every ticket for at least a day.
@@ -210,70 +210,6 @@ pub fn new_session_ticket_key() -> Result<String, rustls::Error> {
     Ok(line)
 }
 
-/// Why a presented ticket was not resumed; the client got a full handshake instead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TicketRefusal {
-    /// Sealed with a key no longer (or never) in the key file: rotated out, or another
-    /// deployment's.
-    UnknownKey = 0,
-    /// Issued under other trust: another trust or CRL file, client-auth mode or limit —
-    /// on this replica before a reload, or on a replica configured differently.
-    OtherTrust,
-    /// The client verification it descends from has run out (the client certificate's
-    /// notAfter, or a required-fresh CRL's nextUpdate).
-    BoundPassed,
-    /// Not a ticket this crate sealed, or damaged: too short, or it does not authenticate.
-    Invalid,
-}
-
-const REFUSALS: usize = 4;
-
-impl TicketRefusal {
-    /// Every reason, for iterating counters.
-    pub const ALL: [TicketRefusal; REFUSALS] = [
-        Self::UnknownKey,
-        Self::OtherTrust,
-        Self::BoundPassed,
-        Self::Invalid,
-    ];
-
-    /// A stable snake_case name, for logs and metrics: `unknown_key`, `other_trust`,
-    /// `bound_passed` or `invalid`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::UnknownKey => "unknown_key",
-            Self::OtherTrust => "other_trust",
-            Self::BoundPassed => "bound_passed",
-            Self::Invalid => "invalid",
-        }
-    }
-}
-
-impl fmt::Display for TicketRefusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-tokio::task_local! {
-    /// Why this handshake's ticket was refused, if it offered one that was; for the observers.
-    static REFUSED: Cell<Option<TicketRefusal>>;
-}
-
-/// Runs a handshake future with a slot in which the ticketer notes a refused ticket; returns
-/// the output and the refusal.
-pub(crate) async fn capture_ticket_refusal<F: std::future::Future>(
-    handshake: F,
-) -> (F::Output, Option<TicketRefusal>) {
-    REFUSED
-        .scope(Cell::new(None), async {
-            let output = handshake.await;
-            (output, REFUSED.try_with(Cell::get).ok().flatten())
-        })
-        .await
-}
-
 /// Live ticket counters of one configuration, kept across reloads.
 #[derive(Debug, Default)]
 pub(crate) struct TicketCounters {
@@ -377,9 +313,9 @@ impl Ticketer {
 
     fn refuse(&self, reason: TicketRefusal) -> Option<Vec<u8>> {
         self.counters.refused[reason as usize].fetch_add(1, Ordering::Relaxed);
-        let _ = REFUSED.try_with(|slot| slot.set(Some(reason)));
+        scope::note_ticket_refused(reason);
         #[cfg(feature = "metrics")]
-        super::metrics::session_ticket(Some(reason));
+        crate::tls::accept::metrics::session_ticket(Some(reason.as_str()));
         tracing::debug!(
             reason = reason.as_str(),
             "not resuming a session ticket; the client gets a full handshake"
@@ -398,7 +334,7 @@ impl ProducesTickets for Ticketer {
     }
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        let until = match session::verified_until() {
+        let until = match scope::verified_until() {
             // No bound: no client certificate was verified nor a bounded ticket resumed.
             Some(bound) => bound.unwrap_or(u64::MAX),
             None if self.anonymous => u64::MAX,
@@ -427,7 +363,7 @@ impl ProducesTickets for Ticketer {
         ticket.extend_from_slice(tag.as_ref());
         self.counters.issued.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        super::metrics::session_ticket_issued();
+        crate::tls::accept::metrics::session_ticket_issued();
         Some(ticket)
     }
 
@@ -469,11 +405,11 @@ impl ProducesTickets for Ticketer {
         }
         if until != u64::MAX {
             // The tickets of the resumed handshake descend from this one: they inherit it.
-            session::note_verified(until);
+            scope::note_verified(until);
         }
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        super::metrics::session_ticket(None);
+        crate::tls::accept::metrics::session_ticket(None);
         opened.truncate(plain_len);
         opened.drain(..HEADER_LEN);
         Some(opened)
@@ -507,9 +443,9 @@ mod tests {
 
     /// Seals `plain` in a handshake whose verification holds until `until`.
     fn seal(ticketer: &Ticketer, until: Option<u64>, plain: &[u8]) -> Vec<u8> {
-        session::resumption_scope_sync(|| {
+        scope::handshake_scope_sync(|| {
             if let Some(until) = until {
-                session::note_verified(until);
+                scope::note_verified(until);
             }
             ticketer.encrypt(plain).expect("sealed")
         })
@@ -517,9 +453,9 @@ mod tests {
 
     /// Opens `ticket` in a handshake; what it returns and the bound the handshake then holds.
     fn open(ticketer: &Ticketer, ticket: &[u8]) -> (Option<Vec<u8>>, Option<u64>) {
-        session::resumption_scope_sync(|| {
+        scope::handshake_scope_sync(|| {
             let plain = ticketer.decrypt(ticket);
-            (plain, session::verified_until().flatten())
+            (plain, scope::verified_until().flatten())
         })
     }
 
