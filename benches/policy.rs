@@ -1,8 +1,7 @@
 //! Per-request cost of `ClientCertLayer`, against the same stack without it, in one run.
 //!
 //! Every request is built the same way for every stack — a `Request<()>` carrying the
-//! connection's `TlsInfo` and `PeerCertificates` (two `Arc` clones), as the acceptor attaches
-//! them — and sent through `poll_ready` + `call` + one poll of the future (the inner
+//! connection's `ConnectionInfo` (one `Arc` clone), as the acceptor attaches it — and sent through `poll_ready` + `call` + one poll of the future (the inner
 //! `service_fn` answers at once). The leaf is parsed before timing starts, as it is after the
 //! first request on a connection; the one-time parse is measured on its own.
 //!
@@ -22,7 +21,7 @@ use std::future::{Future, Ready, ready};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::pin;
-use std::sync::Arc;
+
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -34,15 +33,16 @@ use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 use tower::service_fn;
 use tower_layer::Layer;
 use tower_mtls::Rule;
-use tower_mtls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tower_mtls::{ClientCertLayer, ClientCertPolicy, ClientIdentity, PeerCertificates, TlsInfo};
+use tower_mtls::rustls::pki_types::CertificateDer;
+use tower_mtls::{
+    ClientCertLayer, ClientCertPolicy, ClientIdentity, ConnectionInfo, PeerCertificates,
+};
 use tower_service::Service;
 
 /// One connection's worth of peer information, as the acceptor captures it.
 struct Connection {
     der: CertificateDer<'static>,
-    tls: TlsInfo,
-    peer: PeerCertificates,
+    info: ConnectionInfo,
 }
 
 impl Connection {
@@ -69,39 +69,18 @@ impl Connection {
         ];
         let der = params.self_signed(&key).unwrap().der().clone();
         let peer = PeerCertificates::assume_verified(vec![der.clone()]).unwrap();
-        Self {
-            der,
-            tls: tls_info(&key),
-            peer,
-        }
+        let info = ConnectionInfo::assume_verified(
+            Some(peer),
+            Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40_000)),
+        );
+        Self { der, info }
     }
 
     fn request(&self) -> Request<()> {
         let mut req = Request::new(());
-        req.extensions_mut().insert(self.tls.clone());
-        req.extensions_mut().insert(self.peer.clone());
+        req.extensions_mut().insert(self.info.clone());
         req
     }
-}
-
-fn tls_info(key: &KeyPair) -> TlsInfo {
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params.distinguished_name = DistinguishedName::new();
-    let cert = params.self_signed(key).unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let config = tower_mtls::rustls::ServerConfig::builder_with_provider(
-        tower_mtls::tls::default_provider(),
-    )
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.der().clone()], key)
-    .unwrap();
-    let conn = tower_mtls::rustls::ServerConnection::new(Arc::new(config)).unwrap();
-    TlsInfo::from_connection(
-        &conn,
-        Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40_000)),
-    )
 }
 
 type Inner =
@@ -262,7 +241,7 @@ fn summary(conn: &Connection, iterations: u32, rounds: u32) {
     }
 
     // The rule evaluation alone, on the cached identity: part of the rows above.
-    let id = conn.peer.identity().unwrap();
+    let id = conn.info.peer().unwrap().identity().unwrap();
     let matching = [
         ("  matching alone, five rules", five_rules()),
         (
@@ -286,7 +265,7 @@ fn summary(conn: &Connection, iterations: u32, rounds: u32) {
     println!();
     println!(
         "ClientCertLayer per-request summary: best of {rounds} interleaved rounds x {iterations} \
-         requests; every row builds the request with TlsInfo + PeerCertificates as the acceptor does"
+         requests; every row builds the request with one ConnectionInfo as the acceptor does"
     );
     println!(
         "{:<34} {:>10} {:>14} {:>8}",
@@ -344,7 +323,7 @@ fn main() {
 
     let conn = Connection::new();
     // Parsed once, as after a connection's first request.
-    conn.peer.identity().unwrap();
+    conn.info.peer().unwrap().identity().unwrap();
 
     let mut criterion = Criterion::default().configure_from_args();
     criterion_benches(&mut criterion, &conn);

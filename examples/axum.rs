@@ -21,8 +21,8 @@ use pki::{Ca, Leaf, LeafSpec};
 use tower_mtls::Rule;
 use tower_mtls::client::Client;
 use tower_mtls::{
-    ClientAuth, ClientCertLayer, ClientIdentity, MtlsServer, TlsConfig, identity::SpiffeId,
-    policy::AllowedClient,
+    AllowedClient, ClientAuth, ClientCertLayer, ClientIdentity, MtlsServer, TlsConfig,
+    identity::SpiffeId,
 };
 
 async fn public() -> &'static str {

@@ -13,34 +13,32 @@
 
 use tower_mtls_test_kit::pki;
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ConnectInfo;
 use axum::routing::get;
 use pki::{Ca, Leaf, LeafSpec};
-use tower_mtls::axum::{Identity, make_service};
+use tower_mtls::AllowedClient;
+use tower_mtls::axum::{ClientCert, make_service};
 use tower_mtls::client::Client;
-use tower_mtls::policy::AllowedClient;
 use tower_mtls::serve::MtlsListener;
-use tower_mtls::{ClientAuth, ClientCertLayer, MtlsAcceptor, Rule, TlsConfig, TlsInfo};
+use tower_mtls::{ClientAuth, ClientCertLayer, ConnectionInfo, MtlsAcceptor, Rule, TlsConfig};
 
 /// Anyone who completed the handshake, with or without a certificate.
-async fn public(client: Option<Identity>) -> String {
+async fn public(client: Option<ClientCert>) -> String {
     match client {
         Some(id) => format!("hello {}\n", id.subject()),
         None => "hello, anonymous\n".to_owned(),
     }
 }
 
-/// Any client with a trusted certificate (the `Identity` extractor answers 401 otherwise).
-async fn whoami(
-    client: Identity,
-    tls: TlsInfo,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-) -> String {
+/// Any client with a trusted certificate (the `ClientCert` extractor answers 401 otherwise).
+async fn whoami(client: ClientCert, connection: ConnectionInfo) -> String {
+    let tls = connection.tls();
+    let remote = tls
+        .remote_addr()
+        .map_or_else(|| "-".to_owned(), |addr| addr.to_string());
     format!(
         "{} from {remote} over {:?}\n",
         client.subject(),

@@ -23,19 +23,25 @@ use axum::Router;
 use axum::extract::Extension;
 use axum::routing::get;
 use pki::{Ca, Leaf, LeafSpec};
+use tower_mtls::AllowedClient;
 use tower_mtls::client::Client;
-use tower_mtls::policy::AllowedClient;
-use tower_mtls::{ClientCertLayer, Rule, TlsConfig, TlsInfo, tls::DEFAULT_WATCH_INTERVAL};
+use tower_mtls::{ClientCertLayer, ConnectionInfo, Rule, TlsConfig, tls::DEFAULT_WATCH_INTERVAL};
 
 /// Who the caller is, as the policy layer established it.
-async fn whoami(Extension(client): Extension<AllowedClient>, tls: Extension<TlsInfo>) -> String {
+async fn whoami(
+    Extension(client): Extension<AllowedClient>,
+    Extension(connection): Extension<ConnectionInfo>,
+) -> String {
     let who = client
         .identity()
         .map_or_else(|| "?".to_owned(), |id| id.subject().to_string());
     let rule = client
         .matched_rule()
         .map_or_else(|| "-".to_owned(), |r| r.to_string());
-    format!("hello {who} (rule {rule}, {:?})\n", tls.protocol_version())
+    format!(
+        "hello {who} (rule {rule}, {:?})\n",
+        connection.tls().protocol_version()
+    )
 }
 
 async fn public() -> &'static str {

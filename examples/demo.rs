@@ -15,17 +15,14 @@ use bytes::Bytes;
 use http_body_util::Full;
 use pki::{Ca, LeafSpec};
 use tower_mtls::client::Client;
-use tower_mtls::{MtlsServer, PeerCertificates, TlsConfig, TlsInfo, tls::DEFAULT_WATCH_INTERVAL};
+use tower_mtls::{MtlsServer, PeerExt, TlsConfig, tls::DEFAULT_WATCH_INTERVAL};
 
 /// The application: tells the caller what the server knows about it.
 async fn hello(
     req: http::Request<hyper::body::Incoming>,
 ) -> Result<http::Response<Full<Bytes>>, Infallible> {
-    let tls = req.extensions().get::<TlsInfo>();
-    let identity = req
-        .extensions()
-        .get::<PeerCertificates>()
-        .and_then(|peer| peer.identity().ok());
+    let tls = req.tls_info();
+    let identity = req.client_identity();
     let text = match identity {
         Some(id) => format!(
             "subject={} issuer={} spiffe={} tls={:?} alpn={}",

@@ -52,9 +52,10 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
+use tower_mtls::PeerExt;
 use tower_mtls::serve::MtlsListener;
 use tower_mtls::steadybit::{self, ExtensionEnv};
-use tower_mtls::tonic::{ConnectInfoLayer, MtlsIncoming, MtlsRequestExt};
+use tower_mtls::tonic::{ConnectInfoLayer, MtlsIncoming};
 use tower_mtls::{ClientAuth, ClientCertLayer, TlsConfig};
 
 #[path = "grpc/identity.rs"]

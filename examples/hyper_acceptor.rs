@@ -15,15 +15,14 @@ use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tower_mtls::{AddConnectionInfo, MtlsAcceptor, PeerCertificates, TlsConfig};
+use tower_mtls::peer::AddConnectionInfo;
+use tower_mtls::{MtlsAcceptor, PeerExt, TlsConfig};
 
 async fn handler(
     req: http::Request<hyper::body::Incoming>,
 ) -> Result<http::Response<Full<Bytes>>, Infallible> {
     let who = req
-        .extensions()
-        .get::<PeerCertificates>()
-        .and_then(|peer| peer.identity().ok())
+        .client_identity()
         .map_or_else(|| "nobody".to_owned(), |id| id.subject().to_string());
     Ok(http::Response::new(Full::from(format!("hello {who}\n"))))
 }

@@ -12,7 +12,7 @@
 //!
 //! use bytes::Bytes;
 //! use http_body_util::Full;
-//! use tower_mtls::{PeerCertificates, MtlsServer, TlsConfig};
+//! use tower_mtls::{MtlsServer, PeerExt, TlsConfig};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! // Server identity plus the CAs (or pinned client certificates) trusted for client auth.
@@ -25,9 +25,7 @@
 //! let app = tower::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
 //!     // The acceptor put the verified client chain into the request.
 //!     let who = req
-//!         .extensions()
-//!         .get::<PeerCertificates>()
-//!         .and_then(|peer| peer.identity().ok())
+//!         .client_identity()
 //!         .and_then(|id| id.common_name().map(str::to_owned))
 //!         .unwrap_or_default();
 //!     Ok::<_, Infallible>(http::Response::new(Full::<Bytes>::from(format!("hello {who}\n"))))
@@ -64,11 +62,12 @@
 //! 1. [`MtlsServer`] accepts a connection and spawns a task for it; the accept loop never waits
 //!    on a handshake.
 //! 2. [`MtlsAcceptor`] runs the handshake against the [`TlsConfig`]'s current snapshot, within
-//!    a deadline, and captures a [`ConnectionInfo`] once: [`PeerCertificates`] and [`TlsInfo`].
-//! 3. [`AddConnectionInfo`] inserts both into every request on the connection (each HTTP/1.1
-//!    keep-alive request, each HTTP/2 stream).
-//! 4. [`ClientCertLayer`] decides per route who may pass; handlers read
-//!    [`PeerCertificates::identity`] — the leaf, parsed at most once per connection.
+//!    a deadline, and captures one [`ConnectionInfo`]: [`TlsInfo`] and [`PeerCertificates`].
+//! 3. [`AddConnectionInfo`](peer::AddConnectionInfo) inserts it — one `Arc` — into every
+//!    request on the connection (each HTTP/1.1 keep-alive request, each HTTP/2 stream).
+//! 4. [`ClientCertLayer`] decides per route who may pass and adds its [`AllowedClient`];
+//!    handlers and middleware read all of it through [`PeerExt`] — the leaf parsed at most
+//!    once per connection.
 //!
 //! # Trust: CAs and pinned leaves
 //!
@@ -128,7 +127,7 @@ mod rate_limit;
 
 pub mod identity;
 
-mod connection;
+pub mod peer;
 
 pub mod tls;
 
@@ -160,10 +159,8 @@ pub use frameworks::axum_server;
 pub use frameworks::tonic;
 
 // What the quick start and the common tasks name; everything else lives in its module.
-pub use connection::{
-    AddConnectionInfo, AddConnectionInfoLayer, ConnectionInfo, PeerCertificates, TlsInfo,
-};
 pub use identity::certificate::ClientIdentity;
+pub use peer::{AllowedClient, ConnectionInfo, PeerCertificates, PeerExt, TlsInfo};
 pub use policy::layer::ClientCertLayer;
 pub use policy::rules::{ClientCertPolicy, Rule};
 pub use serve::server::MtlsServer;

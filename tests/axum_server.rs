@@ -26,9 +26,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tower_mtls::AllowedClient;
 use tower_mtls::axum_server::Acceptor;
 use tower_mtls::client::Client;
-use tower_mtls::policy::AllowedClient;
 use tower_mtls::rustls::AlertDescription;
 use tower_mtls::tls::{HandshakeError, HandshakeFailure, ReloadOutcome};
 use tower_mtls::{ClientAuth, ClientCertLayer, MtlsAcceptor, TlsConfig};
@@ -655,4 +655,34 @@ async fn the_example_checks_itself_and_exits_0() {
     );
     assert_eq!(stdout.matches("[as expected]").count(), 5, "{stdout}");
     assert!(!stdout.contains("UNEXPECTED"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_servers_own_rustls_config_carries_the_peer_through_connection_info_acceptor() {
+    capture();
+    let (pki, allowed, other) = pki_with_clients();
+    // TLS terminated by axum-server's own RustlsAcceptor, with a ServerConfig that verifies
+    // clients (this crate's, as a user keeping RustlsConfig would pass one).
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(required(&pki).server_config());
+    let acceptor = tower_mtls::axum_server::ConnectionInfoAcceptor::new(
+        axum_server::tls_rustls::RustlsAcceptor::new(config),
+    );
+    let server = Served::start_with(axum_server::bind(localhost()).acceptor(acceptor), app()).await;
+
+    let (status, seen) = get_json(&pki, Some(&allowed), server.addr, "/whoami").await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(
+        seen["allowed_cn"], "allowed",
+        "the policy read the peer: {seen}"
+    );
+    assert_eq!(seen["cn"], "allowed", "PeerExt in the handler: {seen}");
+    assert!(
+        seen["remote"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("127.0.0.1:")),
+        "the remote address reaches TlsInfo: {seen}"
+    );
+    let (status, _) = get_json(&pki, Some(&other), server.addr, "/whoami").await;
+    assert_eq!(status, 403, "a trusted client the rules do not allow");
+    server.stop().await;
 }

@@ -18,7 +18,8 @@ use tonic::{Code, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
-use tower_mtls::tonic::{ConnectInfoLayer, MtlsIncoming, MtlsRequestExt};
+use tower_mtls::PeerExt;
+use tower_mtls::tonic::{ConnectInfoLayer, MtlsIncoming};
 use tower_mtls::{ClientAuth, ClientCertLayer, MtlsAcceptor};
 
 #[path = "../examples/grpc/identity.rs"]
@@ -894,4 +895,75 @@ async fn tls_on_a_unix_socket_is_refused_by_the_grpc_example_naming_the_variable
     let text = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("TOWER_MTLS_UNIX_SOCKET_TLS"), "{text}");
+}
+
+/// tonic's own TLS (`ServerTlsConfig` with a client CA) instead of this crate's acceptor:
+/// `ClientCertLayer` adopts the chain tonic's verifier accepted, and `ConnectInfoLayer` lets
+/// an interceptor and a handler without a policy read it through `PeerExt`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_tonics_own_tls_the_layer_and_peer_ext_read_the_chain() {
+    // tonic's server builds its rustls config from the process default, and this test binary
+    // has both providers compiled in.
+    let _ = tower_mtls::tls::install_default_provider();
+    let c = clients();
+    let tonic_tls = || {
+        tonic::transport::ServerTlsConfig::new()
+            .identity(Identity::from_pem(
+                std::fs::read(&c.pki.server_cert).expect("server cert"),
+                std::fs::read(&c.pki.server_key).expect("server key"),
+            ))
+            .client_ca_root(Certificate::from_pem(&c.pki.ca.cert_pem))
+            .client_auth_optional(true)
+    };
+    macro_rules! serve {
+        ($router:expr) => {{
+            let incoming =
+                tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap())
+                    .expect("bind");
+            let port = incoming.local_addr().expect("addr").port();
+            tokio::spawn($router.serve_with_incoming(incoming));
+            port
+        }};
+    }
+    let (_, health_service) = tonic_health::server::health_reporter();
+
+    // With the policy.
+    let port = serve!(
+        Server::builder()
+            .tls_config(tonic_tls())
+            .expect("tonic tls")
+            .layer(ClientCertLayer::require().allow_subject_cn(ALLOWED_CN))
+            .add_service(health_service)
+            .add_service(IdentityServer::new(WhoAmI))
+    );
+    let me = who_am_i(channel(&c.pki, port, Some(&c.allowed)))
+        .await
+        .expect("allowed");
+    assert_eq!(me.common_name, ALLOWED_CN);
+    let status = who_am_i(channel(&c.pki, port, Some(&c.other)))
+        .await
+        .expect_err("not allowed");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let status = who_am_i(channel(&c.pki, port, None))
+        .await
+        .expect_err("no certificate");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+
+    // Without a policy: ConnectInfoLayer adopts the chain for the interceptor and handler.
+    let port = serve!(
+        Server::builder()
+            .tls_config(tonic_tls())
+            .expect("tonic tls")
+            .layer(ConnectInfoLayer::new())
+            .add_service(IdentityServer::with_interceptor(WhoAmI, needs_identity))
+    );
+    let me = who_am_i(channel(&c.pki, port, Some(&c.other)))
+        .await
+        .expect("any trusted client");
+    assert_eq!(me.common_name, "someone-else");
+    assert!(me.remote_addr.starts_with("127.0.0.1:"), "{me:?}");
+    let status = who_am_i(channel(&c.pki, port, None))
+        .await
+        .expect_err("the interceptor refuses a call without a certificate");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 }

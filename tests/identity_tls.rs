@@ -9,9 +9,7 @@ use axum::extract::Extension;
 use axum::routing::get;
 use rcgen::DnType;
 use support::*;
-use tower_mtls::{
-    ClientCertLayer, ClientCertPolicy, MtlsAcceptor, identity::oid, policy::AllowedClient,
-};
+use tower_mtls::{AllowedClient, ClientCertLayer, ClientCertPolicy, MtlsAcceptor, identity::oid};
 
 /// `cn=<common_name() as Debug> cns=<every CN, joined by |>`.
 async fn who(Extension(client): Extension<AllowedClient>) -> String {

@@ -10,7 +10,7 @@ use axum::extract::Extension;
 use axum::routing::get;
 use support::*;
 use tower_mtls::Rule;
-use tower_mtls::{ClientCertLayer, MtlsAcceptor, identity::SpiffeId, policy::AllowedClient};
+use tower_mtls::{AllowedClient, ClientCertLayer, MtlsAcceptor, identity::SpiffeId};
 
 async fn hello(Extension(client): Extension<AllowedClient>) -> String {
     let cn = client

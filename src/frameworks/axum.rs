@@ -12,11 +12,11 @@
 //!
 //! use axum::{Router, routing::get};
 //! use tower::Layer;
-//! use tower_mtls::axum::{Identity, make_service};
+//! use tower_mtls::axum::{ClientCert, make_service};
 //! use tower_mtls::serve::MtlsListener;
 //! use tower_mtls::{ClientCertLayer, TlsConfig};
 //!
-//! async fn hello(client: Identity) -> String {
+//! async fn hello(client: ClientCert) -> String {
 //!     format!("hello {}\n", client.subject())
 //! }
 //!
@@ -49,17 +49,17 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Handlers read the client with the extractors [`PeerCertificates`], [`Identity`],
+//! Handlers read the client with the extractors [`ClientCert`], [`PeerCertificates`],
 //! [`AllowedClient`] (set by a [`ClientCertLayer`](crate::ClientCertLayer)) and
-//! [`TlsInfo`]: each answers **401** when the request has no client certificate (403 when the
-//! certificate cannot be parsed), never 500; `Option<PeerCertificates>` and
-//! `Option<Identity>` are `None` instead. axum's `ConnectInfo<SocketAddr>` works too, under
-//! `axum::serve` with [`make_service`] and under [`MtlsServer`](crate::MtlsServer).
+//! [`ConnectionInfo`] (TLS facts and the remote address): each answers **401** when the
+//! request has no client certificate (403 when the certificate cannot be parsed), never 500;
+//! `Option<PeerCertificates>` and `Option<ClientCert>` are `None` instead. Middleware reads
+//! the same through [`PeerExt`](crate::PeerExt).
 //!
 //! `app.into_make_service_with_connect_info::<ConnectionInfo>()` works as well ([`Connected`]
 //! is implemented for [`ConnectionInfo`]); the layer and the extractors find the peer in
-//! `ConnectInfo<ConnectionInfo>`. [`make_service`] is still the better choice: it also adds
-//! `ConnectInfo<SocketAddr>`, runs each request in the connection's span (see
+//! `ConnectInfo<ConnectionInfo>`. [`make_service`] is still the better choice: it runs each
+//! request in the connection's span (see
 //! [`ConnectionInfo::span`]) and accepts an app whose response body is not axum's (a
 //! `Router` wrapped in `ClientCertLayer`).
 //!
@@ -97,9 +97,9 @@ use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
-use crate::connection::{AddConnectionInfo, ConnectionInfo, PeerCertificates, TlsInfo};
 use crate::identity::ClientIdentity;
-use crate::policy::{AllowedClient, RejectReason, Rejection};
+use crate::peer::{self, AddConnectionInfo, AllowedClient, ConnectionInfo, PeerCertificates};
+use crate::policy::{RejectReason, Rejection};
 use crate::serve::MtlsListener;
 use crate::tls::accept::acceptor::MtlsStream;
 
@@ -128,7 +128,7 @@ impl Connected<IncomingStream<'_, MtlsListener>> for ConnectionInfo {
 }
 
 /// Makes `app` what `axum::serve` takes from a [`MtlsListener`]: every request carries the
-/// connection's [`TlsInfo`], [`PeerCertificates`] and `ConnectInfo<SocketAddr>`, and runs in
+/// connection's [`ConnectionInfo`] (read it with [`PeerExt`](crate::PeerExt)), and runs in
 /// the connection's span, as under [`MtlsServer`](crate::MtlsServer).
 ///
 /// `app` is any service of axum requests whose response body carries `Bytes`: a `Router`, a
@@ -220,8 +220,8 @@ pub struct ClientCertRejection(Rejection);
 
 impl ClientCertRejection {
     fn new(reason: RejectReason, parts: &Parts) -> Self {
-        let found = ConnectionInfo::find(&parts.extensions);
-        let remote_addr = found.and_then(|(tls, _)| tls.remote_addr());
+        let found = peer::lookup(&parts.extensions);
+        let remote_addr = found.and_then(|info| info.tls().remote_addr());
         tracing::debug!(
             remote = ?remote_addr,
             reason = reason.as_str(),
@@ -231,7 +231,7 @@ impl ClientCertRejection {
         Self(Rejection::new(
             reason,
             &parts.headers,
-            found.and_then(|(_, peer)| peer.cloned()),
+            found.and_then(|info| info.peer().cloned()),
             remote_addr,
         ))
     }
@@ -251,8 +251,8 @@ impl IntoResponse for ClientCertRejection {
 /// The peer from wherever the connection's facts are (`None` without a certificate); 401 when
 /// the request did not come through this crate's acceptor.
 fn peer_of(parts: &Parts) -> Result<Option<&PeerCertificates>, ClientCertRejection> {
-    match ConnectionInfo::find(&parts.extensions) {
-        Some((_, peer)) => Ok(peer),
+    match peer::lookup(&parts.extensions) {
+        Some(info) => Ok(info.peer()),
         None => Err(ClientCertRejection::new(
             RejectReason::NoTlsConnection,
             parts,
@@ -288,14 +288,14 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for PeerCertificates {
     }
 }
 
-/// The connection's TLS facts; 401 when the request did not come through this crate's
-/// acceptor.
-impl<S: Send + Sync> FromRequestParts<S> for TlsInfo {
+/// The connection's facts (TLS, client chain, span); 401 when the request did not come
+/// through this crate's acceptor.
+impl<S: Send + Sync> FromRequestParts<S> for ConnectionInfo {
     type Rejection = ClientCertRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        match ConnectionInfo::find(&parts.extensions) {
-            Some((tls, _)) => Ok(tls.clone()),
+        match peer::lookup(&parts.extensions) {
+            Some(info) => Ok(info.clone()),
             None => Err(ClientCertRejection::new(
                 RejectReason::NoTlsConnection,
                 parts,
@@ -328,15 +328,15 @@ impl<S: Send + Sync> FromRequestParts<S> for AllowedClient {
     }
 }
 
-/// The client's parsed certificate: derefs to [`ClientIdentity`]. 401 without a
+/// The client's certificate, parsed: derefs to [`ClientIdentity`]. 401 without a
 /// certificate, 403 when it cannot be parsed.
 #[derive(Debug, Clone)]
-pub struct Identity {
+pub struct ClientCert {
     identity: Arc<ClientIdentity>,
     peer: PeerCertificates,
 }
 
-impl Identity {
+impl ClientCert {
     /// The certificates the identity was parsed from.
     pub fn peer_certificates(&self) -> &PeerCertificates {
         &self.peer
@@ -356,7 +356,7 @@ impl Identity {
     }
 }
 
-impl Deref for Identity {
+impl Deref for ClientCert {
     type Target = ClientIdentity;
 
     fn deref(&self) -> &ClientIdentity {
@@ -364,7 +364,7 @@ impl Deref for Identity {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Identity {
+impl<S: Send + Sync> FromRequestParts<S> for ClientCert {
     type Rejection = ClientCertRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
@@ -372,7 +372,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Identity {
     }
 }
 
-impl<S: Send + Sync> OptionalFromRequestParts<S> for Identity {
+impl<S: Send + Sync> OptionalFromRequestParts<S> for ClientCert {
     type Rejection = ClientCertRejection;
 
     async fn from_request_parts(

@@ -6,15 +6,18 @@
 //! on concurrent handshakes, its classified and rate-limited logs, and the [`TlsConfig`]'s
 //! current material (a reload — [`TlsConfig::reload`] or [`TlsConfig::watch`] — applies to the
 //! next handshake). The service of every connection is wrapped in [`AddConnectionInfo`], so
-//! each request carries [`PeerCertificates`](crate::PeerCertificates) and
-//! [`TlsInfo`](crate::TlsInfo): axum's `Extension<PeerCertificates>` extractor and
-//! [`ClientCertLayer`](crate::ClientCertLayer) work as with [`MtlsServer`](crate::MtlsServer).
+//! each request carries the connection's [`ConnectionInfo`]: [`PeerExt`](crate::PeerExt), the
+//! [`axum`](crate::axum) extractors and [`ClientCertLayer`](crate::ClientCertLayer) work as with
+//! [`MtlsServer`](crate::MtlsServer).
+//!
+//! Keeping axum-server's own `RustlsConfig`? [`ConnectionInfoAcceptor`] wraps its acceptor so
+//! requests still carry the peer.
 //!
 //! ```no_run
 //! use std::net::SocketAddr;
 //!
 //! use axum::{Extension, Router, routing::get};
-//! use tower_mtls::{ClientCertLayer, TlsConfig, policy::AllowedClient};
+//! use tower_mtls::{ClientCertLayer, TlsConfig, AllowedClient};
 //!
 //! async fn whoami(Extension(client): Extension<AllowedClient>) -> String {
 //!     let cn = client.identity().and_then(|id| id.common_name()).unwrap_or("?");
@@ -120,7 +123,7 @@ use std::pin::Pin;
 use ::axum_server::accept::{Accept, DefaultAcceptor};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::connection::AddConnectionInfo;
+use crate::peer::{AddConnectionInfo, ConnectionInfo};
 use crate::tls::accept::acceptor::{MtlsAcceptor, MtlsStream};
 use crate::tls::accept::error::{HandshakeError, HandshakeFailure};
 use crate::tls::config::tls_config::TlsConfig;
@@ -228,6 +231,63 @@ where
                 .map_err(handshake_io_error)?;
             let service = AddConnectionInfo::new(service, stream.info().clone());
             Ok((stream, service))
+        })
+    }
+}
+
+/// Wraps an axum-server acceptor that terminates TLS itself — axum-server's own
+/// `RustlsAcceptor` with a `RustlsConfig` — so that each request carries the
+/// [`ConnectionInfo`] of its rustls connection, and [`ClientCertLayer`](crate::ClientCertLayer)
+/// and [`PeerExt`](crate::PeerExt) work as under this crate's [`Acceptor`].
+///
+/// ```no_run
+/// # async fn run(app: axum::Router, tls: tower_mtls::TlsConfig) -> std::io::Result<()> {
+/// use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+/// use tower_mtls::axum_server::ConnectionInfoAcceptor;
+///
+/// // Any rustls ServerConfig whose client verifier you trust; here this crate's.
+/// let config = RustlsConfig::from_config(tls.server_config());
+/// axum_server::bind(std::net::SocketAddr::from(([0, 0, 0, 0], 8443)))
+///     .acceptor(ConnectionInfoAcceptor::new(RustlsAcceptor::new(config)))
+///     .serve(app.into_make_service())
+///     .await
+/// # }
+/// ```
+///
+/// The chain is taken as verified by that `ServerConfig` (see
+/// [`ConnectionInfo::from_connection`]). What [`Acceptor`] adds — the handshake deadline and
+/// cap, classified logs, bounded resumption — is then up to the wrapped acceptor.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfoAcceptor<A> {
+    inner: A,
+}
+
+impl<A> ConnectionInfoAcceptor<A> {
+    /// Wraps `inner`, an acceptor whose stream is a `tokio_rustls` server stream.
+    pub fn new(inner: A) -> Self {
+        Self { inner }
+    }
+}
+
+impl<I, S, A, T> Accept<I, S> for ConnectionInfoAcceptor<A>
+where
+    I: RemoteAddr,
+    A: Accept<I, S, Stream = tokio_rustls::server::TlsStream<T>>,
+    A::Future: Send + 'static,
+    A::Service: Send + 'static,
+    T: Send + 'static,
+{
+    type Stream = tokio_rustls::server::TlsStream<T>;
+    type Service = AddConnectionInfo<A::Service>;
+    type Future = Pin<Box<dyn Future<Output = io::Result<(Self::Stream, Self::Service)>> + Send>>;
+
+    fn accept(&self, stream: I, service: S) -> Self::Future {
+        let remote_addr = stream.remote_addr();
+        let inner = self.inner.accept(stream, service);
+        Box::pin(async move {
+            let (stream, service) = inner.await?;
+            let info = ConnectionInfo::from_connection(stream.get_ref().1, remote_addr);
+            Ok((stream, AddConnectionInfo::new(service, info)))
         })
     }
 }

@@ -7,7 +7,7 @@
 //! * [`MtlsStream`] implements tonic's [`Connected`] with
 //!   [`ConnectInfo`](Connected::ConnectInfo) = [`ConnectionInfo`]: tonic puts it into the
 //!   extensions of every request on the connection, where [`ClientCertLayer`] and
-//!   [`MtlsRequestExt`] find the client's certificate.
+//!   [`PeerExt`] find the client's certificate.
 //! * [`ClientCertLayer`] goes into `Server::builder().layer(…)` as it is. It answers a gRPC call
 //!   (`content-type: application/grpc…`) with a gRPC status, not an HTTP error:
 //!   `UNAUTHENTICATED` (16) without a client certificate, `PERMISSION_DENIED` (7) for one the
@@ -55,10 +55,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A handler (or an interceptor) reads who called with [`MtlsRequestExt`]:
+//! A handler (or an interceptor) reads who called with [`PeerExt`]:
 //!
 //! ```
-//! use tower_mtls::tonic::MtlsRequestExt;
+//! use tower_mtls::PeerExt;
 //!
 //! fn caller(request: &tonic::Request<()>) -> Result<String, tonic::Status> {
 //!     let client = request
@@ -77,15 +77,20 @@
 //! exactly one connect-info value per request, and ours is [`ConnectionInfo`]; add
 //! [`ConnectInfoLayer`] and it also inserts a `TcpConnectInfo` with the remote address
 //! (`local_addr` stays `None`: a listener bound to a wildcard address does not know the one a
-//! connection arrived on). Without the layer, [`TlsInfo::remote_addr`] has it:
+//! connection arrived on). Without the layer, [`TlsInfo::remote_addr`](crate::TlsInfo::remote_addr) has it:
 //! `request.tls_info().and_then(TlsInfo::remote_addr)`.
 //!
-//! `Request::peer_certs()` cannot work: it reads only a `TlsConnectInfo<TcpConnectInfo>`,
-//! which has private fields and no constructor (tonic makes one only in its `Connected` impl
-//! for a bare `tokio_rustls` stream), the one connect-info slot is taken by
-//! [`ConnectionInfo`], and the method exists only with one of tonic's TLS features. Use [`MtlsRequestExt::peer_certificates`] (the chain, leaf first) or
-//! [`MtlsRequestExt::client_identity`] (the parsed leaf) instead; they work the same over TCP
-//! and Unix sockets.
+//! `Request::peer_certs()` reads only tonic's own `TlsConnectInfo`, and the one connect-info
+//! slot is taken by [`ConnectionInfo`]: use [`PeerExt::peer_certificates`] (the chain, leaf
+//! first) or [`PeerExt::client_identity`] (the parsed leaf) instead; they work the same over
+//! TCP and Unix sockets.
+//!
+//! # Behind tonic's own TLS
+//!
+//! A server that keeps tonic's `ServerTlsConfig` (with `client_ca_root`) can still use
+//! [`ClientCertLayer`] and [`PeerExt`]: the layer adopts the chain tonic's verifier accepted,
+//! and [`ConnectInfoLayer`] does the same for handlers behind no policy. What this crate's
+//! acceptor adds — CRLs, pinned leaves, reloads, classified handshake logs — is then missing.
 //!
 //! # What a gRPC client sees without a certificate
 //!
@@ -140,9 +145,7 @@ use tower_service::Service;
 use tracing::Instrument;
 use tracing::instrument::Instrumented;
 
-use crate::connection::{ConnectionInfo, PeerCertificates, TlsInfo};
-use crate::identity::ClientIdentity;
-use crate::policy::AllowedClient;
+use crate::peer::{AllowedClient, ConnectionInfo, ForeignPeers, PeerExt};
 use crate::serve::MtlsListener;
 use crate::tls::accept::acceptor::{MtlsAcceptor, MtlsStream};
 
@@ -236,7 +239,7 @@ impl Stream for MtlsIncoming {
 }
 
 /// tonic inserts the stream's [`ConnectionInfo`] into the extensions of every request on the
-/// connection: [`ClientCertLayer`](crate::ClientCertLayer) and [`MtlsRequestExt`] read it there.
+/// connection: [`ClientCertLayer`](crate::ClientCertLayer) and [`PeerExt`] read it there.
 /// Any IO type: TCP, Unix sockets, in-memory streams.
 impl<IO> Connected for MtlsStream<IO> {
     type ConnectInfo = ConnectionInfo;
@@ -246,42 +249,13 @@ impl<IO> Connected for MtlsStream<IO> {
     }
 }
 
-/// What a tonic request knows about the connection it arrived on, from the [`ConnectionInfo`]
-/// that [`MtlsStream`]'s [`Connected`] impl gave tonic (and the [`AllowedClient`] a
-/// [`ClientCertLayer`](crate::ClientCertLayer) added). Implemented for [`tonic::Request`], so
-/// handlers and interceptors alike can call it.
-///
-/// [`tonic::Request`]: ::tonic::Request
-pub trait MtlsRequestExt: sealed::Sealed {
-    /// The connection's TLS facts, including the client's address
-    /// ([`TlsInfo::remote_addr`]); `None` when the request did not arrive through this
-    /// crate's acceptor.
-    fn tls_info(&self) -> Option<&TlsInfo>;
-
-    /// The certificate chain the client presented and the handshake verified, leaf first
-    /// (what tonic's `peer_certs()` would give); `None` without one.
-    fn peer_certificates(&self) -> Option<&PeerCertificates>;
-
-    /// The client's leaf certificate, parsed (once per connection); `None` without a
-    /// certificate or when it cannot be parsed.
-    fn client_identity(&self) -> Option<&ClientIdentity>;
-
-    /// Who a [`ClientCertLayer`](crate::ClientCertLayer) let in, and by which rule; `None`
-    /// when no such layer is in front of the service.
-    fn allowed_client(&self) -> Option<&AllowedClient>;
-}
-
-impl<T> MtlsRequestExt for ::tonic::Request<T> {
-    fn tls_info(&self) -> Option<&TlsInfo> {
-        ConnectionInfo::find(self.extensions()).map(|(tls, _)| tls)
-    }
-
-    fn peer_certificates(&self) -> Option<&PeerCertificates> {
-        ConnectionInfo::find(self.extensions()).and_then(|(_, peer)| peer)
-    }
-
-    fn client_identity(&self) -> Option<&ClientIdentity> {
-        self.peer_certificates()?.identity().ok()
+/// Handlers and interceptors read the peer with [`PeerExt`]: from the [`ConnectionInfo`]
+/// that [`MtlsStream`]'s [`Connected`] impl gave tonic (or that [`ConnectInfoLayer`] adopted
+/// from tonic's own TLS), and the [`AllowedClient`] a
+/// [`ClientCertLayer`](crate::ClientCertLayer) added.
+impl<T> PeerExt for ::tonic::Request<T> {
+    fn connection_info(&self) -> Option<&ConnectionInfo> {
+        self.extensions().get::<ConnectionInfo>()
     }
 
     fn allowed_client(&self) -> Option<&AllowedClient> {
@@ -289,28 +263,30 @@ impl<T> MtlsRequestExt for ::tonic::Request<T> {
     }
 }
 
-mod sealed {
-    pub trait Sealed {}
-    impl<T> Sealed for ::tonic::Request<T> {}
-}
-
-/// A layer for `Server::builder().layer(…)` that spreads each request's [`ConnectionInfo`]
-/// (from [`MtlsStream`]'s [`Connected`] impl) into what other code looks for:
+/// A layer for `Server::builder().layer(…)` that makes each request's [`ConnectionInfo`]
+/// available everywhere:
 ///
-/// * tonic's `TcpConnectInfo` with the remote address, so that
+/// * behind tonic's **own** TLS (`Server::builder().tls_config(…)`), it adopts the chain that
+///   tonic's verifier accepted (tonic's `TlsConnectInfo`) as a [`ConnectionInfo`], parsed once
+///   per connection, so [`PeerExt`] works in handlers (a [`ClientCertLayer`](crate::ClientCertLayer)
+///   adopts it by itself);
+/// * it inserts tonic's `TcpConnectInfo` with the remote address, so that
 ///   [`Request::remote_addr`](::tonic::Request::remote_addr) works (its `local_addr` is
 ///   `None`);
-/// * [`TlsInfo`] and [`PeerCertificates`] as separate extensions, as
-///   [`MtlsServer`](crate::MtlsServer) provides them, for code written against those;
 /// * and it runs each call (service call and response future) in the connection's
 ///   [span](ConnectionInfo::span), so a handler's logs carry the client.
 ///
-/// Not needed for [`ClientCertLayer`](crate::ClientCertLayer) or [`MtlsRequestExt`]. A request
-/// without connection info (the server is not fed by [`MtlsIncoming`]) passes unchanged, with
-/// one warning per layer.
+/// A request without connection info of either kind passes unchanged, with one warning per
+/// layer.
 #[derive(Clone, Default)]
 pub struct ConnectInfoLayer {
-    warned: Arc<AtomicBool>,
+    shared: Arc<LayerState>,
+}
+
+#[derive(Debug, Default)]
+struct LayerState {
+    warned: AtomicBool,
+    foreign: ForeignPeers,
 }
 
 impl ConnectInfoLayer {
@@ -332,7 +308,7 @@ impl<S> Layer<S> for ConnectInfoLayer {
     fn layer(&self, inner: S) -> Self::Service {
         ConnectInfoService {
             inner,
-            warned: self.warned.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -341,7 +317,7 @@ impl<S> Layer<S> for ConnectInfoLayer {
 #[derive(Clone)]
 pub struct ConnectInfoService<S> {
     inner: S,
-    warned: Arc<AtomicBool>,
+    shared: Arc<LayerState>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for ConnectInfoService<S> {
@@ -365,11 +341,18 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        if self.shared.foreign.adopt(req.extensions_mut()) {
+            // tonic's own TLS: its TcpConnectInfo is already there.
+            let span = req.connection_info().map(|info| info.span().clone());
+            let span = span.unwrap_or_else(tracing::Span::none);
+            let future = span.in_scope(|| self.inner.call(req));
+            return future.instrument(span);
+        }
         let Some(info) = req.extensions().get::<ConnectionInfo>().cloned() else {
-            if !self.warned.swap(true, Ordering::Relaxed) {
+            if !self.shared.warned.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
-                    "a request without tower-mtls connection info reached ConnectInfoLayer: \
-                     serve the tonic server with tower_mtls::tonic::MtlsIncoming"
+                    "a request without connection info reached ConnectInfoLayer: serve the \
+                     tonic server with tower_mtls::tonic::MtlsIncoming, or with tonic's own TLS"
                 );
             }
             return self.inner.call(req).instrument(tracing::Span::none());
@@ -380,7 +363,6 @@ where
                 remote_addr: Some(remote_addr),
             });
         }
-        info.insert_into(req.extensions_mut());
         let span = info.span().clone();
         let future = span.in_scope(|| self.inner.call(req));
         future.instrument(span)

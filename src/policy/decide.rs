@@ -11,8 +11,7 @@ use http_body_util::Full;
 use super::log;
 use super::response::{RejectReason, Rejection};
 use super::rules::ClientCertPolicy;
-use super::{AllowedClient, MatchedRule};
-use crate::connection::{ConnectionInfo, PeerCertificates};
+use crate::peer::{self, AllowedClient, MatchedRule};
 
 /// What answers a rejected request instead of the default 401/403 (see
 /// [`ClientCertLayer::on_reject`](crate::ClientCertLayer::on_reject)).
@@ -25,6 +24,9 @@ pub(crate) struct Shared {
     pub(super) on_reject: Option<OnReject>,
     miswired_warned: AtomicBool,
     denials: log::DenialLog,
+    /// Peers of tonic's own TLS (`ServerTlsConfig`), adopted once per connection.
+    #[cfg(feature = "tonic")]
+    foreign: peer::ForeignPeers,
 }
 
 impl Clone for Shared {
@@ -37,6 +39,8 @@ impl Clone for Shared {
             on_reject: self.on_reject.clone(),
             miswired_warned: AtomicBool::new(false),
             denials: log::DenialLog::default(),
+            #[cfg(feature = "tonic")]
+            foreign: peer::ForeignPeers::default(),
         }
     }
 }
@@ -49,12 +53,20 @@ impl Shared {
             on_reject: None,
             miswired_warned: AtomicBool::new(false),
             denials: log::DenialLog::default(),
+            #[cfg(feature = "tonic")]
+            foreign: peer::ForeignPeers::default(),
         }
     }
 
     /// The decision for one request: who was let in, or why not (logged here).
-    pub(crate) fn authorize<B>(&self, req: &Request<B>) -> Result<AllowedClient, Rejection> {
-        let decision = self.decide(req.extensions());
+    pub(crate) fn authorize<B>(&self, req: &mut Request<B>) -> Result<AllowedClient, Rejection> {
+        let mut decision = self.decide(req.extensions());
+        #[cfg(feature = "tonic")]
+        if matches!(decision, Err(RejectReason::NoTlsConnection))
+            && self.foreign.adopt(req.extensions_mut())
+        {
+            decision = self.decide(req.extensions());
+        }
         #[cfg(feature = "metrics")]
         crate::tls::accept::metrics::policy_decision(decision.as_ref().err().map(|r| r.as_str()));
         decision.map_err(|reason| self.reject(req, reason))
@@ -62,20 +74,11 @@ impl Shared {
 
     /// Not generic, so the rule loop is compiled once, here, whatever the request body.
     fn decide(&self, extensions: &Extensions) -> Result<AllowedClient, RejectReason> {
-        // The common case first: the crate's own server put the peer there.
-        let peer = match extensions.get::<PeerCertificates>() {
-            Some(peer) => peer,
-            None => match ConnectionInfo::find(extensions) {
-                Some((_, Some(peer))) => peer,
-                Some((_, None)) if !self.required => {
-                    return Ok(AllowedClient {
-                        peer: None,
-                        rule: None,
-                    });
-                }
-                Some((_, None)) => return Err(RejectReason::CertificateRequired),
-                None => return Err(RejectReason::NoTlsConnection),
-            },
+        let peer = match peer::lookup(extensions).map(|info| info.peer()) {
+            Some(Some(peer)) => peer,
+            Some(None) if !self.required => return Ok(AllowedClient::new(None, None)),
+            Some(None) => return Err(RejectReason::CertificateRequired),
+            None => return Err(RejectReason::NoTlsConnection),
         };
         let identity = peer
             .identity()
@@ -90,25 +93,19 @@ impl Shared {
                 .enumerate()
                 .find(|(_, rule)| rule.matches(identity))
                 .ok_or(RejectReason::CertificateNotAllowed)?;
-            Some(MatchedRule {
-                index,
-                name: rule.shared_name().cloned(),
-            })
+            Some(MatchedRule::new(index, rule.shared_name().cloned()))
         };
-        Ok(AllowedClient {
-            peer: Some(peer.clone()),
-            rule,
-        })
+        Ok(AllowedClient::new(Some(peer.clone()), rule))
     }
 
     #[cold]
     fn reject<B>(&self, req: &Request<B>, reason: RejectReason) -> Rejection {
-        let found = ConnectionInfo::find(req.extensions());
+        let found = peer::lookup(req.extensions());
         let rejection = Rejection::new(
             reason,
             req.headers(),
-            found.and_then(|(_, peer)| peer.cloned()),
-            found.and_then(|(tls, _)| tls.remote_addr()),
+            found.and_then(|info| info.peer().cloned()),
+            found.and_then(|info| info.tls().remote_addr()),
         );
         if reason == RejectReason::NoTlsConnection {
             let first = !self.miswired_warned.swap(true, Ordering::Relaxed);

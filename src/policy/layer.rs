@@ -13,7 +13,7 @@ use super::decide::Shared;
 use super::dns::DnsPattern;
 use super::response::Rejection;
 use super::rules::{ClientCertPolicy, Rule};
-use super::service::ClientCert;
+use super::service::ClientCertService;
 use crate::identity::{ClientIdentity, Fingerprint, SpiffeId};
 
 /// A tower [`Layer`] that lets a request through only if its client certificate passes the
@@ -200,9 +200,9 @@ impl fmt::Debug for ClientCertLayer {
 }
 
 impl<S> Layer<S> for ClientCertLayer {
-    type Service = ClientCert<S>;
+    type Service = ClientCertService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ClientCert::new(inner, self.shared.clone())
+        ClientCertService::new(inner, self.shared.clone())
     }
 }

@@ -3,9 +3,9 @@
 //!
 //! Trusting a CA trusts every certificate it ever issued; in a cluster whose issuer signs
 //! certificates for many workloads, verifying the chain lets all of them in. This layer narrows
-//! that to the clients that belong: it reads the [`PeerCertificates`] the acceptor put into the
+//! that to the clients that belong: it reads the [`PeerCertificates`](crate::PeerCertificates) the acceptor put into the
 //! request, checks the leaf against allow rules, and either passes the request on — with an
-//! [`AllowedClient`] in its extensions saying who and by which rule — or answers 401/403
+//! [`AllowedClient`](crate::AllowedClient) in its extensions saying who and by which rule — or answers 401/403
 //! itself.
 //!
 //! ```
@@ -15,7 +15,7 @@
 //! use http_body_util::Full;
 //! use tower::ServiceBuilder;
 //! use tower_mtls::Rule;
-//! use tower_mtls::{policy::AllowedClient, ClientCertLayer};
+//! use tower_mtls::{AllowedClient, ClientCertLayer, PeerExt};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let layer = ClientCertLayer::require()
@@ -29,7 +29,7 @@
 //! let app = ServiceBuilder::new()
 //!     .layer(layer)
 //!     .service_fn(|req: http::Request<()>| async move {
-//!         let client = req.extensions().get::<AllowedClient>();
+//!         let client = req.allowed_client();
 //!         let who = client
 //!             .and_then(AllowedClient::identity)
 //!             .and_then(|id| id.common_name())
@@ -63,7 +63,7 @@
 //! Names are matched as structured (OID, value) pairs, and issuer rules read the leaf's own
 //! issuer name: a certificate the client appends to its chain proves nothing. A name with
 //! several common names has none: CN rules never match it, and
-//! [`ClientIdentity::common_name`] returns `None` for it, so what a rule matched is what the
+//! [`ClientIdentity::common_name`](crate::ClientIdentity::common_name) returns `None` for it, so what a rule matched is what the
 //! handler reads. A name whose attribute type OIDs are not minimally DER-encoded makes the
 //! certificate unparsable (**403** `client_certificate_unparsable`).
 //!
@@ -85,16 +85,10 @@
 //!
 //! # Cost
 //!
-//! The leaf is parsed at most once per connection, by [`PeerCertificates::identity`]; every
+//! The leaf is parsed at most once per connection, by [`PeerCertificates::identity`](crate::PeerCertificates::identity); every
 //! rule value is prepared when the rule is built. Per request the layer looks up the extension,
-//! runs the rules over the cached identity and inserts one small [`AllowedClient`] — tens of
+//! runs the rules over the cached identity and inserts one small [`AllowedClient`](crate::AllowedClient) — tens of
 //! nanoseconds (see `benches/policy.rs`).
-
-use std::fmt;
-use std::sync::Arc;
-
-use crate::connection::PeerCertificates;
-use crate::identity::ClientIdentity;
 
 #[macro_use]
 mod text;
@@ -112,80 +106,4 @@ mod tests;
 pub use dns::{DnsPattern, InvalidDnsPattern};
 pub use parse_error::{PolicyErrorKind, PolicyParseError};
 pub use response::{RejectReason, Rejection};
-pub use service::{ClientCert, ResponseBody, ResponseFuture};
-
-/// Who was let in, and why: the layer inserts one into the extensions of every request it
-/// passes on.
-///
-/// ```
-/// use tower_mtls::policy::AllowedClient;
-///
-/// fn describe(req: &http::Request<()>) -> String {
-///     let Some(client) = req.extensions().get::<AllowedClient>() else {
-///         return "not behind a ClientCertLayer".into();
-///     };
-///     match (client.identity(), client.matched_rule()) {
-///         (Some(id), Some(rule)) => format!("{} by rule {rule}", id.subject()),
-///         (Some(id), None) => format!("{} (no rules configured)", id.subject()),
-///         (None, _) => "no client certificate (optional layer)".into(),
-///     }
-/// }
-/// ```
-///
-/// With axum, extract it as `Extension<AllowedClient>`. Cloning is cheap (`Arc`s).
-#[derive(Clone, Debug)]
-pub struct AllowedClient {
-    peer: Option<PeerCertificates>,
-    rule: Option<MatchedRule>,
-}
-
-impl AllowedClient {
-    /// The client's parsed leaf certificate; `None` only when an
-    /// [`optional`](crate::ClientCertLayer::optional) layer let a client without certificate pass.
-    pub fn identity(&self) -> Option<&ClientIdentity> {
-        self.peer.as_ref()?.identity().ok()
-    }
-
-    /// The client's certificate chain, when it presented one.
-    pub fn peer_certificates(&self) -> Option<&PeerCertificates> {
-        self.peer.as_ref()
-    }
-
-    /// The rule that let the client in; `None` when the layer has no rules or the client
-    /// passed an optional layer without a certificate.
-    pub fn matched_rule(&self) -> Option<&MatchedRule> {
-        self.rule.as_ref()
-    }
-}
-
-/// The allow rule that let a client in: its position in the layer's
-/// [policy](crate::ClientCertLayer::policy) and its [name](crate::Rule::named), if it has one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MatchedRule {
-    index: usize,
-    name: Option<Arc<str>>,
-}
-
-impl MatchedRule {
-    /// The rule's index among the layer's rules, from 0, in the order they were added.
-    pub fn index(&self) -> usize {
-        self.index
-    }
-
-    /// The rule's name, if it was built with [`Rule::named`](crate::Rule::named).
-    pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
-    }
-}
-
-/// `#2` or `#2 "agents"` (the name quoted, control characters escaped as `\XX`).
-impl fmt::Display for MatchedRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#{}", self.index)?;
-        if let Some(name) = &self.name {
-            f.write_str(" ")?;
-            crate::identity::write_quoted(f, name)?;
-        }
-        Ok(())
-    }
-}
+pub use service::{ClientCertService, ResponseBody, ResponseFuture};

@@ -9,8 +9,8 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::connection::PeerCertificates;
 use crate::identity::ClientIdentity;
+use crate::peer::PeerCertificates;
 
 macro_rules! reasons {
     ($(

@@ -70,7 +70,7 @@ impl Rule {
     }
 
     /// An empty rule with a name, reported in denial logs and in
-    /// [`MatchedRule::name`](super::MatchedRule::name).
+    /// [`MatchedRule::name`](crate::peer::MatchedRule::name).
     pub fn named(name: impl Into<String>) -> Self {
         Self {
             name: Some(Arc::from(name.into())),

@@ -20,12 +20,12 @@ use super::response::Rejection;
 /// The middleware [`ClientCertLayer`](crate::ClientCertLayer) applies: checks each request's
 /// client certificate, then calls the inner service or answers the rejection itself.
 #[derive(Clone)]
-pub struct ClientCert<S> {
+pub struct ClientCertService<S> {
     inner: S,
     shared: Arc<Shared>,
 }
 
-impl<S> ClientCert<S> {
+impl<S> ClientCertService<S> {
     pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
         Self { inner, shared }
     }
@@ -46,9 +46,9 @@ impl<S> ClientCert<S> {
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for ClientCert<S> {
+impl<S: fmt::Debug> fmt::Debug for ClientCertService<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientCert")
+        f.debug_struct("ClientCertService")
             .field("inner", &self.inner)
             .field("required", &self.shared.required)
             .field("rules", &self.shared.policy.rules().len())
@@ -56,7 +56,7 @@ impl<S: fmt::Debug> fmt::Debug for ClientCert<S> {
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ClientCert<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ClientCertService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
@@ -70,7 +70,7 @@ where
 
     #[inline]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        match self.shared.authorize(&req) {
+        match self.shared.authorize(&mut req) {
             Ok(allowed) => {
                 req.extensions_mut().insert(allowed);
                 ResponseFuture {
@@ -90,7 +90,7 @@ where
 }
 
 pin_project! {
-    /// The response future of [`ClientCert`]: the inner service's, or the rejection.
+    /// The response future of [`ClientCertService`]: the inner service's, or the rejection.
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,
@@ -137,7 +137,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 }
 
 pin_project! {
-    /// The response body of [`ClientCert`]: the inner service's body, or the rejection's.
+    /// The response body of [`ClientCertService`]: the inner service's body, or the rejection's.
     ///
     /// Its data is [`Bytes`] and its error the inner body's, so it works wherever the inner
     /// body does (axum, hyper, the crate's [`MtlsServer`](crate::MtlsServer)).

@@ -1,10 +1,10 @@
 //! The layer on synthetic requests: certificates generated with rcgen, wrapped in
-//! `PeerCertificates` and `TlsInfo` as the acceptor would, sent through `oneshot`.
+//! one `ConnectionInfo` as the acceptor would, sent through `oneshot`.
 
 use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -14,13 +14,17 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName as RcgenName, DnType, IsCa, Issuer,
     KeyPair, SanType,
 };
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::CertificateDer;
 use tower::{ServiceBuilder, ServiceExt};
 use tracing_subscriber::fmt::MakeWriter;
 
 use super::*;
+use crate::identity::ClientIdentity;
 use crate::identity::{SpiffeId, oid};
-use crate::{ClientCertLayer, ClientCertPolicy, PeerCertificates, Rule, TlsInfo};
+use crate::{
+    AllowedClient, ClientCertLayer, ClientCertPolicy, ConnectionInfo, PeerCertificates, PeerExt,
+    Rule,
+};
 
 const REMOTE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)), 40_000);
 
@@ -95,37 +99,14 @@ fn identity(peer: &PeerCertificates) -> &ClientIdentity {
 
 // ---- requests ----------------------------------------------------------------------------
 
-/// What a TLS connection without client certificate looks like to a request.
-fn tls_info() -> TlsInfo {
-    static CONFIG: OnceLock<Arc<rustls::ServerConfig>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let key = KeyPair::generate().unwrap();
-        let cert = params(&[(DnType::CommonName, "server")], vec![dns("localhost")])
-            .self_signed(&key)
-            .unwrap();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let config = rustls::ServerConfig::builder_with_provider(crate::tls::default_provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], key)
-            .unwrap();
-        Arc::new(config)
-    });
-    let conn = rustls::ServerConnection::new(config.clone()).unwrap();
-    TlsInfo::from_connection(&conn, Some(REMOTE))
-}
-
-/// A request as the acceptor hands it on: TLS facts, and the chain if there is one.
+/// A request as the acceptor hands it on: the connection's info, with the chain if there is one.
 fn request(peer: Option<&PeerCertificates>) -> Request<()> {
     let mut req = Request::builder()
         .uri("/api/attack?token=secret")
         .body(())
         .unwrap();
-    req.extensions_mut().insert(tls_info());
-    if let Some(peer) = peer {
-        req.extensions_mut().insert(peer.clone());
-    }
+    req.extensions_mut()
+        .insert(ConnectionInfo::assume_verified(peer.cloned(), Some(REMOTE)));
     req
 }
 
@@ -157,7 +138,7 @@ async fn send(layer: &ClientCertLayer, req: Request<()>) -> Answer {
         ServiceBuilder::new()
             .layer(layer.clone())
             .service_fn(|req: Request<()>| async move {
-                let body = match req.extensions().get::<AllowedClient>() {
+                let body = match req.allowed_client() {
                     Some(client) => format!(
                         "{}|{}",
                         client
@@ -293,11 +274,21 @@ async fn requests_without_connection_information_fail_closed_and_warn_once() {
 }
 
 #[tokio::test]
-async fn a_peer_without_tls_info_is_still_checked() {
-    // A hand-made stack that inserts only the chain: the chain is what the layer decides on.
+async fn a_bare_chain_in_the_extensions_is_not_a_connection() {
+    // Only a ConnectionInfo carries a peer: a chain inserted on its own (a hand-made stack, a
+    // header parsed into one) is not trusted.
     let layer = ClientCertLayer::require().allow_subject_cn("agent");
     let mut req = Request::new(());
     req.extensions_mut().insert(agent());
+    assert_rejected(
+        &send(&layer, req).await,
+        StatusCode::UNAUTHORIZED,
+        "no_tls_connection",
+    );
+    // The same chain as connection info passes.
+    let mut req = Request::new(());
+    req.extensions_mut()
+        .insert(ConnectionInfo::assume_verified(Some(agent()), Some(REMOTE)));
     assert_allowed(&send(&layer, req).await, "agent|#0");
 }
 
@@ -696,7 +687,7 @@ async fn the_first_matching_rule_is_reported() {
     let service = ServiceBuilder::new()
         .layer(layer)
         .service_fn(move |req: Request<()>| {
-            *record.lock().unwrap() = req.extensions().get::<AllowedClient>().cloned();
+            *record.lock().unwrap() = req.allowed_client().cloned();
             async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))) }
         });
     service.oneshot(request(Some(&agent()))).await.unwrap();
@@ -796,7 +787,7 @@ async fn the_leaf_is_parsed_at_most_once_per_connection() {
     let service = ServiceBuilder::new()
         .layer(layer)
         .service_fn(move |req: Request<()>| {
-            let client = req.extensions().get::<AllowedClient>().unwrap();
+            let client = req.allowed_client().unwrap();
             let address = std::ptr::from_ref(client.identity().unwrap()) as usize;
             record.lock().unwrap().push(address);
             async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::new()))) }

@@ -3,7 +3,7 @@
 //!
 //! The accept loop only accepts: every connection gets its own task, which runs the TLS
 //! handshake (bounded by the acceptor's deadline) and then serves HTTP with the service
-//! wrapped in [`AddConnectionInfo`](crate::AddConnectionInfo), so each request carries the connection's
+//! wrapped in [`AddConnectionInfo`](crate::peer::AddConnectionInfo), so each request carries the connection's
 //! [`TlsInfo`](crate::TlsInfo) and [`PeerCertificates`](crate::PeerCertificates). A client
 //! that stalls its handshake holds up nobody but itself.
 //!

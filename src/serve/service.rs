@@ -1,4 +1,4 @@
-//! The hyper service of one connection: what [`AddConnectionInfo`](crate::AddConnectionInfo)
+//! The hyper service of one connection: what [`AddConnectionInfo`](crate::peer::AddConnectionInfo)
 //! under hyper-util's `TowerToHyperService` does, without cloning the connection's info for
 //! every request.
 //!
@@ -16,7 +16,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 use tracing::Span;
 
-use crate::connection::ConnectionInfo;
+use crate::peer::ConnectionInfo;
 
 /// Serves one connection's requests with `inner`, each carrying `info` (and run in its span).
 pub(super) struct ConnectionService<S> {
@@ -42,7 +42,7 @@ where
     #[inline]
     fn call(&self, mut req: http::Request<B>) -> Self::Future {
         let span = self.info.as_ref().and_then(|info| {
-            info.insert_into(req.extensions_mut());
+            req.extensions_mut().insert(info.clone());
             InSpan::<()>::live(info.span())
         });
         InSpan {

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tower_mtls::{MtlsAcceptor, MtlsServer, PeerCertificates, TlsInfo};
+use tower_mtls::{MtlsAcceptor, MtlsServer, PeerExt};
 
 pub use pki::{Alg, Ca, Leaf, LeafSpec};
 
@@ -44,8 +44,8 @@ pub async fn whoami(
 }
 
 pub fn describe<B>(req: &http::Request<B>) -> serde_json::Value {
-    let tls = req.extensions().get::<TlsInfo>();
-    let peer = req.extensions().get::<PeerCertificates>();
+    let tls = req.tls_info();
+    let peer = req.peer_certificates();
     let identity = peer.and_then(|p| p.identity().ok());
     serde_json::json!({
         "path": req.uri().path(),

@@ -21,8 +21,8 @@ use rustls::server::ServerConnection;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::Semaphore;
 
-use crate::connection::ConnectionInfo;
 use crate::identity::CertificateSummary;
+use crate::peer::ConnectionInfo;
 use crate::rate_limit::LogLimiter;
 use crate::tls::accept::error::{HandshakeError, HandshakeFailure, classify_io};
 use crate::tls::accept::observe::{HandshakeEvent, TlsObserver};
