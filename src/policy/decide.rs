@@ -60,13 +60,15 @@ impl Shared {
 
     /// The decision for one request: who was let in, or why not (logged here).
     pub(crate) fn authorize<B>(&self, req: &mut Request<B>) -> Result<AllowedClient, Rejection> {
-        let mut decision = self.decide(req.extensions());
+        let decision = self.decide(req.extensions());
+        // Behind tonic's own TLS: adopt the chain its verifier accepted, then decide again.
         #[cfg(feature = "tonic")]
-        if matches!(decision, Err(RejectReason::NoTlsConnection))
-            && self.foreign.adopt(req.extensions_mut())
-        {
-            decision = self.decide(req.extensions());
-        }
+        let decision = match decision {
+            Err(RejectReason::NoTlsConnection) if self.foreign.adopt(req.extensions_mut()) => {
+                self.decide(req.extensions())
+            }
+            decision => decision,
+        };
         #[cfg(feature = "metrics")]
         crate::tls::accept::metrics::policy_decision(decision.as_ref().err().map(|r| r.as_str()));
         decision.map_err(|reason| self.reject(req, reason))
