@@ -73,12 +73,11 @@ impl ClientError {
             if let Some(rustls::Error::AlertReceived(alert)) = err.downcast_ref::<rustls::Error>() {
                 return Some(*alert);
             }
-            if let Some(io) = err.downcast_ref::<io::Error>() {
-                if let Some(rustls::Error::AlertReceived(alert)) =
+            if let Some(io) = err.downcast_ref::<io::Error>()
+                && let Some(rustls::Error::AlertReceived(alert)) =
                     io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>())
-                {
-                    return Some(*alert);
-                }
+            {
+                return Some(*alert);
             }
             source = err.source();
         }
@@ -359,15 +358,15 @@ impl TlsFailure {
 
 impl<IO> RecordTlsError<IO> {
     fn record<T>(&self, result: io::Result<T>) -> io::Result<T> {
-        if let Err(e) = &result {
-            if let Some(tls) = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-                self.slot
-                    .error
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .get_or_insert_with(|| tls.clone());
-                self.slot.seen.notify_waiters();
-            }
+        if let Err(e) = &result
+            && let Some(tls) = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>())
+        {
+            self.slot
+                .error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get_or_insert_with(|| tls.clone());
+            self.slot.seen.notify_waiters();
         }
         result
     }

@@ -389,7 +389,7 @@ pub(crate) fn decode_directory_string_opt(any: &Any<'_>) -> Option<String> {
 }
 
 fn decode_utf16be(data: &[u8]) -> Option<String> {
-    if data.len() % 2 != 0 {
+    if !data.len().is_multiple_of(2) {
         return None;
     }
     let units = data
@@ -401,7 +401,7 @@ fn decode_utf16be(data: &[u8]) -> Option<String> {
 }
 
 fn decode_utf32be(data: &[u8]) -> Option<String> {
-    if data.len() % 4 != 0 {
+    if !data.len().is_multiple_of(4) {
         return None;
     }
     data.chunks_exact(4)

@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use super::handle::{ListenAddr, Open, ServerHandle};
 use super::limits::{
     ACCEPT_BACKOFF, AcceptErrors, DEFAULT_MAX_CONNECTIONS, bind_tcp, is_per_connection_error,
 };
@@ -57,6 +58,8 @@ pub struct MtlsListener {
     accept_errors: AcceptErrors,
     closing: watch::Sender<bool>,
     closed: Arc<AtomicBool>,
+    /// Set by [`ServerHandle::graceful_shutdown`].
+    requested: watch::Sender<bool>,
 }
 
 impl fmt::Debug for MtlsListener {
@@ -93,6 +96,7 @@ impl MtlsListener {
             accept_errors: AcceptErrors::default(),
             closing: watch::Sender::new(false),
             closed: Arc::new(AtomicBool::new(false)),
+            requested: watch::Sender::new(false),
         }
     }
 
@@ -117,6 +121,36 @@ impl MtlsListener {
     /// [`stats`](MtlsAcceptor::stats) while the server runs).
     pub fn acceptor(&self) -> &MtlsAcceptor {
         &self.acceptor
+    }
+
+    /// A handle on this listener's server: [`graceful_shutdown`](ServerHandle::graceful_shutdown)
+    /// resolves the [`graceful_shutdown`](Self::graceful_shutdown) future given to
+    /// `axum::serve` or tonic when that future was made from
+    /// [`ServerHandle::shutdown_signal`]; open connections, stats and the address are read
+    /// from it at any time.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "axum")]
+    /// # async fn run(app: axum::Router, tls: tower_mtls::TlsConfig) -> std::io::Result<()> {
+    /// use std::time::Duration;
+    /// use tower_mtls::serve::MtlsListener;
+    ///
+    /// let listener = MtlsListener::bind("0.0.0.0:8443", tls).await?;
+    /// let handle = listener.handle();
+    /// let shutdown = listener.graceful_shutdown(handle.shutdown_signal(), Duration::from_secs(10));
+    /// // ... `handle.graceful_shutdown()` from anywhere stops the server.
+    /// axum::serve(listener, tower_mtls::axum::make_service(app))
+    ///     .with_graceful_shutdown(shutdown)
+    ///     .await
+    /// # }
+    /// ```
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle::new(
+            self.requested.clone(),
+            Open::Slots(self.slots.clone(), self.max_connections),
+            Some(self.acceptor.clone()),
+            self.tcp.local_addr().ok().map(ListenAddr::Tcp),
+        )
     }
 
     /// Connections open now: handshakes in progress and streams handed out and not dropped.

@@ -15,13 +15,14 @@
 //! off the accept path.
 
 mod connection;
+mod handle;
 mod limits;
 pub(crate) mod listener;
 pub(crate) mod server;
 mod service;
 
+pub use handle::{ListenAddr, ServerHandle};
 pub use limits::{DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use listener::MtlsListener;
-pub use server::ListenAddr;
 #[cfg(unix)]
 pub use server::bind_unix_listener;

@@ -15,36 +15,16 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tower_service::Service;
 
 use super::connection::{BoxError, ConnCtx, Phase, PhaseSender, PhaseSignal, Tracker};
+use super::handle::{ListenAddr, Open, ServerHandle};
 use super::limits::{
     ACCEPT_BACKOFF, AcceptErrors, DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS, bind_tcp, is_per_connection_error,
 };
 use crate::tls::accept::acceptor::MtlsAcceptor;
-
-/// Where a [`MtlsServer`] listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ListenAddr {
-    /// A TCP address.
-    Tcp(SocketAddr),
-    /// A Unix socket path.
-    #[cfg(unix)]
-    Unix(PathBuf),
-}
-
-impl fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Tcp(addr) => write!(f, "{addr}"),
-            #[cfg(unix)]
-            Self::Unix(path) => write!(f, "unix:{}", path.display()),
-        }
-    }
-}
 
 enum Listener {
     Tcp(TcpListener),
@@ -100,6 +80,9 @@ pub struct MtlsServer {
     shutdown: Option<ShutdownSignal>,
     grace: Duration,
     max_connections: usize,
+    /// Set by [`ServerHandle::graceful_shutdown`].
+    requested: watch::Sender<bool>,
+    tracker: Arc<Tracker>,
 }
 
 impl fmt::Debug for MtlsServer {
@@ -189,7 +172,20 @@ impl MtlsServer {
             shutdown: None,
             grace: DEFAULT_GRACE_PERIOD,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            requested: watch::Sender::new(false),
+            tracker: Arc::new(Tracker::default()),
         }
+    }
+
+    /// A handle on this server, for its graceful shutdown, open connections, stats and
+    /// address while it runs; take it before [`serve`](Self::serve).
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle::new(
+            self.requested.clone(),
+            Open::Tracker(self.tracker.clone()),
+            self.tls.clone(),
+            self.local_addr().ok(),
+        )
     }
 
     /// Where the server listens.
@@ -298,11 +294,20 @@ impl MtlsServer {
             shutdown,
             grace,
             max_connections,
+            requested,
+            tracker,
         } = self;
         let http = Arc::new(http);
-        let mut signal = shutdown.unwrap_or_else(|| Box::pin(std::future::pending()));
+        let user_signal = shutdown.unwrap_or_else(|| Box::pin(std::future::pending()));
+        let mut requested = requested.subscribe();
+        let mut signal = Box::pin(async move {
+            tokio::select! {
+                () = user_signal => {}
+                // An error: every handle is gone and the flag can no longer be set.
+                Ok(_) = requested.wait_for(|requested| *requested) => {}
+            }
+        });
         let phase = PhaseSender(PhaseSignal::new());
-        let tracker = Arc::new(Tracker::default());
         let slots = Arc::new(Semaphore::new(max_connections));
         let accept_errors = AcceptErrors::default();
 

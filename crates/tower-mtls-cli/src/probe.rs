@@ -175,13 +175,13 @@ struct RecordTlsError<IO> {
 
 impl<IO> RecordTlsError<IO> {
     fn record<T>(&self, result: io::Result<T>) -> io::Result<T> {
-        if let Err(e) = &result {
-            if let Some(tls) = tls_error(e) {
-                self.slot
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get_or_insert_with(|| tls.clone());
-            }
+        if let Err(e) = &result
+            && let Some(tls) = tls_error(e)
+        {
+            self.slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert_with(|| tls.clone());
         }
         result
     }
@@ -530,10 +530,10 @@ async fn probe(
         }
     }
     let _ = writeln!(human, "\noutcome: {outcome_text}");
-    if let End::Status(_, body) = &end {
-        if !body.is_empty() {
-            let _ = writeln!(human, "  body: {body}");
-        }
+    if let End::Status(_, body) = &end
+        && !body.is_empty()
+    {
+        let _ = writeln!(human, "  body: {body}");
     }
     for h in &hints {
         let _ = writeln!(human, "  fix: {h}");

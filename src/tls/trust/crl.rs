@@ -422,23 +422,22 @@ impl Authority {
                 files.dedup();
                 files.join(", ")
             };
-            if require_fresh {
-                if let Some(next) = winners.iter().filter_map(|c| c.next_update).min() {
-                    let now_i = to_i64(now);
-                    if now_i >= next {
-                        return Err(Revoked::Stale {
-                            next_update: to_u64(next),
-                            reason: format!(
-                                "the CRL of issuer {} in {} is stale (nextUpdate passed {} s \
+            if require_fresh && let Some(next) = winners.iter().filter_map(|c| c.next_update).min()
+            {
+                let now_i = to_i64(now);
+                if now_i >= next {
+                    return Err(Revoked::Stale {
+                        next_update: to_u64(next),
+                        reason: format!(
+                            "the CRL of issuer {} in {} is stale (nextUpdate passed {} s \
                                  ago) and fresh CRLs are required",
-                                best.issuer_display,
-                                files(),
-                                now_i - next
-                            ),
-                        });
-                    }
-                    until = until.min(to_u64(next - 1));
+                            best.issuer_display,
+                            files(),
+                            now_i - next
+                        ),
+                    });
                 }
+                until = until.min(to_u64(next - 1));
             }
             let key = serial_key(cert.serial);
             if winners.iter().any(|c| c.revoked.contains(key)) {

@@ -91,24 +91,24 @@ fn classify(cert: &TrustCert, parsed: &X509Certificate<'_>) -> Result<Kind, Conf
             "its extendedKeyUsage extension does not decode ({e})"
         ))
     })?;
-    if let Some(eku) = eku {
-        if !eku.value.client_auth {
-            let mut has = Vec::new();
-            if eku.value.server_auth {
-                has.push("serverAuth");
-            }
-            if eku.value.any {
-                has.push("anyExtendedKeyUsage");
-            }
-            if eku.value.code_signing || eku.value.email_protection || !eku.value.other.is_empty() {
-                has.push("others");
-            }
-            return Ok(Kind::Skip(format!(
-                "an end-entity certificate whose extendedKeyUsage lacks clientAuth (it has: {}); \
-                 it cannot authenticate a client",
-                has.join(", ")
-            )));
+    if let Some(eku) = eku
+        && !eku.value.client_auth
+    {
+        let mut has = Vec::new();
+        if eku.value.server_auth {
+            has.push("serverAuth");
         }
+        if eku.value.any {
+            has.push("anyExtendedKeyUsage");
+        }
+        if eku.value.code_signing || eku.value.email_protection || !eku.value.other.is_empty() {
+            has.push("others");
+        }
+        return Ok(Kind::Skip(format!(
+            "an end-entity certificate whose extendedKeyUsage lacks clientAuth (it has: {}); \
+                 it cannot authenticate a client",
+            has.join(", ")
+        )));
     }
     // The same parse a chained leaf gets: unknown critical extensions and the like.
     EndEntityCert::try_from(&cert.der)

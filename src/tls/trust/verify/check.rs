@@ -93,12 +93,10 @@ impl ClientVerifier {
                 if matches!(
                     error,
                     Error::InvalidCertificate(CertificateError::BadSignature)
-                ) {
-                    if let Some(refusal) =
-                        self.other_key_of_a_trusted_name(end_entity, intermediates)
-                    {
-                        return Err(refusal);
-                    }
+                ) && let Some(refusal) =
+                    self.other_key_of_a_trusted_name(end_entity, intermediates)
+                {
+                    return Err(refusal);
                 }
                 Err(match revoked.into_inner() {
                     Some(revoked)
