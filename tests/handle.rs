@@ -115,3 +115,64 @@ async fn the_listeners_handle_stops_axum_serve() {
         .expect("task")
         .expect("serve");
 }
+
+/// The same core on a Unix socket: `MtlsListener::from_listener` takes any listener, and
+/// curl's client certificate reaches the handler through `axum::serve`.
+#[cfg(all(unix, feature = "axum"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_socket_listener_speaks_mutual_tls_under_axum_serve() {
+    use tower_mtls::axum::ClientCert;
+
+    let pki = Pki::new();
+    let agent = pki.ca.client("agent");
+    let (cert, key) = pki.write_leaf(&agent, "agent");
+    let tls = pki
+        .builder()
+        .client_trust(&pki.ca_path)
+        .build()
+        .expect("config");
+    let path = pki.dir.path().join("mtls.sock");
+    let unix = tokio::net::UnixListener::bind(&path).expect("bind");
+    let listener = MtlsListener::from_listener(unix, tls);
+    assert_eq!(
+        listener.listen_addr().expect("addr"),
+        ListenAddr::Unix(path.clone())
+    );
+    let handle = listener.handle();
+    let shutdown = listener.graceful_shutdown(handle.shutdown_signal(), Duration::from_secs(5));
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(|client: ClientCert| async move {
+            client.common_name().unwrap_or_default().to_owned()
+        }),
+    );
+    let serving = tokio::spawn(async move {
+        axum::serve(listener, tower_mtls::axum::make_service(app))
+            .with_graceful_shutdown(shutdown)
+            .await
+    });
+
+    let socket = path.to_string_lossy().into_owned();
+    let out = tower_mtls_test_kit::curl_with_cert(
+        &pki.ca_path,
+        "https://localhost/",
+        443,
+        &cert,
+        &key,
+        &["--unix-socket", &socket],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "agent");
+
+    handle.graceful_shutdown();
+    tokio::time::timeout(PATIENCE, serving)
+        .await
+        .expect("axum::serve stops")
+        .expect("task")
+        .expect("serve");
+}

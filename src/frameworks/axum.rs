@@ -94,35 +94,46 @@ use axum_core::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::request::Parts;
 use pin_project_lite::pin_project;
-use tokio::net::TcpStream;
 use tower_service::Service;
 
 use crate::identity::ClientIdentity;
 use crate::peer::{self, AddConnectionInfo, AllowedClient, ConnectionInfo, PeerCertificates};
 use crate::policy::{RejectReason, Rejection};
-use crate::serve::MtlsListener;
+use crate::serve::{ListenAddr, Listener as ServeListener, MtlsListener};
 use crate::tls::accept::acceptor::MtlsStream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-impl Listener for MtlsListener {
-    type Io = MtlsStream<TcpStream>;
-    type Addr = SocketAddr;
+/// Any [`MtlsListener`] — TCP, a Unix socket, your own [`Listener`](ServeListener) — is an
+/// `axum::serve` listener; the address is the peer's, `None` on a Unix socket.
+impl<L: ServeListener> Listener for MtlsListener<L>
+where
+    L::Io: Sync,
+{
+    type Io = MtlsStream<L::Io>;
+    type Addr = Option<SocketAddr>;
 
     fn accept(&mut self) -> impl Future<Output = (Self::Io, Self::Addr)> + Send {
         MtlsListener::accept(self)
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        MtlsListener::local_addr(self)
+        self.listen_addr().map(|addr| match addr {
+            ListenAddr::Tcp(addr) => Some(addr),
+            #[cfg(unix)]
+            ListenAddr::Unix(_) => None,
+        })
     }
 }
 
 /// With `into_make_service_with_connect_info::<ConnectionInfo>()`, handlers get
 /// `ConnectInfo<ConnectionInfo>`, and [`ClientCertLayer`](crate::ClientCertLayer) and this
 /// module's extractors find the peer there.
-impl Connected<IncomingStream<'_, MtlsListener>> for ConnectionInfo {
-    fn connect_info(stream: IncomingStream<'_, MtlsListener>) -> Self {
+impl<L: ServeListener> Connected<IncomingStream<'_, MtlsListener<L>>> for ConnectionInfo
+where
+    L::Io: Sync,
+{
+    fn connect_info(stream: IncomingStream<'_, MtlsListener<L>>) -> Self {
         stream.io().info().clone()
     }
 }
@@ -145,7 +156,10 @@ pub struct MakeService<S> {
     app: S,
 }
 
-impl<S: Clone> Service<IncomingStream<'_, MtlsListener>> for MakeService<S> {
+impl<S: Clone, L: ServeListener> Service<IncomingStream<'_, MtlsListener<L>>> for MakeService<S>
+where
+    L::Io: Sync,
+{
     type Response = ConnectionService<S>;
     type Error = Infallible;
     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
@@ -154,7 +168,7 @@ impl<S: Clone> Service<IncomingStream<'_, MtlsListener>> for MakeService<S> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, stream: IncomingStream<'_, MtlsListener>) -> Self::Future {
+    fn call(&mut self, stream: IncomingStream<'_, MtlsListener<L>>) -> Self::Future {
         let info = stream.io().info().clone();
         std::future::ready(Ok(ConnectionService {
             inner: AddConnectionInfo::new(self.app.clone(), info),

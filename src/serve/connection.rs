@@ -2,200 +2,33 @@
 //! shutdown waits on.
 
 use std::error::Error as StdError;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Notify;
-use tokio::sync::futures::OwnedNotified;
 use tower_service::Service;
 
 use super::service::{ConnectionService, InSpan};
+use super::shutdown::{Phase, PhaseListener, PhaseSignal};
 use crate::tls::accept::acceptor::MtlsAcceptor;
 #[cfg(test)]
 use crate::tls::accept::acceptor::MtlsStream;
 
 pub(super) type BoxError = Box<dyn StdError + Send + Sync>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Phase {
-    Running = 0,
-    Draining = 1,
-    Closing = 2,
-}
-
-impl Phase {
-    fn from_u8(value: u8) -> Self {
-        match value {
-            0 => Self::Running,
-            1 => Self::Draining,
-            _ => Self::Closing,
-        }
-    }
-}
-
-/// The server's phase as every connection sees it.
-///
-/// Cheaper than a `watch` channel on the hot path: a connection's task polls it on every
-/// wake-up (each request), and that poll is one atomic load as long as the task's waker is the
-/// one registered; the `Notify` wakes the tasks only when the phase changes.
-#[derive(Clone)]
-pub(super) struct PhaseSignal {
-    phase: Arc<AtomicU8>,
-    notify: Arc<Notify>,
-}
-
-impl PhaseSignal {
-    pub(super) fn new() -> Self {
-        Self {
-            phase: Arc::new(AtomicU8::new(Phase::Running as u8)),
-            notify: Arc::new(Notify::new()),
-        }
-    }
-
-    /// Moves every connection to `phase` (never back).
-    pub(super) fn set(&self, phase: Phase) {
-        self.phase.fetch_max(phase as u8, Ordering::AcqRel);
-        self.notify.notify_waiters();
-    }
-
-    pub(super) fn get(&self) -> Phase {
-        Phase::from_u8(self.phase.load(Ordering::Acquire))
-    }
-
-    /// A listener for changes after `seen`.
-    fn listen(&self, seen: Phase) -> PhaseListener {
-        PhaseListener {
-            signal: self.clone(),
-            seen,
-            notified: armed(&self.notify),
-            waker: None,
-        }
-    }
-}
-
-/// The server side's handle: dropping it (the `serve` future dropped, or finished) closes the
-/// connections still open.
-pub(super) struct PhaseSender(pub(super) PhaseSignal);
-
-impl Drop for PhaseSender {
-    fn drop(&mut self) {
-        self.0.set(Phase::Closing);
-    }
-}
-
-/// A `Notified` that counts from now: a `notify_waiters` after this call reaches it even
-/// before it is first polled.
-fn armed(notify: &Arc<Notify>) -> Pin<Box<OwnedNotified>> {
-    let mut notified = Box::pin(notify.clone().notified_owned());
-    notified.as_mut().enable();
-    notified
-}
-
-/// One connection's view of the [`PhaseSignal`].
-struct PhaseListener {
-    signal: PhaseSignal,
-    seen: Phase,
-    notified: Pin<Box<OwnedNotified>>,
-    /// The waker `notified` holds; while the task's waker is this one, polling is a load.
-    waker: Option<Waker>,
-}
-
-impl PhaseListener {
-    /// Ready with the new phase when it changed since the last call.
-    fn poll_change(&mut self, cx: &mut Context<'_>) -> Poll<Phase> {
-        loop {
-            // `notified` was armed before this load: a change after it wakes us.
-            let now = self.signal.get();
-            if now != self.seen {
-                self.seen = now;
-                self.notified = armed(&self.signal.notify);
-                self.waker = None;
-                return Poll::Ready(now);
-            }
-            if self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                return Poll::Pending;
-            }
-            match self.notified.as_mut().poll(cx) {
-                // Notified for a change the load above may have missed: look again.
-                Poll::Ready(()) => self.notified = armed(&self.signal.notify),
-                Poll::Pending => {
-                    self.waker = Some(cx.waker().clone());
-                    return Poll::Pending;
-                }
-            }
-        }
-    }
-
-    /// Resolves when the phase leaves `Running`.
-    async fn stopping(&mut self) {
-        std::future::poll_fn(|cx| {
-            loop {
-                if self.seen != Phase::Running {
-                    return Poll::Ready(());
-                }
-                if self.poll_change(cx).is_pending() {
-                    return Poll::Pending;
-                }
-            }
-        })
-        .await;
-    }
-}
-
-/// Counts open connections and wakes the shutdown when the last one closes.
-#[derive(Default)]
-pub(super) struct Tracker {
-    open: AtomicUsize,
-    idle: Notify,
-}
-
-impl Tracker {
-    pub(super) fn enter(self: &Arc<Self>) -> TrackerGuard {
-        self.open.fetch_add(1, Ordering::AcqRel);
-        TrackerGuard(self.clone())
-    }
-
-    pub(super) fn count(&self) -> usize {
-        self.open.load(Ordering::Acquire)
-    }
-
-    pub(super) async fn idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            if self.count() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-pub(super) struct TrackerGuard(Arc<Tracker>);
-
-impl Drop for TrackerGuard {
-    fn drop(&mut self) {
-        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
 /// What one connection's task needs.
 pub(super) struct ConnCtx {
     pub(super) tls: Option<MtlsAcceptor>,
     pub(super) http: Arc<auto::Builder<TokioExecutor>>,
     pub(super) phase: PhaseSignal,
-    pub(super) _guard: TrackerGuard,
-    pub(super) _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The connection's slot of the cap: its place in the count a shutdown waits on.
+    pub(super) _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl ConnCtx {
@@ -249,9 +82,11 @@ impl ConnCtx {
 
 /// Drives one HTTP connection to its end; shuts it down gracefully when the server drains.
 ///
-/// Takes hyper-util's upgradeable connection itself (for TLS and plain streams alike):
-/// hyper-util's `GracefulConnection` trait covers only the non-upgradeable one, and HTTP/1
-/// upgrades (WebSockets) must keep working.
+/// Takes hyper-util's upgradeable connection (for TLS and plain streams alike), so HTTP/1
+/// upgrades (WebSockets) keep working. hyper-util's `GracefulShutdown` would serve too (it
+/// covers the upgradeable connection since 0.1.10), but it polls a `watch` channel with every
+/// poll of the connection: the phase here costs one atomic load per wake-up, and the same
+/// phase ends the streams [`MtlsListener`](super::MtlsListener) hands out.
 async fn serve_http<I, S, B>(
     mut conn: Pin<Box<auto::UpgradeableConnection<'_, I, S, TokioExecutor>>>,
     mut phase: PhaseListener,
@@ -301,13 +136,12 @@ mod tests {
     /// boxed HTTP connection. Measured 784 bytes with the stream kept out, 2104 with it in.
     #[test]
     fn the_connection_task_does_not_keep_room_for_the_tls_stream() {
-        let tracker = Arc::new(Tracker::default());
+        let slots = Arc::new(tokio::sync::Semaphore::new(1));
         let ctx = ConnCtx {
             tls: None,
             http: Arc::new(auto::Builder::new(TokioExecutor::new())),
             phase: PhaseSignal::new(),
-            _guard: tracker.enter(),
-            _slot: None,
+            _slot: slots.try_acquire_owned().unwrap(),
         };
         let (io, _peer) = tokio::io::duplex(64);
         let app = tower::service_fn(|_req: http::Request<Incoming>| async {

@@ -3,14 +3,11 @@
 //! under `axum::serve` or tonic alike.
 
 use std::fmt;
-use std::net::SocketAddr;
-#[cfg(unix)]
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
-use super::connection::Tracker;
+use super::core::{ListenAddr, Slots};
 use crate::tls::AcceptorStats;
 use crate::tls::accept::acceptor::MtlsAcceptor;
 
@@ -44,30 +41,23 @@ pub struct ServerHandle {
 
 struct Inner {
     shutdown: watch::Sender<bool>,
-    open: Open,
+    /// The connection cap's slots: taken ones are open connections.
+    slots: Slots,
     acceptor: Option<MtlsAcceptor>,
     local_addr: Option<ListenAddr>,
-}
-
-/// How the server counts its connections.
-pub(super) enum Open {
-    /// Tracked connections (the crate's server).
-    Tracker(Arc<Tracker>),
-    /// Slots taken of `max` (the listener: handshakes and streams handed out).
-    Slots(Arc<Semaphore>, usize),
 }
 
 impl ServerHandle {
     pub(super) fn new(
         shutdown: watch::Sender<bool>,
-        open: Open,
+        slots: Slots,
         acceptor: Option<MtlsAcceptor>,
         local_addr: Option<ListenAddr>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 shutdown,
-                open,
+                slots,
                 acceptor,
                 local_addr,
             }),
@@ -99,10 +89,7 @@ impl ServerHandle {
 
     /// Connections open now (handshakes included).
     pub fn open_connections(&self) -> usize {
-        match &self.inner.open {
-            Open::Tracker(tracker) => tracker.count(),
-            Open::Slots(slots, max) => max.saturating_sub(slots.available_permits()),
-        }
+        self.inner.slots.open()
     }
 
     /// The acceptor's handshake counters; `None` for plain HTTP.
@@ -124,26 +111,5 @@ impl fmt::Debug for ServerHandle {
             .field("open_connections", &self.open_connections())
             .field("shutting_down", &self.is_shutting_down())
             .finish()
-    }
-}
-
-/// Where a [`MtlsServer`](crate::MtlsServer) listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ListenAddr {
-    /// A TCP address.
-    Tcp(SocketAddr),
-    /// A Unix socket path.
-    #[cfg(unix)]
-    Unix(PathBuf),
-}
-
-impl fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Tcp(addr) => write!(f, "{addr}"),
-            #[cfg(unix)]
-            Self::Unix(path) => write!(f, "unix:{}", path.display()),
-        }
     }
 }

@@ -11,24 +11,22 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
-use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::JoinSet;
 
-use super::handle::{ListenAddr, Open, ServerHandle};
-use super::limits::{
-    ACCEPT_BACKOFF, AcceptErrors, DEFAULT_MAX_CONNECTIONS, bind_tcp, is_per_connection_error,
-};
+use super::core::ListenAddr;
+use super::core::{AcceptCore, Listener};
+use super::handle::ServerHandle;
+use super::limits::{DEFAULT_MAX_CONNECTIONS, bind_tcp};
+use super::shutdown::{Phase, PhaseSignal, drain};
 use crate::tls::accept::acceptor::{Lease, MtlsAcceptor, MtlsStream};
 
-type SlotFuture =
-    Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send + Sync>>;
+/// A stream whose handshake succeeded, and the peer's address.
+type Established<IO> = (MtlsStream<IO>, Option<SocketAddr>);
 
 /// A TCP listener whose `accept` yields mutual-TLS streams whose handshake has succeeded.
 ///
@@ -46,30 +44,27 @@ type SlotFuture =
 ///
 /// With axum, see [`tower_mtls::axum`](crate::axum) (feature `axum`); with tonic,
 /// [`tower_mtls::tonic`](crate::tonic) (feature `tonic`).
-pub struct MtlsListener {
-    tcp: TcpListener,
+pub struct MtlsListener<L: Listener = TcpListener> {
+    core: AcceptCore<L>,
     acceptor: MtlsAcceptor,
-    handshakes: JoinSet<Option<(MtlsStream<TcpStream>, SocketAddr)>>,
-    slots: Arc<Semaphore>,
-    max_connections: usize,
-    slot: Option<OwnedSemaphorePermit>,
-    waiting_for_slot: Option<SlotFuture>,
-    backoff: Option<Pin<Box<tokio::time::Sleep>>>,
-    accept_errors: AcceptErrors,
-    closing: watch::Sender<bool>,
-    closed: Arc<AtomicBool>,
+    handshakes: JoinSet<Option<Established<L::Io>>>,
+    /// Ends the streams handed out once a shutdown's grace period is over.
+    phase: PhaseSignal,
     /// Set by [`ServerHandle::graceful_shutdown`].
     requested: watch::Sender<bool>,
 }
 
-impl fmt::Debug for MtlsListener {
+impl<L: Listener> fmt::Debug for MtlsListener<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MtlsListener")
-            .field("local_addr", &self.tcp.local_addr().ok())
+            .field(
+                "local_addr",
+                &Listener::local_addr(self.core.listener()).ok(),
+            )
             .field("acceptor", &self.acceptor)
             .field("handshakes_in_progress", &self.handshakes.len())
             .field("open_connections", &self.open_connections())
-            .field("max_connections", &self.max_connections)
+            .field("max_connections", &self.core.slots().max)
             .finish()
     }
 }
@@ -84,18 +79,23 @@ impl MtlsListener {
 
     /// Speaks TLS with `tls` on an already bound TCP listener.
     pub fn from_tcp(tcp: TcpListener, tls: impl Into<MtlsAcceptor>) -> Self {
+        Self::from_listener(tcp, tls)
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.core.listener().local_addr()
+    }
+}
+
+impl<L: Listener> MtlsListener<L> {
+    /// Speaks TLS with `tls` on any [`Listener`]: a Unix socket, your own transport.
+    pub fn from_listener(listener: L, tls: impl Into<MtlsAcceptor>) -> Self {
         Self {
-            tcp,
+            core: AcceptCore::new(listener, DEFAULT_MAX_CONNECTIONS),
             acceptor: tls.into(),
             handshakes: JoinSet::new(),
-            slots: Arc::new(Semaphore::new(DEFAULT_MAX_CONNECTIONS)),
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            slot: None,
-            waiting_for_slot: None,
-            backoff: None,
-            accept_errors: AcceptErrors::default(),
-            closing: watch::Sender::new(false),
-            closed: Arc::new(AtomicBool::new(false)),
+            phase: PhaseSignal::new(),
             requested: watch::Sender::new(false),
         }
     }
@@ -104,17 +104,13 @@ impl MtlsListener {
     /// Set it before the first `accept`.
     #[must_use]
     pub fn max_connections(mut self, max: usize) -> Self {
-        let max = max.clamp(1, Semaphore::MAX_PERMITS);
-        self.slots = Arc::new(Semaphore::new(max));
-        self.max_connections = max;
-        self.slot = None;
-        self.waiting_for_slot = None;
+        self.core.set_max(max);
         self
     }
 
-    /// The address the listener is bound to.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp.local_addr()
+    /// Where the listener listens.
+    pub fn listen_addr(&self) -> io::Result<ListenAddr> {
+        Listener::local_addr(self.core.listener())
     }
 
     /// The acceptor the handshakes run with (clone it to read its
@@ -147,17 +143,15 @@ impl MtlsListener {
     pub fn handle(&self) -> ServerHandle {
         ServerHandle::new(
             self.requested.clone(),
-            Open::Slots(self.slots.clone(), self.max_connections),
+            self.core.slots().clone(),
             Some(self.acceptor.clone()),
-            self.tcp.local_addr().ok().map(ListenAddr::Tcp),
+            Listener::local_addr(self.core.listener()).ok(),
         )
     }
 
     /// Connections open now: handshakes in progress and streams handed out and not dropped.
     pub fn open_connections(&self) -> usize {
-        // A slot taken ahead of the next TCP connection is not a connection.
-        (self.max_connections - self.slots.available_permits())
-            .saturating_sub(usize::from(self.slot.is_some()))
+        self.core.slots().open()
     }
 
     /// A shutdown signal for the server's own graceful shutdown, with a deadline: resolves
@@ -187,39 +181,20 @@ impl MtlsListener {
         signal: impl Future<Output = ()> + Send + 'static,
         grace: Duration,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let closing = self.closing.clone();
-        let closed = self.closed.clone();
-        let slots = self.slots.clone();
-        let max = self.max_connections;
+        let phase = self.phase.clone();
+        let slots = self.core.slots().clone();
         async move {
             signal.await;
-            tracing::info!(
-                open_connections = max - slots.available_permits(),
-                grace = ?grace,
-                "shutting down: no longer accepting"
-            );
-            tokio::spawn(async move {
-                tokio::select! {
-                    () = tokio::time::sleep(grace) => {}
-                    // Every stream and the listener are gone: nothing left to close.
-                    () = closing.closed() => return,
-                }
-                let open = max - slots.available_permits();
-                if open > 0 {
-                    tracing::warn!(
-                        open_connections = open,
-                        "grace period over; closing the remaining connections"
-                    );
-                }
-                closed.store(true, Ordering::Release);
-                closing.send_replace(true);
-            });
+            // The server drains its own connections; after `grace` the streams still open
+            // fail their reads and writes, so its wait for them ends.
+            tokio::spawn(async move { drain(&phase, &slots, grace).await });
         }
     }
 
-    /// Waits for the next connection whose handshake succeeded. Never fails: failed
-    /// handshakes and accept errors are logged, and the listener goes on.
-    pub async fn accept(&mut self) -> (MtlsStream<TcpStream>, SocketAddr) {
+    /// Waits for the next connection whose handshake succeeded, with the peer's address when
+    /// it has one. Never fails: failed handshakes and accept errors are logged, and the
+    /// listener goes on.
+    pub async fn accept(&mut self) -> (MtlsStream<L::Io>, Option<SocketAddr>) {
         std::future::poll_fn(|cx| self.poll_accept(cx)).await
     }
 
@@ -228,7 +203,7 @@ impl MtlsListener {
     pub fn poll_accept(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<(MtlsStream<TcpStream>, SocketAddr)> {
+    ) -> Poll<(MtlsStream<L::Io>, Option<SocketAddr>)> {
         loop {
             // Finished handshakes first: they are ready to serve.
             match self.handshakes.poll_join_next(cx) {
@@ -243,65 +218,31 @@ impl MtlsListener {
                 }
                 Poll::Ready(None) | Poll::Pending => {}
             }
-            if let Some(backoff) = &mut self.backoff {
-                ready!(backoff.as_mut().poll(cx));
-                self.backoff = None;
-            }
-            if self.slot.is_none() {
-                let waiting = self
-                    .waiting_for_slot
-                    .get_or_insert_with(|| Box::pin(self.slots.clone().acquire_owned()));
-                let permit = ready!(waiting.as_mut().poll(cx));
-                self.waiting_for_slot = None;
-                match permit {
-                    Ok(permit) => self.slot = Some(permit),
-                    // The semaphore is never closed.
-                    Err(_) => return Poll::Pending,
-                }
-            }
-            match ready!(self.tcp.poll_accept(cx)) {
-                Ok((stream, remote)) => {
-                    let Some(slot) = self.slot.take() else {
-                        continue;
-                    };
-                    self.spawn_handshake(stream, remote, slot);
-                }
-                Err(error) if is_per_connection_error(&error) => {
-                    tracing::debug!(%error, "accept failed for one connection");
-                }
-                Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    self.accept_errors.log(&error);
-                    self.backoff = Some(Box::pin(tokio::time::sleep(ACCEPT_BACKOFF)));
-                }
-            }
+            let (io, remote, slot) = ready!(self.core.poll_accept(cx));
+            self.spawn_handshake(io, remote, slot);
         }
     }
 
     fn spawn_handshake(
         &mut self,
-        stream: TcpStream,
-        remote: SocketAddr,
+        io: L::Io,
+        remote: Option<SocketAddr>,
         slot: OwnedSemaphorePermit,
     ) {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%remote, %error, "cannot set TCP_NODELAY");
-        }
         let acceptor = self.acceptor.clone();
-        let mut closing = self.closing.subscribe();
-        let closed = self.closed.clone();
+        let phase = self.phase.clone();
         self.handshakes.spawn(async move {
-            let stream = acceptor.accept(stream, Some(remote)).await.ok()?;
+            let stream = acceptor.accept(io, remote).await.ok()?;
+            let mut listener = phase.listen(Phase::Running);
             let closing = Box::pin(async move {
-                // An error means the listener and its shutdown future are gone: never close.
-                if closing.wait_for(|closing| *closing).await.is_err() {
-                    std::future::pending::<()>().await;
+                while listener.signal.get() != Phase::Closing {
+                    std::future::poll_fn(|cx| listener.poll_change(cx)).await;
                 }
             });
             Some((
                 stream.with_lease(Lease {
                     _slot: slot,
-                    closed,
+                    closed: phase.flag(),
                     closing,
                 }),
                 remote,

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 #[cfg(unix)]
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,40 +15,20 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tower_service::Service;
 
-use super::connection::{BoxError, ConnCtx, Phase, PhaseSender, PhaseSignal, Tracker};
-use super::handle::{ListenAddr, Open, ServerHandle};
+use super::connection::{BoxError, ConnCtx};
+use super::core::ListenAddr;
+#[cfg(unix)]
+use super::core::OwnedUnixSocket;
+use super::core::{AcceptCore, AnyListener, Listener};
+use super::handle::ServerHandle;
 use super::limits::{
-    ACCEPT_BACKOFF, AcceptErrors, DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, bind_tcp, is_per_connection_error,
+    DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, bind_tcp,
 };
+use super::shutdown::{PhaseSender, PhaseSignal, drain};
 use crate::tls::accept::acceptor::MtlsAcceptor;
-
-enum Listener {
-    Tcp(TcpListener),
-    #[cfg(unix)]
-    Unix {
-        listener: tokio::net::UnixListener,
-        path: PathBuf,
-        remove_on_drop: bool,
-    },
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        if let Self::Unix {
-            path,
-            remove_on_drop: true,
-            ..
-        } = self
-        {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
 
 /// A future that resolves when the server should shut down.
 type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -73,25 +53,23 @@ type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// # Ok(()) }
 /// ```
 #[must_use = "a server does nothing until `serve` is awaited"]
-pub struct MtlsServer {
-    listener: Listener,
+pub struct MtlsServer<L = AnyListener> {
+    core: AcceptCore<L>,
     tls: Option<MtlsAcceptor>,
     http: auto::Builder<TokioExecutor>,
     shutdown: Option<ShutdownSignal>,
     grace: Duration,
-    max_connections: usize,
     /// Set by [`ServerHandle::graceful_shutdown`].
     requested: watch::Sender<bool>,
-    tracker: Arc<Tracker>,
 }
 
-impl fmt::Debug for MtlsServer {
+impl<L: Listener> fmt::Debug for MtlsServer<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Server")
+        f.debug_struct("MtlsServer")
             .field("local_addr", &self.local_addr().ok())
             .field("tls", &self.tls.is_some())
             .field("grace", &self.grace)
-            .field("max_connections", &self.max_connections)
+            .field("max_connections", &self.core.slots().max)
             .finish()
     }
 }
@@ -126,7 +104,7 @@ impl MtlsServer {
 
     /// Serves on an already bound TCP listener.
     pub fn from_tcp(listener: TcpListener) -> Self {
-        Self::new(Listener::Tcp(listener))
+        Self::from_listener(AnyListener::tcp(listener))
     }
 
     /// Binds a Unix socket at `path` as [`bind_unix_listener`] does. The file is removed when
@@ -135,29 +113,21 @@ impl MtlsServer {
     pub async fn bind_unix(path: impl AsRef<Path>) -> io::Result<Self> {
         let path = path.as_ref().to_path_buf();
         let listener = bind_unix_listener(&path).await?;
-        Ok(Self::new(Listener::Unix {
-            listener,
-            path,
-            remove_on_drop: true,
-        }))
+        Ok(Self::from_listener(AnyListener::owned_unix(
+            OwnedUnixSocket { listener, path },
+        )))
     }
 
     /// Serves on an already bound Unix listener.
     #[cfg(unix)]
-    pub fn from_unix(listener: tokio::net::UnixListener) -> io::Result<Self> {
-        let path = listener
-            .local_addr()?
-            .as_pathname()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        Ok(Self::new(Listener::Unix {
-            listener,
-            path,
-            remove_on_drop: false,
-        }))
+    pub fn from_unix(listener: tokio::net::UnixListener) -> Self {
+        Self::from_listener(AnyListener::unix(listener))
     }
+}
 
-    fn new(listener: Listener) -> Self {
+impl<L: Listener> MtlsServer<L> {
+    /// Serves on any [`Listener`]: your own transport, a listener handed over by systemd, ….
+    pub fn from_listener(listener: L) -> Self {
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1()
             .timer(TokioTimer::new())
@@ -166,14 +136,12 @@ impl MtlsServer {
             .timer(TokioTimer::new())
             .max_concurrent_streams(250);
         Self {
-            listener,
+            core: AcceptCore::new(listener, DEFAULT_MAX_CONNECTIONS),
             tls: None,
             http,
             shutdown: None,
             grace: DEFAULT_GRACE_PERIOD,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
             requested: watch::Sender::new(false),
-            tracker: Arc::new(Tracker::default()),
         }
     }
 
@@ -182,7 +150,7 @@ impl MtlsServer {
     pub fn handle(&self) -> ServerHandle {
         ServerHandle::new(
             self.requested.clone(),
-            Open::Tracker(self.tracker.clone()),
+            self.core.slots().clone(),
             self.tls.clone(),
             self.local_addr().ok(),
         )
@@ -190,11 +158,7 @@ impl MtlsServer {
 
     /// Where the server listens.
     pub fn local_addr(&self) -> io::Result<ListenAddr> {
-        match &self.listener {
-            Listener::Tcp(l) => l.local_addr().map(ListenAddr::Tcp),
-            #[cfg(unix)]
-            Listener::Unix { path, .. } => Ok(ListenAddr::Unix(path.clone())),
-        }
+        self.core.listener().local_addr()
     }
 
     /// Serves TLS only, with this acceptor (or a [`TlsConfig`](crate::TlsConfig), which
@@ -240,7 +204,7 @@ impl MtlsServer {
     /// accept loop waits for one to close before accepting another, so further clients wait
     /// in the kernel's listen backlog. Connections already open are served as usual.
     pub fn max_connections(mut self, max: usize) -> Self {
-        self.max_connections = max.clamp(1, Semaphore::MAX_PERMITS);
+        self.core.set_max(max);
         self
     }
 
@@ -249,6 +213,13 @@ impl MtlsServer {
     /// this is also how long an idle HTTP/1 connection is kept.
     pub fn header_read_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.http.http1().header_read_timeout(timeout);
+        self
+    }
+
+    /// HTTP/1: the largest buffer for a request head, in bytes (hyper's default: about
+    /// 400 KiB). A smaller one caps what a client that sends huge headers costs.
+    pub fn http1_max_buf_size(mut self, max: usize) -> Self {
+        self.http.http1().max_buf_size(max);
         self
     }
 
@@ -268,11 +239,6 @@ impl MtlsServer {
         self
     }
 
-    /// The underlying hyper-util builder, for settings without a method here.
-    pub fn http_builder(&mut self) -> &mut auto::Builder<TokioExecutor> {
-        &mut self.http
-    }
-
     /// Serves `service` until the shutdown signal (forever without one).
     ///
     /// Accept errors (a client that hung up, too many open files) never end the loop. Out of
@@ -288,14 +254,12 @@ impl MtlsServer {
         B::Error: Into<BoxError>,
     {
         let MtlsServer {
-            listener,
+            mut core,
             tls,
             http,
             shutdown,
             grace,
-            max_connections,
             requested,
-            tracker,
         } = self;
         let http = Arc::new(http);
         let user_signal = shutdown.unwrap_or_else(|| Box::pin(std::future::pending()));
@@ -308,78 +272,27 @@ impl MtlsServer {
             }
         });
         let phase = PhaseSender(PhaseSignal::new());
-        let slots = Arc::new(Semaphore::new(max_connections));
-        let accept_errors = AcceptErrors::default();
 
         loop {
-            let slot = tokio::select! {
+            let (io, remote, slot) = tokio::select! {
                 biased;
                 () = &mut signal => break,
-                permit = slots.clone().acquire_owned() => permit.ok(),
-            };
-            let accepted = tokio::select! {
-                biased;
-                () = &mut signal => break,
-                accepted = accept(&listener) => accepted,
+                accepted = core.accept() => accepted,
             };
             let ctx = ConnCtx {
                 tls: tls.clone(),
                 http: http.clone(),
                 phase: phase.0.clone(),
-                _guard: tracker.enter(),
                 _slot: slot,
             };
-            match accepted {
-                Ok(Accepted::Tcp(stream, remote)) => {
-                    if let Err(e) = stream.set_nodelay(true) {
-                        tracing::debug!(%remote, error = %e, "cannot set TCP_NODELAY");
-                    }
-                    tokio::spawn(ctx.run(stream, Some(remote), service.clone()));
-                }
-                #[cfg(unix)]
-                Ok(Accepted::Unix(stream)) => {
-                    tokio::spawn(ctx.run(stream, None, service.clone()));
-                }
-                Err(e) => {
-                    drop(ctx);
-                    if is_per_connection_error(&e) {
-                        tracing::debug!(error = %e, "accept failed for one connection");
-                    } else {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        accept_errors.log(&e);
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    }
-                }
-            }
+            tokio::spawn(ctx.run(io, remote, service.clone()));
         }
 
-        drop(listener);
-        let open = tracker.count();
-        tracing::info!(open_connections = open, grace = ?grace, "shutting down: no longer accepting");
-        phase.0.set(Phase::Draining);
-        if tokio::time::timeout(grace, tracker.idle()).await.is_err() {
-            tracing::warn!(
-                open_connections = tracker.count(),
-                "grace period over; closing the remaining connections"
-            );
-            phase.0.set(Phase::Closing);
-            tracker.idle().await;
-        }
+        let slots = core.slots().clone();
+        // Stop listening first (a Unix socket's file goes with it).
+        drop(core);
+        drain(&phase.0, &slots, grace).await;
         Ok(())
-    }
-}
-
-enum Accepted {
-    Tcp(tokio::net::TcpStream, SocketAddr),
-    #[cfg(unix)]
-    Unix(tokio::net::UnixStream),
-}
-
-async fn accept(listener: &Listener) -> io::Result<Accepted> {
-    match listener {
-        Listener::Tcp(l) => l.accept().await.map(|(s, a)| Accepted::Tcp(s, a)),
-        #[cfg(unix)]
-        Listener::Unix { listener, .. } => listener.accept().await.map(|(s, _)| Accepted::Unix(s)),
     }
 }
 

@@ -385,12 +385,16 @@ pub struct MtlsStream<IO> {
     lease: Option<Box<Lease>>,
 }
 
+/// The shutdown phase at which a listener's streams fail their reads and writes.
+pub(crate) const CLOSED: u8 = 2;
+
 /// What a listener hands out with a stream: a connection slot, held for the stream's life,
 /// and the signal that ends the stream when a shutdown's grace period is over.
 pub(crate) struct Lease {
     pub(crate) _slot: tokio::sync::OwnedSemaphorePermit,
-    /// Set when the grace period is over: one load per read or write.
-    pub(crate) closed: Arc<std::sync::atomic::AtomicBool>,
+    /// The server's shutdown phase, at or above [`CLOSED`] once the grace period is over: one
+    /// load per read or write.
+    pub(crate) closed: Arc<std::sync::atomic::AtomicU8>,
     /// Resolves at the same moment; polled only when the stream would wait, so that an idle
     /// connection is woken.
     pub(crate) closing: Pin<Box<dyn Future<Output = ()> + Send + Sync>>,
@@ -426,7 +430,7 @@ impl<IO> MtlsStream<IO> {
         let Some(lease) = lease else {
             return op(Pin::new(inner), cx);
         };
-        if lease.closed.load(std::sync::atomic::Ordering::Acquire) {
+        if lease.closed.load(std::sync::atomic::Ordering::Acquire) >= CLOSED {
             return Poll::Ready(Err(closed_by_deadline()));
         }
         let poll = op(Pin::new(inner), cx);

@@ -96,7 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _ = tokio::signal::ctrl_c().await;
         });
     if let Some(max) = args.max_buf_size {
-        server.http_builder().http1().max_buf_size(max);
+        server = server.http1_max_buf_size(max);
     }
     println!("crate_server on https://{}", server.local_addr()?);
     if args.layer {
