@@ -13,6 +13,7 @@ use super::response::{RejectReason, Rejection};
 use super::rules::ClientCertPolicy;
 use super::{AllowedClient, MatchedRule};
 use crate::connection::{ConnectionInfo, PeerCertificates};
+use crate::rate_limit::LogLimiter;
 
 /// What answers a rejected request instead of the default 401/403 (see
 /// [`ClientCertLayer::on_reject`](crate::ClientCertLayer::on_reject)).
@@ -24,7 +25,7 @@ pub(crate) struct Shared {
     pub(super) policy: ClientCertPolicy,
     pub(super) on_reject: Option<OnReject>,
     miswired_warned: AtomicBool,
-    denials: log::DenialLog,
+    denials: LogLimiter,
 }
 
 impl Clone for Shared {
@@ -36,7 +37,7 @@ impl Clone for Shared {
             policy: self.policy.clone(),
             on_reject: self.on_reject.clone(),
             miswired_warned: AtomicBool::new(false),
-            denials: log::DenialLog::default(),
+            denials: log::limiter(),
         }
     }
 }
@@ -48,7 +49,7 @@ impl Shared {
             policy: ClientCertPolicy::new(),
             on_reject: None,
             miswired_warned: AtomicBool::new(false),
-            denials: log::DenialLog::default(),
+            denials: log::limiter(),
         }
     }
 
