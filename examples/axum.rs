@@ -19,11 +19,11 @@ use axum::extract::Extension;
 use axum::routing::get;
 use pki::{Ca, Leaf, LeafSpec};
 use tower_mtls::Rule;
-use tower_mtls::client::Client;
 use tower_mtls::{
     ClientAuth, ClientCertLayer, ClientIdentity, MtlsServer, TlsConfig, identity::SpiffeId,
     policy::AllowedClient,
 };
+use tower_mtls_test_kit::client::Client;
 
 async fn public() -> &'static str {
     "public: hello, whoever you are\n"

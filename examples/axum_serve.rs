@@ -22,10 +22,10 @@ use axum::extract::ConnectInfo;
 use axum::routing::get;
 use pki::{Ca, Leaf, LeafSpec};
 use tower_mtls::axum::{Identity, make_service};
-use tower_mtls::client::Client;
 use tower_mtls::policy::AllowedClient;
 use tower_mtls::serve::MtlsListener;
 use tower_mtls::{ClientAuth, ClientCertLayer, MtlsAcceptor, Rule, TlsConfig, TlsInfo};
+use tower_mtls_test_kit::client::Client;
 
 /// Anyone who completed the handshake, with or without a certificate.
 async fn public(client: Option<Identity>) -> String {

@@ -23,9 +23,9 @@ use axum::Router;
 use axum::extract::Extension;
 use axum::routing::get;
 use pki::{Ca, Leaf, LeafSpec};
-use tower_mtls::client::Client;
 use tower_mtls::policy::AllowedClient;
 use tower_mtls::{ClientCertLayer, Rule, TlsConfig, TlsInfo, tls::DEFAULT_WATCH_INTERVAL};
+use tower_mtls_test_kit::client::Client;
 
 /// Who the caller is, as the policy layer established it.
 async fn whoami(Extension(client): Extension<AllowedClient>, tls: Extension<TlsInfo>) -> String {

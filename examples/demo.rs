@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use bytes::Bytes;
 use http_body_util::Full;
 use pki::{Ca, LeafSpec};
-use tower_mtls::client::Client;
 use tower_mtls::{MtlsServer, PeerCertificates, TlsConfig, TlsInfo, tls::DEFAULT_WATCH_INTERVAL};
+use tower_mtls_test_kit::client::Client;
 
 /// The application: tells the caller what the server knows about it.
 async fn hello(

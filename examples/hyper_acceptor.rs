@@ -66,7 +66,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     let client_leaf = ca.client("example-client");
-    let client = tower_mtls::client::Client::builder()
+    let client = tower_mtls_test_kit::client::Client::builder()
         .trust_server_ca_pem(ca.cert_pem.clone())
         .identity_pem(client_leaf.cert_pem, client_leaf.key_pem)
         .build()?;
