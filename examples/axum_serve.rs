@@ -7,21 +7,38 @@
 //! lets only the agent into `/agent`. Client certificates are optional at the TLS level, so
 //! a client without one gets a clear 401 from the route instead of a failed handshake.
 //!
-//! The example generates its own PKI, serves on an ephemeral port, calls every route with
-//! every client (also while a silent client holds a connection open), shuts down gracefully
-//! and exits 0 when every answer is the expected one.
+//! The example generates its own PKI (rcgen), serves on an ephemeral port, calls every route
+//! with every client (hyper-util's client over rustls; also while a silent client holds a
+//! connection open), shuts down gracefully and exits 0 when every answer is the expected one.
+//!
+//! The file stands alone: copy it into a project with `tower-mtls` (feature `axum`), `axum`,
+//! `tokio` (`full`), `tower-http` (`trace`), `http`, `http-body-util`, `bytes`, `hyper-util`
+//! (`client-legacy`, `http1`, `tokio`), `hyper-rustls` (no default features; `http1`,
+//! `tls12`), `rcgen`, `tempfile` and `tracing-subscriber` (`env-filter`).
 
-use tower_mtls_test_kit::pki;
-
+use std::error::Error;
+use std::io;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use pki::{Ca, Leaf, LeafSpec};
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::{BodyExt, Empty};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
 use tower_mtls::AllowedClient;
 use tower_mtls::axum::{ClientCert, make_service};
-use tower_mtls::client::Client;
+use tower_mtls::rustls::pki_types::pem::PemObject;
+use tower_mtls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tower_mtls::rustls::{self, ClientConfig, RootCertStore};
 use tower_mtls::serve::MtlsListener;
 use tower_mtls::{ClientAuth, ClientCertLayer, ConnectionInfo, MtlsAcceptor, Rule, TlsConfig};
 
@@ -74,7 +91,7 @@ fn app() -> Router {
 }
 
 #[tokio::main]
-async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+async fn main() -> Result<ExitCode, Box<dyn Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -83,12 +100,31 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .init();
 
     let dir = tempfile::tempdir()?;
-    let ca = Ca::new("Cluster CA");
-    let ca_path = ca.write(dir.path(), "ca.crt");
-    let (server_cert, server_key) = ca.server().write(dir.path(), "server");
-    let agent_cert = ca.issue(&LeafSpec::client("steadybit-agent").org("Steadybit"));
-    let other = ca.issue(&LeafSpec::client("someone-else").org("Elsewhere"));
-    let stranger = Ca::new("Untrusted CA").client("steadybit-agent");
+    let ca = new_ca("Cluster CA")?;
+    let ca_path = dir.path().join("ca.crt");
+    std::fs::write(&ca_path, ca.pem())?;
+    let server = server_cert(&ca)?;
+    let (server_cert, server_key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    std::fs::write(&server_cert, &server.cert_pem)?;
+    std::fs::write(&server_key, &server.key_pem)?;
+    let client_cert = |cn: &str, o: &str| {
+        let subject = [(DnType::CommonName, cn), (DnType::OrganizationName, o)];
+        issue(
+            &ca,
+            &subject,
+            Vec::new(),
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )
+    };
+    let agent_cert = client_cert("steadybit-agent", "Steadybit")?;
+    let other = client_cert("someone-else", "Elsewhere")?;
+    let untrusted_ca = new_ca("Untrusted CA")?;
+    let stranger = issue(
+        &untrusted_ca,
+        &[(DnType::CommonName, "steadybit-agent")],
+        Vec::new(),
+        ExtendedKeyUsagePurpose::ClientAuth,
+    )?;
 
     let tls = TlsConfig::builder()
         .server_cert_file(&server_cert)
@@ -118,20 +154,13 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     // A client that connects and says nothing: it must not hold up anyone else.
     let silent = tokio::net::TcpStream::connect(addr).await?;
 
-    let client = |identity: Option<&Leaf>| {
-        let builder = Client::builder().trust_server_ca_pem(ca.cert_pem.clone());
-        match identity {
-            Some(leaf) => builder.identity_pem(leaf.cert_pem.clone(), leaf.key_pem.clone()),
-            None => builder,
-        }
-        .build()
-    };
+    let client = |identity: Option<&Leaf>| client_config(&ca.pem(), identity).map(https_client);
     let agent_client = client(Some(&agent_cert))?;
     let other_client = client(Some(&other))?;
     let anonymous = client(None)?;
     let untrusted = client(Some(&stranger))?;
     // (client, name, path, expected status; 0 = refused during the handshake)
-    let cases: [(&Client, &str, &str, u16); 10] = [
+    let cases: [(&HttpsClient, &str, &str, u16); 10] = [
         (&agent_client, "agent", "/", 200),
         (&agent_client, "agent", "/whoami", 200),
         (&agent_client, "agent", "/agent", 200),
@@ -145,21 +174,14 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     ];
     let mut all_as_expected = true;
     for (client, name, path, expected) in cases {
-        let outcome =
-            tokio::time::timeout(Duration::from_secs(30), client.get(addr, "localhost", path))
-                .await;
+        let url = format!("https://localhost:{}{path}", addr.port());
+        let outcome = tokio::time::timeout(Duration::from_secs(30), fetch(client, &url)).await;
         let (status, detail) = match outcome {
             Err(_) => (u16::MAX, "no answer within 30 s".to_owned()),
-            Ok(Ok(response)) => (
-                response.status().as_u16(),
-                String::from_utf8_lossy(response.body()).trim().to_owned(),
-            ),
+            Ok(Ok((status, body))) => (status.as_u16(), body.trim().to_owned()),
             Ok(Err(error)) => (
                 0,
-                match error.alert() {
-                    Some(alert) => format!("refused in the handshake: TLS alert {alert:?}"),
-                    None => format!("refused: {error}"),
-                },
+                format!("refused in the handshake: {}", refusal(error.as_ref())),
             ),
         };
         let ok = status == expected;
@@ -181,4 +203,121 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         println!("some requests did not behave as expected");
         Ok(ExitCode::FAILURE)
     }
+}
+
+// ---- The demo's PKI and its client. A deployment reads its certificates from its secrets and
+// calls the server with its own HTTP client; here rcgen makes a throwaway PKI, and hyper-util's
+// client over rustls (hyper-rustls's connector) makes the calls.
+
+/// A certificate and its private key, PEM.
+struct Leaf {
+    cert_pem: String,
+    key_pem: String,
+}
+
+/// A throwaway root CA.
+fn new_ca(cn: &str) -> Result<CertifiedIssuer<'static, KeyPair>, rcgen::Error> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    CertifiedIssuer::self_signed(params, KeyPair::generate()?)
+}
+
+/// A certificate issued by `ca`: `subject`'s attributes, `sans`, and one extended key usage
+/// (`ServerAuth` for the server, `ClientAuth` for a client).
+fn issue(
+    ca: &Issuer<'_, KeyPair>,
+    subject: &[(DnType, &str)],
+    sans: Vec<SanType>,
+    usage: ExtendedKeyUsagePurpose,
+) -> Result<Leaf, rcgen::Error> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    for (attribute, value) in subject {
+        params.distinguished_name.push(attribute.clone(), *value);
+    }
+    params.subject_alt_names = sans;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![usage];
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, ca)?;
+    Ok(Leaf {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// The server's certificate, for `localhost`.
+fn server_cert(ca: &Issuer<'_, KeyPair>) -> Result<Leaf, rcgen::Error> {
+    let localhost = SanType::DnsName("localhost".try_into()?);
+    issue(
+        ca,
+        &[(DnType::CommonName, "localhost")],
+        vec![localhost],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )
+}
+
+/// A client's rustls configuration: trusts `ca_pem` for the server, presents `identity`.
+fn client_config(ca_pem: &str, identity: Option<&Leaf>) -> Result<ClientConfig, Box<dyn Error>> {
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes())?)?;
+    // An explicit provider: no process-wide default is needed.
+    let builder = ClientConfig::builder_with_provider(tower_mtls::tls::default_provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    Ok(match identity {
+        Some(leaf) => builder.with_client_auth_cert(
+            CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes()).collect::<Result<_, _>>()?,
+            PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes())?,
+        )?,
+        None => builder.with_no_client_auth(),
+    })
+}
+
+/// hyper-util's client, HTTPS only.
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// HTTP/1.1 (without ALPN): with TLS 1.3 the server judges the client certificate after the
+/// client's side of the handshake, so a refusal reaches the first request as the server's
+/// alert, which hyper's HTTP/1.1 client passes on (its HTTP/2 client reports only a closed
+/// connection).
+fn https_client(config: ClientConfig) -> HttpsClient {
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// `GET url`: the status and the body.
+async fn fetch(client: &HttpsClient, url: &str) -> Result<(StatusCode, String), Box<dyn Error>> {
+    let response = client.get(url.parse()?).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Why a request failed: the server's TLS alert when it sent one (rustls's error travels inside
+/// an `io::Error`, whose `source()` skips it), otherwise the whole chain of errors.
+fn refusal(error: &(dyn Error + 'static)) -> String {
+    let mut chain = Vec::new();
+    let mut next = Some(error);
+    while let Some(error) = next {
+        let tls = error.downcast_ref::<rustls::Error>().or_else(|| {
+            error
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::get_ref)
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::AlertReceived(alert)) = tls {
+            return format!("TLS alert {alert:?}");
+        }
+        chain.push(error.to_string());
+        next = error.source();
+    }
+    chain.join(": ")
 }

@@ -2,19 +2,34 @@
 //!
 //! Generates a throwaway CA, a server certificate and client certificates in a temporary
 //! directory, starts a server that requires client certificates (watching its files for
-//! rotation), and makes three requests with the crate's own client: with the trusted client
-//! certificate, with none, and with one from an untrusted CA. Prints each outcome and exits 0
-//! when all three behaved as expected.
-
-use tower_mtls_test_kit::pki;
+//! rotation), and makes three requests with hyper-util's client over rustls: with the trusted
+//! client certificate, with none, and with one from an untrusted CA. Prints each outcome and
+//! exits 0 when all three behaved as expected.
+//!
+//! The file stands alone: copy it into a project with `tower-mtls`, `tokio` (`full`), `tower`
+//! (`util`), `http`, `http-body-util`, `bytes`, `hyper`, `hyper-util` (`client-legacy`,
+//! `http1`, `tokio`), `hyper-rustls` (no default features; `http1`, `tls12`), `rcgen`,
+//! `tempfile` and `tracing-subscriber` (`env-filter`).
 
 use std::convert::Infallible;
+use std::error::Error;
+use std::io;
 use std::process::ExitCode;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use pki::{Ca, LeafSpec};
-use tower_mtls::client::Client;
+use http::StatusCode;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use tower_mtls::rustls::pki_types::pem::PemObject;
+use tower_mtls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tower_mtls::rustls::{self, ClientConfig, RootCertStore};
 use tower_mtls::{MtlsServer, PeerExt, TlsConfig, tls::DEFAULT_WATCH_INTERVAL};
 
 /// The application: tells the caller what the server knows about it.
@@ -39,7 +54,7 @@ async fn hello(
 }
 
 #[tokio::main]
-async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
+async fn main() -> Result<ExitCode, Box<dyn Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -49,15 +64,31 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
 
     // 1. A throwaway PKI, laid out as files like Kubernetes secrets would be.
     let dir = tempfile::tempdir()?;
-    let ca = Ca::new("Demo CA");
-    let ca_path = ca.write(dir.path(), "ca.crt");
-    let (server_cert, server_key) = ca.server().write(dir.path(), "server");
-    let agent = ca.issue(
-        &LeafSpec::client("steadybit-agent")
-            .org("Steadybit")
-            .uri("spiffe://demo.example/ns/steadybit/sa/agent"),
-    );
-    let stranger = Ca::new("Untrusted CA").client("steadybit-agent");
+    let ca = new_ca("Demo CA")?;
+    let ca_path = dir.path().join("ca.crt");
+    std::fs::write(&ca_path, ca.pem())?;
+    let server = server_cert(&ca)?;
+    let (server_cert, server_key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    std::fs::write(&server_cert, &server.cert_pem)?;
+    std::fs::write(&server_key, &server.key_pem)?;
+    let agent = issue(
+        &ca,
+        &[
+            (DnType::CommonName, "steadybit-agent"),
+            (DnType::OrganizationName, "Steadybit"),
+        ],
+        vec![SanType::URI(
+            "spiffe://demo.example/ns/steadybit/sa/agent".try_into()?,
+        )],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    )?;
+    let untrusted_ca = new_ca("Untrusted CA")?;
+    let stranger = issue(
+        &untrusted_ca,
+        &[(DnType::CommonName, "steadybit-agent")],
+        Vec::new(),
+        ExtendedKeyUsagePurpose::ClientAuth,
+    )?;
     println!("PKI in {}", dir.path().display());
 
     // 2. A server that requires client certificates from the demo CA.
@@ -87,40 +118,22 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     );
 
     // 3. Three clients.
-    let client = |identity: Option<&pki::Leaf>| {
-        let builder = Client::builder().trust_server_ca_pem(ca.cert_pem.clone());
-        match identity {
-            Some(leaf) => builder.identity_pem(leaf.cert_pem.clone(), leaf.key_pem.clone()),
-            None => builder,
-        }
-        .build()
-    };
     let cases = [
-        ("trusted client certificate", client(Some(&agent))?, true),
-        ("no client certificate", client(None)?, false),
-        (
-            "certificate from an untrusted CA",
-            client(Some(&stranger))?,
-            false,
-        ),
+        ("trusted client certificate", Some(&agent), true),
+        ("no client certificate", None, false),
+        ("certificate from an untrusted CA", Some(&stranger), false),
     ];
+    let url = format!("https://localhost:{}/", addr.port());
     let mut all_as_expected = true;
-    for (name, client, should_pass) in cases {
-        let outcome = client.get(addr, "localhost", "/").await;
-        let (passed, detail) = match &outcome {
-            Ok(response) if response.status().is_success() => (
+    for (name, identity, should_pass) in cases {
+        let client = https_client(client_config(&ca.pem(), identity)?);
+        let (passed, detail) = match fetch(&client, &url).await {
+            Ok((status, body)) if status.is_success() => (
                 true,
-                format!(
-                    "accepted: HTTP {}; the handler saw {}",
-                    response.status().as_u16(),
-                    String::from_utf8_lossy(response.body())
-                ),
+                format!("accepted: HTTP {}; the handler saw {body}", status.as_u16()),
             ),
-            Ok(response) => (false, format!("HTTP {}", response.status())),
-            Err(error) => match error.alert() {
-                Some(alert) => (false, format!("refused: TLS alert {alert:?}")),
-                None => (false, format!("refused: {error}")),
-            },
+            Ok((status, _)) => (false, format!("HTTP {status}")),
+            Err(error) => (false, format!("refused: {}", refusal(error.as_ref()))),
         };
         let ok = passed == should_pass;
         all_as_expected &= ok;
@@ -140,4 +153,121 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         println!("some requests did not behave as expected");
         Ok(ExitCode::FAILURE)
     }
+}
+
+// ---- The demo's PKI and its client. A deployment reads its certificates from its secrets and
+// calls the server with its own HTTP client; here rcgen makes a throwaway PKI, and hyper-util's
+// client over rustls (hyper-rustls's connector) makes the calls.
+
+/// A certificate and its private key, PEM.
+struct Leaf {
+    cert_pem: String,
+    key_pem: String,
+}
+
+/// A throwaway root CA.
+fn new_ca(cn: &str) -> Result<CertifiedIssuer<'static, KeyPair>, rcgen::Error> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    CertifiedIssuer::self_signed(params, KeyPair::generate()?)
+}
+
+/// A certificate issued by `ca`: `subject`'s attributes, `sans`, and one extended key usage
+/// (`ServerAuth` for the server, `ClientAuth` for a client).
+fn issue(
+    ca: &Issuer<'_, KeyPair>,
+    subject: &[(DnType, &str)],
+    sans: Vec<SanType>,
+    usage: ExtendedKeyUsagePurpose,
+) -> Result<Leaf, rcgen::Error> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    for (attribute, value) in subject {
+        params.distinguished_name.push(attribute.clone(), *value);
+    }
+    params.subject_alt_names = sans;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![usage];
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, ca)?;
+    Ok(Leaf {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// The server's certificate, for `localhost`.
+fn server_cert(ca: &Issuer<'_, KeyPair>) -> Result<Leaf, rcgen::Error> {
+    let localhost = SanType::DnsName("localhost".try_into()?);
+    issue(
+        ca,
+        &[(DnType::CommonName, "localhost")],
+        vec![localhost],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )
+}
+
+/// A client's rustls configuration: trusts `ca_pem` for the server, presents `identity`.
+fn client_config(ca_pem: &str, identity: Option<&Leaf>) -> Result<ClientConfig, Box<dyn Error>> {
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes())?)?;
+    // An explicit provider: no process-wide default is needed.
+    let builder = ClientConfig::builder_with_provider(tower_mtls::tls::default_provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    Ok(match identity {
+        Some(leaf) => builder.with_client_auth_cert(
+            CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes()).collect::<Result<_, _>>()?,
+            PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes())?,
+        )?,
+        None => builder.with_no_client_auth(),
+    })
+}
+
+/// hyper-util's client, HTTPS only.
+type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// HTTP/1.1 (without ALPN): with TLS 1.3 the server judges the client certificate after the
+/// client's side of the handshake, so a refusal reaches the first request as the server's
+/// alert, which hyper's HTTP/1.1 client passes on (its HTTP/2 client reports only a closed
+/// connection).
+fn https_client(config: ClientConfig) -> HttpsClient {
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// `GET url`: the status and the body.
+async fn fetch(client: &HttpsClient, url: &str) -> Result<(StatusCode, String), Box<dyn Error>> {
+    let response = client.get(url.parse()?).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Why a request failed: the server's TLS alert when it sent one (rustls's error travels inside
+/// an `io::Error`, whose `source()` skips it), otherwise the whole chain of errors.
+fn refusal(error: &(dyn Error + 'static)) -> String {
+    let mut chain = Vec::new();
+    let mut next = Some(error);
+    while let Some(error) = next {
+        let tls = error.downcast_ref::<rustls::Error>().or_else(|| {
+            error
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::get_ref)
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::AlertReceived(alert)) = tls {
+            return format!("TLS alert {alert:?}");
+        }
+        chain.push(error.to_string());
+        next = error.source();
+    }
+    chain.join(": ")
 }

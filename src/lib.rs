@@ -83,7 +83,6 @@
 //! * `aws-lc-rs` (default): rustls with the aws-lc-rs provider.
 //! * `ring`: rustls with ring. With both enabled aws-lc-rs is used; the crate always passes its
 //!   provider explicitly and never panics over an ambiguous process default.
-//! * `client`: [`client`](mod@client), a small HTTPS client that presents a client certificate.
 //! * `agent`: [`steadybit::agent`], the agent side of the Steadybit contract: a rustls client
 //!   configuration from the agent's environment variables.
 //! * `metrics`: handshakes, connections, reloads, policy decisions and certificate expiry
@@ -136,10 +135,6 @@ pub mod policy;
 pub mod serve;
 
 pub mod steadybit;
-
-#[cfg(feature = "client")]
-#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
-pub mod client;
 
 // Internal entry points for the fuzz targets in `fuzz/` (feature `fuzzing`): not part of the API.
 #[cfg(feature = "fuzzing")]

@@ -28,10 +28,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tower_mtls::AllowedClient;
 use tower_mtls::axum_server::Acceptor;
-use tower_mtls::client::Client;
 use tower_mtls::rustls::AlertDescription;
 use tower_mtls::tls::{HandshakeError, HandshakeFailure, ReloadOutcome};
 use tower_mtls::{ClientAuth, ClientCertLayer, MtlsAcceptor, TlsConfig};
+use tower_mtls_test_kit::client::Client;
 
 /// How long one client call may take before it is retried once: longer than the server's
 /// 10 s handshake deadline.

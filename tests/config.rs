@@ -498,7 +498,7 @@ fn builders_printed_with_debug_never_show_in_memory_keys() {
     );
     let client = format!(
         "{:?}",
-        tower_mtls::client::Client::builder()
+        tower_mtls_test_kit::client::Client::builder()
             .identity_pem(leaf.chain_pem.clone(), leaf.key_pem.clone())
     );
     for text in [&server, &client] {

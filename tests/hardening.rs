@@ -428,7 +428,7 @@ async fn an_idle_http1_keep_alive_connection_is_closed_at_the_header_read_timeou
     let acceptor = MtlsAcceptor::new(mtls(&pki));
     let server = TestServer::spawn(server, Some(acceptor.clone()), tower::service_fn(whoami));
     let leaf = pki.ca.client("idler");
-    let client = tower_mtls::client::Client::builder()
+    let client = tower_mtls_test_kit::client::Client::builder()
         .trust_server_ca_pem(pki.ca.cert_pem.clone())
         .identity_pem(leaf.cert_pem.clone(), leaf.key_pem.clone())
         .alpn_protocols(vec![b"http/1.1".to_vec()])

@@ -83,8 +83,8 @@ async fn attempt(client: &str, pki: &Pki, port: u16, id: Option<&Identity>) -> (
             run(&mut cmd).await
         }
         "tower-mtls client (h2)" | "tower-mtls client (http/1.1)" => {
-            let mut builder =
-                tower_mtls::client::Client::builder().trust_server_ca_pem(pki.ca.cert_pem.clone());
+            let mut builder = tower_mtls_test_kit::client::Client::builder()
+                .trust_server_ca_pem(pki.ca.cert_pem.clone());
             if client.ends_with("(http/1.1)") {
                 builder = builder.alpn_protocols(vec![b"http/1.1".to_vec()]);
             }

@@ -194,7 +194,7 @@ async fn the_crate_client_sees_the_matching_alerts() {
 }
 
 /// A client presenting `cert` but signing with a key that does not belong to it.
-fn impostor(pki: &Pki, cert: &Leaf) -> tower_mtls::client::Client {
+fn impostor(pki: &Pki, cert: &Leaf) -> tower_mtls_test_kit::client::Client {
     raw_client(
         pki,
         &cert.cert_pem,
@@ -465,7 +465,7 @@ async fn http2_and_http11_requests_all_carry_the_peer() {
         assert_eq!(body["cn"], "agent");
         assert_eq!(body["path"], format!("/stream/{i}"));
     }
-    let h1_client = tower_mtls::client::Client::builder()
+    let h1_client = tower_mtls_test_kit::client::Client::builder()
         .trust_server_ca_pem(pki.ca.cert_pem.clone())
         .identity_pem(client_leaf.cert_pem.clone(), client_leaf.key_pem.clone())
         .alpn_protocols(vec![b"http/1.1".to_vec()])

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use support::*;
 use tokio::sync::broadcast;
-use tower_mtls::client::Client;
 use tower_mtls::rustls::AlertDescription;
 use tower_mtls::{TlsConfig, tls::ReloadEvent, tls::ReloadOutcome, tls::ReloadReport};
+use tower_mtls_test_kit::client::Client;
 
 const POLL: Duration = Duration::from_millis(100);
 

@@ -12,6 +12,7 @@ use super::log;
 use super::response::{RejectReason, Rejection};
 use super::rules::ClientCertPolicy;
 use crate::peer::{self, AllowedClient, MatchedRule};
+use crate::rate_limit::LogLimiter;
 
 /// What answers a rejected request instead of the default 401/403 (see
 /// [`ClientCertLayer::on_reject`](crate::ClientCertLayer::on_reject)).
@@ -23,7 +24,7 @@ pub(crate) struct Shared {
     pub(super) policy: ClientCertPolicy,
     pub(super) on_reject: Option<OnReject>,
     miswired_warned: AtomicBool,
-    denials: log::DenialLog,
+    denials: LogLimiter,
     /// Peers of tonic's own TLS (`ServerTlsConfig`), adopted once per connection.
     #[cfg(feature = "tonic")]
     foreign: peer::ForeignPeers,
@@ -38,7 +39,7 @@ impl Clone for Shared {
             policy: self.policy.clone(),
             on_reject: self.on_reject.clone(),
             miswired_warned: AtomicBool::new(false),
-            denials: log::DenialLog::default(),
+            denials: log::limiter(),
             #[cfg(feature = "tonic")]
             foreign: peer::ForeignPeers::default(),
         }
@@ -52,7 +53,7 @@ impl Shared {
             policy: ClientCertPolicy::new(),
             on_reject: None,
             miswired_warned: AtomicBool::new(false),
-            denials: log::DenialLog::default(),
+            denials: log::limiter(),
             #[cfg(feature = "tonic")]
             foreign: peer::ForeignPeers::default(),
         }

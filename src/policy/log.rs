@@ -12,52 +12,23 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::Request;
 
 use super::response::{RejectReason, Rejection};
 use super::rules::ClientCertPolicy;
 use crate::identity::{Fingerprint, escape_control, write_quoted};
+use crate::rate_limit::LogLimiter;
 
 /// Length of a rate-limiting window.
 pub(crate) const WINDOW: Duration = Duration::from_secs(10);
 /// Denials logged at `WARN` per window and layer.
 pub(crate) const WARNINGS_PER_WINDOW: u32 = 10;
 
-#[derive(Default)]
-pub(crate) struct DenialLog {
-    window: Mutex<Window>,
-}
-
-#[derive(Default)]
-struct Window {
-    start: Option<Instant>,
-    warned: u32,
-    suppressed: u64,
-}
-
-impl DenialLog {
-    /// Whether a denial at `now` may be logged at `WARN`; if so, how many were suppressed since
-    /// the last warning.
-    pub(crate) fn admit(&self, now: Instant) -> Option<u64> {
-        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
-        if window
-            .start
-            .is_none_or(|start| now.saturating_duration_since(start) >= WINDOW)
-        {
-            window.start = Some(now);
-            window.warned = 0;
-        }
-        if window.warned < WARNINGS_PER_WINDOW {
-            window.warned += 1;
-            Some(std::mem::take(&mut window.suppressed))
-        } else {
-            window.suppressed += 1;
-            None
-        }
-    }
+/// A layer's denial limiter: [`WARNINGS_PER_WINDOW`] lines at `WARN` per [`WINDOW`].
+pub(crate) fn limiter() -> LogLimiter {
+    LogLimiter::new(WARNINGS_PER_WINDOW, WINDOW)
 }
 
 macro_rules! warn_or_debug {
@@ -72,12 +43,12 @@ macro_rules! warn_or_debug {
 
 /// Logs a denial (other than [`RejectReason::NoTlsConnection`], which the layer reports once).
 pub(crate) fn denial<B>(
-    log: &DenialLog,
+    log: &LogLimiter,
     policy: &ClientCertPolicy,
     req: &Request<B>,
     rejection: &Rejection,
 ) {
-    let admitted = log.admit(Instant::now());
+    let admitted = log.admit();
     let warn = admitted.is_some();
     let suppressed = admitted.unwrap_or(0);
     let reason = rejection.reason().as_str();
@@ -208,24 +179,26 @@ impl fmt::Display for RulesTried<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
     use crate::Rule;
 
     #[test]
     fn warnings_are_limited_per_window_and_report_what_was_held_back() {
-        let log = DenialLog::default();
+        let log = limiter();
         let t0 = Instant::now();
         for _ in 0..WARNINGS_PER_WINDOW {
-            assert_eq!(log.admit(t0), Some(0));
+            assert_eq!(log.admit_at(t0), Some(0));
         }
         for _ in 0..5 {
-            assert_eq!(log.admit(t0 + Duration::from_secs(9)), None);
+            assert_eq!(log.admit_at(t0 + Duration::from_secs(9)), None);
         }
         // A new window: the first warning says five were suppressed.
-        assert_eq!(log.admit(t0 + WINDOW), Some(5));
-        assert_eq!(log.admit(t0 + WINDOW), Some(0));
+        assert_eq!(log.admit_at(t0 + WINDOW), Some(5));
+        assert_eq!(log.admit_at(t0 + WINDOW), Some(0));
         // A clock that goes backwards does not panic and does not reset the window.
-        assert_eq!(log.admit(t0), Some(0));
+        assert_eq!(log.admit_at(t0), Some(0));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Test machinery for tower-mtls (not published): a PKI generated at run time ([`pki`]), the
 //! bare tokio-rustls configuration benchmarks compare against ([`floor`]), a server on
-//! loopback, and the real clients the tests talk to it with (curl, `openssl s_client`, the
-//! crate's own client). No private key is ever committed.
+//! loopback, and the real clients the tests talk to it with (curl, `openssl s_client`, a small
+//! HTTPS client of its own, [`client`]). No private key is ever committed.
 
+pub mod client;
 pub mod extension;
 pub mod floor;
 pub mod pki;
@@ -221,9 +222,8 @@ impl Pki {
     }
 
     /// The crate's own client, trusting this PKI's CA, optionally with an identity.
-    pub fn client(&self, identity: Option<&Leaf>) -> tower_mtls::client::Client {
-        let mut builder =
-            tower_mtls::client::Client::builder().trust_server_ca_pem(self.ca.cert_pem.clone());
+    pub fn client(&self, identity: Option<&Leaf>) -> client::Client {
+        let mut builder = client::Client::builder().trust_server_ca_pem(self.ca.cert_pem.clone());
         if let Some(leaf) = identity {
             builder = builder.identity_pem(leaf.chain_pem.clone(), leaf.key_pem.clone());
         }
@@ -486,7 +486,7 @@ pub async fn handshake_verdict(
     // rustls's client refuses to be configured with a certificate it cannot parse itself
     // (e.g. with an unknown critical extension): such chains go through a raw client.
     let client = || {
-        tower_mtls::client::Client::builder()
+        client::Client::builder()
             .trust_server_ca_pem(pki.ca.cert_pem.clone())
             .identity_pem(leaf.chain_pem.clone(), leaf.key_pem.clone())
             .build()
@@ -593,7 +593,7 @@ impl tower_mtls::rustls::client::ResolvesClientCert for FixedIdentity {
 /// A client (trusting `pki`'s CA for the server) that presents `chain_pem` and signs with
 /// `key_pem`, with no check at all on either: for certificates rustls's own client refuses to
 /// load, and for a key that does not belong to the certificate.
-pub fn raw_client(pki: &Pki, chain_pem: &str, key_pem: &str) -> tower_mtls::client::Client {
+pub fn raw_client(pki: &Pki, chain_pem: &str, key_pem: &str) -> client::Client {
     use tower_mtls::rustls::pki_types::pem::PemObject;
     use tower_mtls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let provider = tower_mtls::tls::default_provider();
@@ -616,7 +616,7 @@ pub fn raw_client(pki: &Pki, chain_pem: &str, key_pem: &str) -> tower_mtls::clie
             certified,
         ))));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    tower_mtls::client::Client::from_config(std::sync::Arc::new(config))
+    client::Client::from_config(std::sync::Arc::new(config))
 }
 
 /// Where the offline verdict ([`offline_verdict`]) disagrees with the handshake's class.

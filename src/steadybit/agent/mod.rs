@@ -52,6 +52,60 @@
 //! # drop(config);
 //! # Ok(()) }
 //! ```
+//!
+//! # Calling an extension
+//!
+//! The configuration goes to the HTTP client by value. With reqwest (feature `rustls` or
+//! `rustls-no-provider`, and `http2`, on by default, as the configuration offers `h2`), hand
+//! it over as a preconfigured backend (`tls_backend_preconfigured` since reqwest 0.13,
+//! `use_preconfigured_tls` before; an `Arc` of it is an "unknown TLS backend" at `build`):
+//!
+//! ```no_run
+//! use tower_mtls::steadybit::agent::AgentTls;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let agent = AgentTls::from_env()?;
+//! let client = reqwest::Client::builder()
+//!     .tls_backend_preconfigured(agent.client_config()?)
+//!     .build()?;
+//! let index = client
+//!     .get("https://extension-host.steadybit-agent.svc:8080/")
+//!     .send()
+//!     .await?
+//!     .error_for_status()?
+//!     .text()
+//!     .await?;
+//! println!("{index}");
+//! # Ok(()) }
+//! ```
+//!
+//! With hyper-util's client, through hyper-rustls's connector (which sets ALPN itself from the
+//! HTTP versions it is given, and refuses a configuration that already has some):
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use http_body_util::{BodyExt, Empty};
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use tower_mtls::steadybit::agent::AgentTls;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = AgentTls::from_env()?.client_config()?;
+//! config.alpn_protocols.clear();
+//! let https = hyper_rustls::HttpsConnectorBuilder::new()
+//!     .with_tls_config(config)
+//!     .https_only()
+//!     .enable_http1()
+//!     .enable_http2()
+//!     .build();
+//! let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
+//! let response = client
+//!     .get("https://extension-host.steadybit-agent.svc:8080/".parse()?)
+//!     .await?;
+//! let body = response.into_body().collect().await?.to_bytes();
+//! println!("{}", String::from_utf8_lossy(&body));
+//! # Ok(()) }
+//! ```
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -408,9 +462,11 @@ impl AgentTls {
     /// `h2` and `http/1.1`, the client certificate when one is configured, and a server
     /// verifier for the trusted certificate(s) and the hostname mode.
     ///
-    /// By value, as HTTP clients take it: reqwest's `use_preconfigured_tls(config)` accepts a
-    /// `rustls::ClientConfig` (an `Arc` of one fails at runtime with "Unknown TLS backend");
-    /// hyper-rustls and tokio-rustls take `Arc::new(config)`.
+    /// By value, as HTTP clients take it: reqwest's `tls_backend_preconfigured(config)`
+    /// (`use_preconfigured_tls` before 0.13) accepts a `rustls::ClientConfig` (an `Arc` of one
+    /// fails at runtime with "Unknown TLS backend"); tokio-rustls takes `Arc::new(config)`,
+    /// hyper-rustls the configuration without ALPN (the [module docs](self) show both
+    /// clients).
     pub fn client_config(&self) -> Result<ClientConfig, AgentError> {
         let provider = self.provider.clone().unwrap_or_else(default_provider);
         let verifier = self.server_cert_verifier_with(provider.clone())?;

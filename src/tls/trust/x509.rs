@@ -3,6 +3,7 @@
 //! and names compared the way RFC 5280 says.
 
 use rustls::crypto::WebPkiSupportedAlgorithms;
+use time::{Date, Month, OffsetDateTime, Time};
 use x509_parser::der_parser::asn1_rs::{Any, Tag};
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
@@ -170,11 +171,13 @@ pub(crate) fn cert_not_after(der: &[u8]) -> Option<i64> {
     der_time(not_after.0, not_after.1)
 }
 
-/// UTCTime (`YYMMDDHHMMSSZ`) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) → Unix seconds.
+/// UTCTime (`YYMMDDHHMMSSZ`, years 1950–2049) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) → Unix
+/// seconds. Seconds are required, fractions and offsets refused (RFC 5280, 4.1.2.5), and so is
+/// a date the calendar does not have.
 fn der_time(tag: u8, text: &[u8]) -> Option<i64> {
-    let digits = |s: &[u8]| -> Option<i64> {
-        s.iter().try_fold(0i64, |acc, b| {
-            b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
+    let digits = |s: &[u8]| -> Option<u16> {
+        s.iter().try_fold(0u16, |acc, b| {
+            b.is_ascii_digit().then(|| acc * 10 + u16::from(b - b'0'))
         })
     };
     let (year, rest) = match (tag, text.len()) {
@@ -188,51 +191,33 @@ fn der_time(tag: u8, text: &[u8]) -> Option<i64> {
     if rest.last() != Some(&b'Z') {
         return None;
     }
-    let field = |i: usize| digits(&rest[i..i + 2]);
-    let (month, day) = (field(0)?, field(2)?);
-    let (hour, minute, second) = (field(4)?, field(6)?, field(8)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
+    let field = |i: usize| digits(&rest[i..i + 2]).and_then(|v| u8::try_from(v).ok());
+    let month = Month::try_from(field(0)?).ok()?;
+    let date = Date::from_calendar_date(i32::from(year), month, field(2)?).ok()?;
+    let time = Time::from_hms(field(4)?, field(6)?, 0).ok()?;
+    // A leap second (`60`) counts as the next minute's first, as POSIX time has no other.
+    let second = field(8)?;
+    if second > 60 {
         return None;
     }
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+    Some(date.with_time(time).assume_utc().unix_timestamp() + i64::from(second))
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Unix seconds as an RFC 3339 UTC timestamp, for logs.
+/// Unix seconds as an RFC 3339 UTC timestamp, for logs (beyond the years 0000–9999 (which no
+/// certificate or CRL time leaves), the seconds themselves).
 pub(crate) fn utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Inverse of days_from_civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    match OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => format!("{secs}s after 1970-01-01T00:00:00Z"),
+    }
 }
 
 /// The three parts of a signed X.509 structure (certificate or CRL).
@@ -375,6 +360,87 @@ mod tests {
         assert_eq!(der_time(0x18, b"2090010100000Z"), None);
         assert_eq!(utc(3_786_912_000), "2090-01-01T00:00:00Z");
         assert_eq!(utc(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn utc_time_years_run_from_1950_to_2049() {
+        assert_eq!(der_time(0x17, b"500101000000Z"), Some(-631_152_000));
+        assert_eq!(utc(-631_152_000), "1950-01-01T00:00:00Z");
+        assert_eq!(der_time(0x17, b"991231235959Z"), Some(946_684_799));
+        assert_eq!(der_time(0x17, b"000101000000Z"), Some(946_684_800));
+        assert_eq!(utc(2_524_607_999), "2049-12-31T23:59:59Z");
+        // 2050 on is GeneralizedTime's.
+        assert_eq!(der_time(0x18, b"20500101000000Z"), Some(2_524_608_000));
+        assert_eq!(utc(2_524_608_000), "2050-01-01T00:00:00Z");
+        assert_eq!(der_time(0x18, b"19500101000000Z"), Some(-631_152_000));
+        assert_eq!(der_time(0x18, b"20491231235959Z"), Some(2_524_607_999));
+    }
+
+    #[test]
+    fn generalized_time_reaches_9999_12_31() {
+        // RFC 5280's "no well-defined expiration date".
+        assert_eq!(der_time(0x18, b"99991231235959Z"), Some(253_402_300_799));
+        assert_eq!(utc(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(der_time(0x18, b"00000101000000Z"), Some(-62_167_219_200));
+        assert_eq!(utc(-62_167_219_200), "0000-01-01T00:00:00Z");
+        // Past the four-digit years: still a readable line.
+        assert_eq!(
+            utc(253_402_300_800),
+            "253402300800s after 1970-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            utc(i64::MIN),
+            format!("{}s after 1970-01-01T00:00:00Z", i64::MIN)
+        );
+    }
+
+    #[test]
+    fn leap_days_follow_the_gregorian_calendar() {
+        assert_eq!(der_time(0x17, b"240229120000Z"), Some(1_709_208_000));
+        assert_eq!(utc(1_709_208_000), "2024-02-29T12:00:00Z");
+        assert_eq!(der_time(0x18, b"20000229000000Z"), Some(951_782_400));
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(der_time(0x17, b"230229000000Z"), None);
+        assert_eq!(der_time(0x18, b"21000229000000Z"), None);
+        assert_eq!(der_time(0x17, b"230431000000Z"), None);
+        assert_eq!(der_time(0x17, b"230100000000Z"), None);
+        assert_eq!(der_time(0x17, b"230001000000Z"), None);
+    }
+
+    #[test]
+    fn malformed_times_are_refused() {
+        for (tag, text) in [
+            // Seconds absent.
+            (0x17, &b"7001010000Z"[..]),
+            (0x18, b"209001010000Z"),
+            // Fractional seconds.
+            (0x18, b"20900101000000.5Z"),
+            (0x17, b"700101000000.5Z"),
+            // An offset instead of Z, or no zone.
+            (0x17, b"700101000000+0000"),
+            (0x18, b"20900101000000+0100"),
+            (0x18, b"209001010000000"),
+            // Not digits, or a field out of range.
+            (0x17, b"7a0101000000Z"),
+            (0x17, b"70010100000-Z"),
+            (0x17, b"700101240000Z"),
+            (0x17, b"700101006000Z"),
+            (0x17, b"700101000061Z"),
+            // The wrong tag for the length, or another tag.
+            (0x17, b"20900101000000Z"),
+            (0x18, b"700101000000Z"),
+            (0x04, b"700101000000Z"),
+            (0x17, b""),
+        ] {
+            assert_eq!(
+                der_time(tag, text),
+                None,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
+        // A leap second is the next minute's first, as before.
+        assert_eq!(der_time(0x17, b"491231235960Z"), Some(2_524_608_000));
     }
 
     #[test]

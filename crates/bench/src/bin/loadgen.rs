@@ -47,7 +47,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tower_mtls::client::{Client, Connection};
+use tower_mtls_test_kit::client::{Client, Connection};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {

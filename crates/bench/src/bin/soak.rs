@@ -47,8 +47,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
-use tower_mtls::client::{Client, ClientError, Connection};
 use tower_mtls::rustls::AlertDescription;
+use tower_mtls_test_kit::client::{Client, ClientError, Connection};
 use tower_mtls_test_kit::extension::http_get;
 use tower_mtls_test_kit::pki::{Ca, CrlSpec, write_secret_generation};
 

@@ -1,8 +1,9 @@
-//! A small HTTPS client that presents a client certificate: for tests, tools, load generators
-//! and Rust services that call an extension.
+//! A small HTTPS client that presents a client certificate, for the tests, benchmarks and
+//! tools of this repository (it was `tower_mtls::client`; applications use hyper-util's or
+//! reqwest's client with `tower_mtls::steadybit::agent` or their own rustls `ClientConfig`).
 //!
 //! ```no_run
-//! use tower_mtls::client::Client;
+//! use tower_mtls_test_kit::client::Client;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = Client::builder()
@@ -27,13 +28,13 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{AlertDescription, ClientConfig, RootCertStore, SupportedProtocolVersion};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Mutex;
-
-use crate::ConfigError;
-use crate::crypto::default_provider;
-use crate::tls::config::load::{self, Source};
+use tower_mtls::ConfigError;
+use tower_mtls::tls::default_provider;
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,10 +74,11 @@ impl ClientError {
             if let Some(rustls::Error::AlertReceived(alert)) = err.downcast_ref::<rustls::Error>() {
                 return Some(*alert);
             }
-            if let Some(io) = err.downcast_ref::<io::Error>()
-                && let Some(rustls::Error::AlertReceived(alert)) =
-                    io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>())
-            {
+            let in_io = err
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::get_ref)
+                .and_then(|e| e.downcast_ref::<rustls::Error>());
+            if let Some(rustls::Error::AlertReceived(alert)) = in_io {
                 return Some(*alert);
             }
             source = err.source();
@@ -125,7 +127,7 @@ impl ClientBuilder {
         self
     }
 
-    /// The crypto provider (default: [`default_provider`](crate::tls::default_provider())).
+    /// The crypto provider (default: [`default_provider`](tower_mtls::tls::default_provider())).
     pub fn crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
         self.provider = Some(provider);
         self
@@ -155,10 +157,9 @@ impl ClientBuilder {
         let provider = self.provider.unwrap_or_else(default_provider);
         let mut roots = RootCertStore::empty();
         for source in &self.roots {
-            let file = source.read_file()?;
-            for cert in load::certificates(&file)? {
+            for cert in source.certificates()? {
                 roots.add(cert).map_err(|e| ConfigError::UnusableTrust {
-                    path: file.path.clone(),
+                    path: source.name(),
                     index: 1,
                     reason: e.to_string(),
                 })?;
@@ -172,16 +173,9 @@ impl ClientBuilder {
             .map_err(ConfigError::Tls)?
             .with_root_certificates(roots);
         let mut config = match self.identity {
-            Some((cert, key)) => {
-                let cert_file = cert.read_file()?;
-                let key_file = key.read_file()?;
-                builder
-                    .with_client_auth_cert(
-                        load::certificates(&cert_file)?,
-                        load::private_key(&key_file)?,
-                    )
-                    .map_err(ConfigError::Tls)?
-            }
+            Some((cert, key)) => builder
+                .with_client_auth_cert(cert.certificates()?, key.private_key()?)
+                .map_err(ConfigError::Tls)?,
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = self
@@ -358,9 +352,12 @@ impl TlsFailure {
 
 impl<IO> RecordTlsError<IO> {
     fn record<T>(&self, result: io::Result<T>) -> io::Result<T> {
-        if let Err(e) = &result
-            && let Some(tls) = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>())
-        {
+        let tls = result
+            .as_ref()
+            .err()
+            .and_then(io::Error::get_ref)
+            .and_then(|e| e.downcast_ref::<rustls::Error>());
+        if let Some(tls) = tls {
             self.slot
                 .error
                 .lock()
@@ -553,5 +550,91 @@ impl Connection {
             .body(Full::new(Bytes::new()))
             .map_err(|e| ClientError::InvalidRequest(format!("{path}: {e}")))?;
         self.send(request).await
+    }
+}
+
+/// Where PEM comes from. Its `Debug` never shows in-memory bytes (they may be a private key).
+#[derive(Clone)]
+enum Source {
+    Path(PathBuf),
+    Memory { label: &'static str, bytes: Vec<u8> },
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Path(path) => f.debug_tuple("Path").field(path).finish(),
+            Self::Memory { label, bytes } => f
+                .debug_struct("Memory")
+                .field("label", label)
+                .field("bytes", &format_args!("<{} bytes, redacted>", bytes.len()))
+                .finish(),
+        }
+    }
+}
+
+impl Source {
+    fn memory(label: &'static str, bytes: impl Into<Vec<u8>>) -> Self {
+        Self::Memory {
+            label,
+            bytes: bytes.into(),
+        }
+    }
+
+    /// The path, or `<label>` for in-memory bytes, for messages.
+    fn name(&self) -> PathBuf {
+        match self {
+            Self::Path(path) => path.clone(),
+            Self::Memory { label, .. } => PathBuf::from(format!("<{label}>")),
+        }
+    }
+
+    fn bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>, ConfigError> {
+        match self {
+            Self::Path(path) => {
+                std::fs::read(path)
+                    .map(std::borrow::Cow::Owned)
+                    .map_err(|source| match source.kind() {
+                        io::ErrorKind::NotFound => ConfigError::NotFound { path: path.clone() },
+                        _ => ConfigError::Io {
+                            path: path.clone(),
+                            source,
+                        },
+                    })
+            }
+            Self::Memory { bytes, .. } => Ok(std::borrow::Cow::Borrowed(bytes)),
+        }
+    }
+
+    /// Every certificate, in order; an error when there is none.
+    fn certificates(&self) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+        let certs = CertificateDer::pem_slice_iter(&self.bytes()?)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.invalid(e))?;
+        if certs.is_empty() {
+            return Err(ConfigError::NoPemBlock {
+                path: self.name(),
+                expected: "CERTIFICATE",
+            });
+        }
+        Ok(certs)
+    }
+
+    /// The first private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+    fn private_key(&self) -> Result<PrivateKeyDer<'static>, ConfigError> {
+        PrivateKeyDer::from_pem_slice(&self.bytes()?).map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => ConfigError::NoPemBlock {
+                path: self.name(),
+                expected: "PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY",
+            },
+            e => self.invalid(e),
+        })
+    }
+
+    fn invalid(&self, error: rustls::pki_types::pem::Error) -> ConfigError {
+        ConfigError::InvalidPem {
+            path: self.name(),
+            reason: error.to_string(),
+        }
     }
 }
