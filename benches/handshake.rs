@@ -333,14 +333,12 @@ impl Setup {
 
         let bare_mtls = bare_server_config(&provider, &server, Some(&ca));
         let bare_plain = bare_server_config(&provider, &server, None);
-        let crate_mtls = TlsConfig::builder()
-            .server_identity_pem(server.chain_pem.clone(), server.key_pem.clone())
+        let crate_mtls = TlsConfig::from_pem(server.chain_pem.clone(), server.key_pem.clone())
             .client_trust_pem(ca.cert_pem.clone())
             .client_trust_pem(pinned.cert_pem.clone())
             .build()
             .expect("crate config");
-        let crate_plain = TlsConfig::builder()
-            .server_identity_pem(server.chain_pem.clone(), server.key_pem.clone())
+        let crate_plain = TlsConfig::from_pem(server.chain_pem.clone(), server.key_pem.clone())
             .build()
             .expect("crate config without client auth");
 

@@ -98,11 +98,11 @@ const OTHER_SHA256: &str = "00112233445566778899aabbccddeeff00112233445566778899
 /// Five one-matcher rules of different kinds; only the last matches, so all five run.
 fn five_rules() -> ClientCertLayer {
     ClientCertLayer::require()
-        .allow_subject_cn("admin")
-        .allow_issuer_o("Other CA")
-        .allow_dns_name("*.other.example.com".parse().unwrap())
-        .allow_sha256(OTHER_SHA256.parse().unwrap())
-        .allow_spiffe_trust_domain("prod.example.org")
+        .allow(Rule::new().subject_cn("admin"))
+        .allow(Rule::new().issuer_o("Other CA"))
+        .allow(Rule::new().dns_name("*.other.example.com".parse().unwrap()))
+        .allow(Rule::new().sha256(OTHER_SHA256.parse().unwrap()))
+        .allow(Rule::new().spiffe_trust_domain("prod.example.org"))
 }
 
 /// Five named rules with nine matchers in all; the last (four matchers) matches.
@@ -138,13 +138,13 @@ fn four_rules_text() -> ClientCertPolicy {
 }
 
 fn predicate() -> ClientCertLayer {
-    ClientCertLayer::require().allow_if(|id: &ClientIdentity| {
+    ClientCertLayer::require().allow(Rule::new().predicate(|id: &ClientIdentity| {
         id.common_name() == Some("steadybit-agent")
             && id
                 .dns_names()
                 .iter()
                 .any(|n| n.ends_with(".agents.example.com"))
-    })
+    }))
 }
 
 /// `poll_ready`, `call` and one poll, as hyper drives a service.

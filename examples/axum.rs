@@ -37,8 +37,7 @@ use tower_mtls::rustls::pki_types::pem::PemObject;
 use tower_mtls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tower_mtls::rustls::{ClientConfig, RootCertStore};
 use tower_mtls::{
-    AllowedClient, ClientAuth, ClientCertLayer, ClientIdentity, MtlsServer, TlsConfig,
-    identity::SpiffeId,
+    AllowedClient, ClientCertLayer, ClientIdentity, MtlsServer, TlsConfig, identity::SpiffeId,
 };
 
 async fn public() -> &'static str {
@@ -112,22 +111,21 @@ async fn main() -> Result<ExitCode, Box<dyn Error>> {
         )
         .route(
             "/workload",
-            get(protected).layer(ClientCertLayer::require().allow_spiffe_id(SpiffeId::parse(
-                "spiffe://cluster.local/ns/chaos/sa/runner",
-            )?)),
+            get(protected).layer(ClientCertLayer::require().allow(Rule::new().spiffe_id(
+                SpiffeId::parse("spiffe://cluster.local/ns/chaos/sa/runner")?,
+            ))),
         )
         .route(
             "/admin",
-            get(protected).layer(ClientCertLayer::require().allow_spki_sha256(admin_pin)),
+            get(protected)
+                .layer(ClientCertLayer::require().allow(Rule::new().spki_sha256(admin_pin))),
         );
 
     // Client certificates are optional at the TLS level, so /public serves everyone; the
     // layers decide for the other routes.
-    let tls = TlsConfig::builder()
-        .server_cert_file(server_cert)
-        .server_key_file(server_key)
+    let tls = TlsConfig::from_pem_files(server_cert, server_key)
         .client_trust(ca_path)
-        .client_auth(ClientAuth::Optional)
+        .optional_client_auth()
         .build()?;
     let server = MtlsServer::bind("127.0.0.1:0").await?.tls(tls);
     let addr = match server.local_addr()? {

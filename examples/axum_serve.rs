@@ -40,7 +40,7 @@ use tower_mtls::rustls::pki_types::pem::PemObject;
 use tower_mtls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tower_mtls::rustls::{self, ClientConfig, RootCertStore};
 use tower_mtls::serve::MtlsListener;
-use tower_mtls::{ClientAuth, ClientCertLayer, ConnectionInfo, MtlsAcceptor, Rule, TlsConfig};
+use tower_mtls::{ClientCertLayer, ConnectionInfo, MtlsAcceptor, Rule, TlsConfig};
 
 /// Anyone who completed the handshake, with or without a certificate.
 async fn public(client: Option<ClientCert>) -> String {
@@ -126,11 +126,9 @@ async fn main() -> Result<ExitCode, Box<dyn Error>> {
         ExtendedKeyUsagePurpose::ClientAuth,
     )?;
 
-    let tls = TlsConfig::builder()
-        .server_cert_file(&server_cert)
-        .server_key_file(&server_key)
+    let tls = TlsConfig::from_pem_files(&server_cert, &server_key)
         .client_trust(&ca_path)
-        .client_auth(ClientAuth::Optional)
+        .optional_client_auth()
         .build()?;
     let acceptor = MtlsAcceptor::new(tls).handshake_timeout(Duration::from_secs(5));
     let listener = MtlsListener::bind("127.0.0.1:0", acceptor)

@@ -103,9 +103,7 @@ async fn main() -> Result<ExitCode, Box<dyn Error>> {
     let intruder = client_cert("intruder", "Elsewhere")?;
 
     // 2. The TLS configuration from the files, reloaded when they change.
-    let tls = TlsConfig::builder()
-        .server_cert_file(&server_cert)
-        .server_key_file(&server_key)
+    let tls = TlsConfig::from_pem_files(&server_cert, &server_key)
         .client_trust(&ca_path)
         .build()?;
     let _watch = tls.watch(DEFAULT_WATCH_INTERVAL);

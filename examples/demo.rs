@@ -92,9 +92,7 @@ async fn main() -> Result<ExitCode, Box<dyn Error>> {
     println!("PKI in {}", dir.path().display());
 
     // 2. A server that requires client certificates from the demo CA.
-    let tls = TlsConfig::builder()
-        .server_cert_file(&server_cert)
-        .server_key_file(&server_key)
+    let tls = TlsConfig::from_pem_files(&server_cert, &server_key)
         .client_trust(&ca_path)
         .build()?;
     let _watch = tls.watch(DEFAULT_WATCH_INTERVAL);

@@ -233,7 +233,7 @@ fn grpc_tls(env: &ExtensionEnv) -> Result<Option<TlsConfig>, Box<dyn Error>> {
     }
     // Built again from the same variables (they are valid: `ExtensionEnv` just built them).
     let builder = steadybit::tls_builder_from_env()?.ok_or("the TLS variables disappeared")?;
-    Ok(Some(builder.client_auth(ClientAuth::Optional).build()?))
+    Ok(Some(builder.optional_client_auth().build()?))
 }
 
 /// `[::]:port` (dual-stack), or `0.0.0.0:port` where the host has no IPv6.

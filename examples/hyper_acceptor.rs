@@ -55,9 +55,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     std::fs::write(&cert, &server.cert_pem)?;
     std::fs::write(&key, &server.key_pem)?;
 
-    let tls = TlsConfig::builder()
-        .server_cert_file(cert)
-        .server_key_file(key)
+    let tls = TlsConfig::from_pem_files(cert, key)
         .client_trust(ca_path)
         .build()?;
     let acceptor = MtlsAcceptor::new(tls).handshake_timeout(std::time::Duration::from_secs(5));

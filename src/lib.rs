@@ -16,9 +16,7 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! // Server identity plus the CAs (or pinned client certificates) trusted for client auth.
-//! let tls = TlsConfig::builder()
-//!     .server_cert_file("/etc/extension/certificates/server-cert/tls.crt")
-//!     .server_key_file("/etc/extension/certificates/server-cert/tls.key")
+//! let tls = TlsConfig::from_pem_files("/etc/extension/certificates/server-cert/tls.crt", "/etc/extension/certificates/server-cert/tls.key")
 //!     .client_trust("/etc/extension/certificates/agent-cert")
 //!     .build()?; // fails with the file and the reason when anything is wrong
 //!
@@ -42,12 +40,12 @@
 //! ```no_run
 //! # async fn run(router: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
 //! use tower::Layer;
-//! use tower_mtls::{ClientCertLayer, steadybit::ExtensionEnv, MtlsServer};
+//! use tower_mtls::{ClientCertLayer, MtlsServer, Rule, steadybit::ExtensionEnv};
 //!
 //! let env = ExtensionEnv::from_env()?;
 //! // Wrapping the whole router is the cheapest; `route_layer` guards single routes.
 //! let app = ClientCertLayer::require()
-//!     .allow_subject_cn("steadybit-agent")
+//!     .allow(Rule::new().subject_cn("steadybit-agent"))
 //!     .layer(router);
 //! let mut server = MtlsServer::bind(("0.0.0.0", env.port_or(8080))).await?;
 //! if let Some(tls) = env.tls {

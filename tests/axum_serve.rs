@@ -11,6 +11,7 @@ use axum::routing::get;
 use tokio::sync::{Notify, oneshot};
 use tower::Layer;
 use tower_mtls::AllowedClient;
+use tower_mtls::Rule;
 use tower_mtls::axum::{ClientCert, make_service};
 use tower_mtls::serve::MtlsListener;
 use tower_mtls::{ClientAuth, ClientCertLayer, ConnectionInfo, MtlsAcceptor, PeerCertificates};
@@ -50,7 +51,7 @@ fn router() -> Router {
         .route("/allowed", get(allowed))
         .route(
             "/agent",
-            get(allowed).layer(ClientCertLayer::require().allow_subject_cn("agent")),
+            get(allowed).layer(ClientCertLayer::require().allow(Rule::new().subject_cn("agent"))),
         )
 }
 
@@ -112,12 +113,13 @@ where
 }
 
 async fn listener(pki: &Pki, auth: ClientAuth) -> MtlsListener {
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .client_auth(auth)
-        .build()
-        .unwrap();
+    let builder = pki.builder().client_trust(&pki.ca_path);
+    let tls = match auth {
+        ClientAuth::Optional => builder.optional_client_auth(),
+        _ => builder,
+    }
+    .build()
+    .unwrap();
     MtlsListener::bind("127.0.0.1:0", tls).await.unwrap()
 }
 
@@ -249,7 +251,7 @@ async fn the_layer_around_the_whole_router_serves_with_axum_serve() {
     let other = pki.ca.client("other");
     // The README's form: the whole app wrapped in the layer, its body is not axum's.
     let app = ClientCertLayer::require()
-        .allow_subject_cn("agent")
+        .allow(Rule::new().subject_cn("agent"))
         .layer(router());
     let served = serve_axum(
         listener(&pki, ClientAuth::Optional).await,
@@ -302,7 +304,7 @@ async fn connect_info_connection_info_works_as_well() {
                 },
             ),
         )
-        .layer(ClientCertLayer::require().allow_subject_cn("agent"));
+        .layer(ClientCertLayer::require().allow(Rule::new().subject_cn("agent")));
     let done = tokio::spawn(async move {
         axum::serve(
             listener,
@@ -436,7 +438,7 @@ async fn connect_info_and_extractors_work_under_mtls_server_too() {
     let tls = pki
         .builder()
         .client_trust(&pki.ca_path)
-        .client_auth(ClientAuth::Optional)
+        .optional_client_auth()
         .build()
         .unwrap();
     let server = TestServer::start_service(Some(tls.into()), router()).await;
@@ -559,11 +561,11 @@ async fn the_readme_axum_form_reaches_every_route() {
     let pki = Pki::new();
     let router = Router::new().route("/", get(hello)).route(
         "/admin",
-        get(hello).layer(ClientCertLayer::require().allow_subject_cn("ops")),
+        get(hello).layer(ClientCertLayer::require().allow(Rule::new().subject_cn("ops"))),
     );
     let app = ClientCertLayer::require()
-        .allow_subject_cn("steadybit-agent")
-        .allow_subject_cn("ops")
+        .allow(Rule::new().subject_cn("steadybit-agent"))
+        .allow(Rule::new().subject_cn("ops"))
         .layer(router);
     let served = serve_axum(
         listener(&pki, ClientAuth::Required).await,

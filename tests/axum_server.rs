@@ -30,7 +30,7 @@ use tower_mtls::AllowedClient;
 use tower_mtls::axum_server::Acceptor;
 use tower_mtls::rustls::AlertDescription;
 use tower_mtls::tls::{HandshakeError, HandshakeFailure, ReloadOutcome};
-use tower_mtls::{ClientAuth, ClientCertLayer, MtlsAcceptor, TlsConfig};
+use tower_mtls::{ClientCertLayer, MtlsAcceptor, TlsConfig};
 use tower_mtls_test_kit::client::Client;
 
 /// How long one client call may take before it is retried once: longer than the server's
@@ -300,7 +300,7 @@ async fn with_optional_client_auth_the_layer_answers_401() {
     let tls = pki
         .builder()
         .client_trust(&pki.ca_path)
-        .client_auth(ClientAuth::Optional)
+        .optional_client_auth()
         .build()
         .expect("config");
     let server = Served::start(Acceptor::new(tls), app()).await;

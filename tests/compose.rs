@@ -2,6 +2,7 @@
 //! application stacks them: tracing, timeouts (which need a `Default` response body), gzip
 //! compression, request ids. Real server on loopback, the crate's client, real gzip.
 
+use tower_mtls::Rule;
 use tower_mtls_test_kit as support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -115,7 +116,7 @@ async fn tower_http_layers_around_the_policy() {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_millis(200),
         ))
-        .layer(ClientCertLayer::require().allow_subject_cn("steadybit-agent"))
+        .layer(ClientCertLayer::require().allow(Rule::new().subject_cn("steadybit-agent")))
         .service_fn(handler);
     let server = TestServer::start_service(Some(MtlsAcceptor::new(tls)), service).await;
     check(&pki, &server).await;
@@ -133,7 +134,7 @@ async fn tower_http_layers_inside_the_policy() {
     let service = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(Counter::default()))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(ClientCertLayer::require().allow_subject_cn("steadybit-agent"))
+        .layer(ClientCertLayer::require().allow(Rule::new().subject_cn("steadybit-agent")))
         .layer(TraceLayer::new_for_http())
         .layer(CompressionLayer::new())
         .layer(TimeoutLayer::with_status_code(

@@ -99,20 +99,8 @@ fn half_a_server_identity_names_the_missing_variable() {
     assert!(text.starts_with(vars::TLS_SERVER_CERT), "{text}");
     assert!(text.contains(vars::TLS_CLIENT_CAS), "{text}");
 
-    // The builder says the same in its own words.
-    assert!(
-        err(TlsConfig::builder()
-            .server_cert_file(&pki.server_cert)
-            .build())
-        .contains("no private key")
-    );
-    assert!(
-        err(TlsConfig::builder()
-            .server_key_file(&pki.server_key)
-            .build())
-        .contains("no certificate")
-    );
-    assert!(err(TlsConfig::builder().build()).contains("no server certificate"));
+    // The builder cannot be in that state: it starts from a certificate and its key
+    // (`TlsConfig::from_pem_files`, `from_pem`).
 }
 
 #[test]
@@ -150,28 +138,19 @@ fn missing_and_unreadable_files_are_named() {
         "{text}"
     );
 
-    let text = err(TlsConfig::builder()
-        .server_cert_file(&missing)
-        .server_key_file(&pki.server_key)
-        .build());
+    let text = err(TlsConfig::from_pem_files(&missing, &pki.server_key).build());
     assert!(text.contains("nope.crt"), "{text}");
 
     // A path through a regular file cannot be read (root reads anything chmod forbids).
     let through_file = pki.server_cert.join("tls.key");
-    let text = err(TlsConfig::builder()
-        .server_cert_file(&pki.server_cert)
-        .server_key_file(&through_file)
-        .build());
+    let text = err(TlsConfig::from_pem_files(&pki.server_cert, &through_file).build());
     assert!(
         text.contains("server.crt/tls.key") && text.contains("cannot read"),
         "{text}"
     );
 
     // A directory where a file is expected.
-    let text = err(TlsConfig::builder()
-        .server_cert_file(pki.dir.path())
-        .server_key_file(&pki.server_key)
-        .build());
+    let text = err(TlsConfig::from_pem_files(pki.dir.path(), &pki.server_key).build());
     assert!(text.contains("is a directory"), "{text}");
 }
 
@@ -180,10 +159,7 @@ fn files_without_pem_blocks_are_named() {
     let pki = Pki::new();
     let garbage = pki.path("garbage.crt");
     std::fs::write(&garbage, "this is not PEM\n").expect("write");
-    let text = err(TlsConfig::builder()
-        .server_cert_file(&garbage)
-        .server_key_file(&pki.server_key)
-        .build());
+    let text = err(TlsConfig::from_pem_files(&garbage, &pki.server_key).build());
     assert!(
         text.contains("garbage.crt") && text.contains("no PEM block"),
         "{text}"
@@ -197,20 +173,14 @@ fn files_without_pem_blocks_are_named() {
     );
 
     // A key file where the certificate should be.
-    let text = err(TlsConfig::builder()
-        .server_cert_file(&pki.server_key)
-        .server_key_file(&pki.server_key)
-        .build());
+    let text = err(TlsConfig::from_pem_files(&pki.server_key, &pki.server_key).build());
     assert!(
         text.contains("server.key: holds no CERTIFICATE (it holds: PRIVATE KEY)"),
         "{text}"
     );
 
     // A certificate where the key should be.
-    let text = err(TlsConfig::builder()
-        .server_cert_file(&pki.server_cert)
-        .server_key_file(&pki.server_cert)
-        .build());
+    let text = err(TlsConfig::from_pem_files(&pki.server_cert, &pki.server_cert).build());
     assert!(
         text.contains("server.crt: holds no PRIVATE KEY")
             && text.contains("(it holds: CERTIFICATE)"),
@@ -249,10 +219,7 @@ fn a_key_that_does_not_match_the_certificate_is_named() {
     let pki = Pki::new();
     let other = pki.ca.server();
     let (_, other_key) = other.write(pki.dir.path(), "other");
-    let text = err(TlsConfig::builder()
-        .server_cert_file(&pki.server_cert)
-        .server_key_file(&other_key)
-        .build());
+    let text = err(TlsConfig::from_pem_files(&pki.server_cert, &other_key).build());
     assert!(
         text.contains("other.key")
             && text.contains("does not match")
@@ -290,22 +257,24 @@ fn empty_trust_sources_are_refused() {
 }
 
 #[test]
-fn client_auth_modes_must_agree_with_the_trust() {
+fn client_auth_follows_from_the_trust_and_optional_is_the_one_explicit_step() {
     let pki = Pki::new();
-    let text = err(pki.builder().client_auth(ClientAuth::Required).build());
+    let none = pki.builder().build().expect("no trust");
+    assert_eq!(none.client_auth(), ClientAuth::None);
+    let required = pki
+        .builder()
+        .client_trust(&pki.ca_path)
+        .build()
+        .expect("trust");
+    assert_eq!(required.client_auth(), ClientAuth::Required);
+    let text = err(pki.builder().optional_client_auth().build());
     assert!(
-        text.contains("required") && text.contains("no client trust"),
+        text.contains("optional") && text.contains("no client trust"),
         "{text}"
     );
-    let text = err(pki
-        .builder()
-        .client_auth(ClientAuth::None)
-        .client_trust(&pki.ca_path)
-        .build());
-    assert!(text.contains("client authentication is off"), "{text}");
     let ok = pki
         .builder()
-        .client_auth(ClientAuth::Optional)
+        .optional_client_auth()
         .client_trust(&pki.ca_path)
         .build()
         .expect("optional");
@@ -321,10 +290,7 @@ fn encrypted_keys_and_unsupported_keys_are_explained() {
         "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
     )
     .expect("write");
-    let text = err(TlsConfig::builder()
-        .server_cert_file(&pki.server_cert)
-        .server_key_file(&encrypted)
-        .build());
+    let text = err(TlsConfig::from_pem_files(&pki.server_cert, &encrypted).build());
     assert!(
         text.contains("encrypted.key") && text.contains("encrypted"),
         "{text}"
@@ -336,10 +302,7 @@ fn encrypted_keys_and_unsupported_keys_are_explained() {
         format!("{}{}", pki.server.key_pem, pki.server.key_pem),
     )
     .expect("write");
-    let text = err(TlsConfig::builder()
-        .server_cert_file(&pki.server_cert)
-        .server_key_file(&two)
-        .build());
+    let text = err(TlsConfig::from_pem_files(&pki.server_cert, &two).build());
     assert!(
         text.contains("two.key") && text.contains("more than one private key"),
         "{text}"
@@ -492,8 +455,7 @@ fn builders_printed_with_debug_never_show_in_memory_keys() {
         .to_owned();
     let server = format!(
         "{:?}",
-        TlsConfig::builder()
-            .server_identity_pem(pki.server.cert_pem.clone(), pki.server.key_pem.clone())
+        TlsConfig::from_pem(pki.server.cert_pem.clone(), pki.server.key_pem.clone())
             .client_trust_pem(pki.ca.cert_pem.clone())
     );
     let client = format!(

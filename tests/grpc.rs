@@ -3,6 +3,7 @@
 //! Python's grpcio.
 #![cfg(feature = "tonic")]
 
+use tower_mtls::Rule;
 use tower_mtls_test_kit as support;
 
 use std::net::SocketAddr;
@@ -20,7 +21,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tower_mtls::PeerExt;
 use tower_mtls::tonic::{ConnectInfoLayer, MtlsIncoming};
-use tower_mtls::{ClientAuth, ClientCertLayer, MtlsAcceptor};
+use tower_mtls::{ClientCertLayer, MtlsAcceptor};
 
 #[path = "../examples/grpc/identity.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -399,7 +400,6 @@ async fn required_client_auth_refuses_the_handshake_which_grpc_reports_as_a_tran
         .pki
         .builder()
         .client_trust(&c.pki.ca_path)
-        .client_auth(ClientAuth::Required)
         .build()
         .expect("config");
     let (addr, _server) = in_process(MtlsAcceptor::new(tls)).await;
@@ -425,7 +425,7 @@ async fn client_cert_layer_in_a_tonic_server_answers_with_grpc_statuses() {
         .pki
         .builder()
         .client_trust(&c.pki.ca_path)
-        .client_auth(ClientAuth::Optional)
+        .optional_client_auth()
         .build()
         .expect("config");
     let incoming = MtlsIncoming::bind("127.0.0.1:0", tls).await.expect("bind");
@@ -437,7 +437,7 @@ async fn client_cert_layer_in_a_tonic_server_answers_with_grpc_statuses() {
     // No ConnectInfoLayer: the layer reads tonic's connect info itself.
     tokio::spawn(
         Server::builder()
-            .layer(ClientCertLayer::require().allow_subject_cn(ALLOWED_CN))
+            .layer(ClientCertLayer::require().allow(Rule::new().subject_cn(ALLOWED_CN)))
             .add_service(health_service)
             .add_service(IdentityServer::new(WhoAmI))
             .serve_with_incoming(incoming),
@@ -599,7 +599,6 @@ async fn grpcio_sees_serving_when_allowed_and_permission_denied_when_not() {
         .pki
         .builder()
         .client_trust(&c.pki.ca_path)
-        .client_auth(ClientAuth::Required)
         .build()
         .expect("config");
     let (addr, _server) = in_process(MtlsAcceptor::new(tls)).await;
@@ -932,7 +931,7 @@ async fn behind_tonics_own_tls_the_layer_and_peer_ext_read_the_chain() {
         Server::builder()
             .tls_config(tonic_tls())
             .expect("tonic tls")
-            .layer(ClientCertLayer::require().allow_subject_cn(ALLOWED_CN))
+            .layer(ClientCertLayer::require().allow(Rule::new().subject_cn(ALLOWED_CN)))
             .add_service(health_service)
             .add_service(IdentityServer::new(WhoAmI))
     );

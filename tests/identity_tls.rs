@@ -2,6 +2,7 @@
 //! reads. Certificates with several common names, and certificates whose names are not DER,
 //! generated at run time.
 
+use tower_mtls::Rule;
 use tower_mtls_test_kit as support;
 
 use axum::Router;
@@ -27,7 +28,8 @@ fn app() -> Router {
     Router::new()
         .route(
             "/by-cn",
-            get(who).layer(ClientCertLayer::require().allow_subject_cn("steadybit-agent")),
+            get(who)
+                .layer(ClientCertLayer::require().allow(Rule::new().subject_cn("steadybit-agent"))),
         )
         .route(
             "/by-text",
@@ -35,7 +37,7 @@ fn app() -> Router {
         )
         .route(
             "/by-org",
-            get(who).layer(ClientCertLayer::require().allow_subject_o("Steadybit")),
+            get(who).layer(ClientCertLayer::require().allow(Rule::new().subject_o("Steadybit"))),
         )
         .route("/optional", get(who).layer(ClientCertLayer::optional()))
 }

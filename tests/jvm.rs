@@ -92,9 +92,7 @@ async fn jvm_client_whose_pinned_certificate_is_ca_issued() {
     let agent_ca = Ca::new("Agent CA");
     let agent = agent_ca.issue(&LeafSpec::client("steadybit-agent"));
     let keystore = pkcs12(&pki, &agent, "agent");
-    let tls = TlsConfig::builder()
-        .server_cert_file(&pki.server_cert)
-        .server_key_file(&pki.server_key)
+    let tls = TlsConfig::from_pem_files(&pki.server_cert, &pki.server_key)
         .client_trust_pem(agent.cert_pem.clone())
         .build()
         .expect("config");

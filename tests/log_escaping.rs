@@ -2,6 +2,7 @@
 //! holding a new line and an ANSI escape sequence cannot forge a line or recolour a terminal.
 //! (Its own test binary: it installs a process-wide subscriber to read the log.)
 
+use tower_mtls::Rule;
 use tower_mtls_test_kit as support;
 
 use std::io;
@@ -94,7 +95,7 @@ async fn control_characters_in_a_denied_certificate_are_escaped_in_the_log() {
         .build()
         .expect("config");
     let service = ServiceBuilder::new()
-        .layer(ClientCertLayer::require().allow_subject_cn("steadybit-agent"))
+        .layer(ClientCertLayer::require().allow(Rule::new().subject_cn("steadybit-agent")))
         .service_fn(whoami);
     let server = TestServer::start_service(Some(MtlsAcceptor::new(tls)), service).await;
 

@@ -562,8 +562,7 @@ async fn every_key_type_and_pem_encoding_loads_and_serves() {
             .ca
             .issue(&LeafSpec::client(&format!("{alg:?}")).alg(alg));
         for (encoding, key_pem) in keys {
-            let tls = TlsConfig::builder()
-                .server_identity_pem(server_leaf.cert_pem.clone(), key_pem)
+            let tls = TlsConfig::from_pem(server_leaf.cert_pem.clone(), key_pem)
                 .client_trust(&pki.ca_path)
                 .build()
                 .unwrap_or_else(|e| panic!("{alg:?} {encoding}: {e}"));
@@ -586,7 +585,7 @@ async fn optional_client_auth_lets_anonymous_clients_in_but_verifies_presented_o
     let tls = pki
         .builder()
         .client_trust(&pki.ca_path)
-        .client_auth(ClientAuth::Optional)
+        .optional_client_auth()
         .build()
         .expect("config");
     let server = TestServer::start(tls).await;

@@ -6,13 +6,13 @@ use tower_mtls_test_kit as support;
 use std::sync::{Arc, Mutex};
 
 use support::*;
-use tower_mtls::tls::{HandshakeEvent, HandshakeFailure, ReloadEvent, TlsObserver};
+use tower_mtls::tls::{HandshakeEvent, HandshakeFailure, ReloadOutcome, TlsObserver};
 use tower_mtls::{MtlsAcceptor, MtlsServer};
 
 #[derive(Default, Clone)]
 struct Recorder {
     handshakes: Arc<Mutex<Vec<HandshakeEvent>>>,
-    reloads: Arc<Mutex<Vec<ReloadEvent>>>,
+    reloads: Arc<Mutex<Vec<ReloadOutcome>>>,
 }
 
 impl TlsObserver for Recorder {
@@ -20,7 +20,7 @@ impl TlsObserver for Recorder {
         self.handshakes.lock().expect("lock").push(event.clone());
     }
 
-    fn on_reload(&self, event: &ReloadEvent) {
+    fn on_reload(&self, event: &ReloadOutcome) {
         self.reloads.lock().expect("lock").push(event.clone());
     }
 }
@@ -100,6 +100,6 @@ async fn observer_sees_every_handshake_and_reload() {
     ));
     let reloads = recorder.reloads.lock().expect("lock").clone();
     assert_eq!(reloads.len(), 1, "{reloads:?}");
-    assert!(matches!(&reloads[0], ReloadEvent::Applied(r) if r.identity_changed));
+    assert!(matches!(&reloads[0], ReloadOutcome::Applied(r) if r.identity_changed));
     server.stop().await;
 }

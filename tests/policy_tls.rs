@@ -34,17 +34,18 @@ fn app() -> Router {
         )
         .route(
             "/by-org",
-            get(hello).layer(ClientCertLayer::require().allow_subject_o("Steadybit")),
+            get(hello).layer(ClientCertLayer::require().allow(Rule::new().subject_o("Steadybit"))),
         )
         .route(
             "/by-spiffe",
-            get(hello).layer(ClientCertLayer::require().allow_spiffe_id(
+            get(hello).layer(ClientCertLayer::require().allow(Rule::new().spiffe_id(
                 SpiffeId::parse("spiffe://example.org/ns/steadybit/sa/agent").expect("id"),
-            )),
+            ))),
         )
         .route(
             "/by-issuer",
-            get(hello).layer(ClientCertLayer::require().allow_issuer_cn("Good Issuer CA")),
+            get(hello)
+                .layer(ClientCertLayer::require().allow(Rule::new().issuer_cn("Good Issuer CA"))),
         )
 }
 

@@ -821,8 +821,8 @@ fn build_fixed(
     use tower_mtls::rustls::pki_types::CertificateRevocationListDer;
     use tower_mtls::rustls::pki_types::pem::PemObject;
     let f = fixed();
-    let mut builder = tower_mtls::TlsConfig::builder()
-        .server_identity_pem(f.server.cert_pem.clone(), f.server.key_pem.clone());
+    let mut builder =
+        tower_mtls::TlsConfig::from_pem(f.server.cert_pem.clone(), f.server.key_pem.clone());
     for pem in &f.trust {
         builder = builder.client_trust_pem(pem.clone());
     }

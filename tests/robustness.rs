@@ -90,14 +90,13 @@ proptest! {
 
     #[test]
     fn server_identity_loader_never_panics(cert in pem_like(), key in pem_like()) {
-        prop_assert!(TlsConfig::builder().server_identity_pem(cert, key).build().is_err());
+        prop_assert!(TlsConfig::from_pem(cert, key).build().is_err());
     }
 
     #[test]
     fn trust_and_crl_loaders_never_panic(trust in pem_like(), crl in pem_like()) {
         let (leaf, _) = sample();
-        let result = TlsConfig::builder()
-            .server_identity_pem(leaf.cert_pem.clone(), leaf.key_pem.clone())
+        let result = TlsConfig::from_pem(leaf.cert_pem.clone(), leaf.key_pem.clone())
             .client_trust_pem(trust)
             .client_crl_bytes(crl)
             .build();
@@ -107,8 +106,7 @@ proptest! {
     #[test]
     fn damaged_pem_trust_never_panics(bytes in mutated(sample().1.as_bytes())) {
         let (leaf, _) = sample();
-        let _ = TlsConfig::builder()
-            .server_identity_pem(leaf.cert_pem.clone(), leaf.key_pem.clone())
+        let _ = TlsConfig::from_pem(leaf.cert_pem.clone(), leaf.key_pem.clone())
             .client_trust_pem(bytes)
             .build();
     }
@@ -120,8 +118,7 @@ proptest! {
         for (i, content) in files.iter().enumerate() {
             std::fs::write(dir.path().join(format!("f{i}.pem")), content).expect("write");
         }
-        let _ = TlsConfig::builder()
-            .server_identity_pem(leaf.cert_pem.clone(), leaf.key_pem.clone())
+        let _ = TlsConfig::from_pem(leaf.cert_pem.clone(), leaf.key_pem.clone())
             .client_trust(dir.path())
             .build();
     }

@@ -11,28 +11,28 @@ use std::time::Duration;
 use support::*;
 use tokio::sync::broadcast;
 use tower_mtls::rustls::AlertDescription;
-use tower_mtls::{TlsConfig, tls::ReloadEvent, tls::ReloadOutcome, tls::ReloadReport};
+use tower_mtls::{TlsConfig, tls::ReloadOutcome, tls::ReloadReport};
 use tower_mtls_test_kit::client::Client;
 
 const POLL: Duration = Duration::from_millis(100);
 
-async fn next_event(events: &mut broadcast::Receiver<ReloadEvent>) -> ReloadEvent {
+async fn next_event(events: &mut broadcast::Receiver<ReloadOutcome>) -> ReloadOutcome {
     tokio::time::timeout(PATIENCE, events.recv())
         .await
         .expect("a reload event in time")
         .expect("event channel")
 }
 
-async fn applied(events: &mut broadcast::Receiver<ReloadEvent>) -> Arc<ReloadReport> {
+async fn applied(events: &mut broadcast::Receiver<ReloadOutcome>) -> Arc<ReloadReport> {
     match next_event(events).await {
-        ReloadEvent::Applied(report) => report,
+        ReloadOutcome::Applied(report) => report,
         other => panic!("expected the reload to apply, got: {other:?}"),
     }
 }
 
-async fn rejected(events: &mut broadcast::Receiver<ReloadEvent>) -> String {
+async fn rejected(events: &mut broadcast::Receiver<ReloadOutcome>) -> String {
     match next_event(events).await {
-        ReloadEvent::Rejected(error) => error.to_string(),
+        ReloadOutcome::Rejected(error) => error.to_string(),
         other => panic!("expected a rejection, got: {other:?}"),
     }
 }
@@ -141,14 +141,12 @@ async fn server_certificate_rotated_by_a_kubelet_data_swap() {
         &secret,
         &[("tls.crt", &first.cert_pem), ("tls.key", &first.key_pem)],
     );
-    let tls = TlsConfig::builder()
-        .server_cert_file(secret.join("tls.crt"))
-        .server_key_file(secret.join("tls.key"))
+    let tls = TlsConfig::from_pem_files(secret.join("tls.crt"), secret.join("tls.key"))
         .client_trust(&pki.ca_path)
         .build()
         .expect("config");
     let watch = tls.watch(POLL);
-    let mut events = watch.subscribe();
+    let mut events = watch.config().subscribe();
     let server = TestServer::start(tls.clone()).await;
     let agent = pki.ca.client("agent");
 
@@ -214,7 +212,7 @@ async fn a_removed_ca_cannot_connect_nor_resume_and_an_added_one_can() {
     write(&trust.join("old.crt"), &old_ca.cert_pem);
     let tls = pki.builder().client_trust(&trust).build().expect("config");
     let watch = tls.watch(POLL);
-    let mut events = watch.subscribe();
+    let mut events = watch.config().subscribe();
     let server = TestServer::start(tls).await;
 
     let old_client = pki.client(Some(&old_ca.client("old-agent")));
@@ -284,7 +282,7 @@ async fn a_crl_update_revokes_a_client_and_spares_the_others() {
         .expect("config");
     assert_eq!(tls.trust_summary().crls, 2);
     let watch = tls.watch(POLL);
-    let mut events = watch.subscribe();
+    let mut events = watch.config().subscribe();
     let server = TestServer::start(tls).await;
     let bad = pki.ca.client("compromised");
     let good = pki.ca.client("fine");
@@ -362,7 +360,7 @@ async fn broken_updates_keep_the_previous_certificate_until_fixed() {
         .build()
         .expect("config");
     let watch = tls.watch(POLL);
-    let mut events = watch.subscribe();
+    let mut events = watch.config().subscribe();
     let server = TestServer::start(tls.clone()).await;
     let agent = pki.ca.client("agent");
     let original = served_serial(&pki, &agent, &server).await;
@@ -442,7 +440,7 @@ async fn a_certificate_written_before_its_key_fails_no_client() {
         .build()
         .expect("config");
     let watch = tls.watch(POLL);
-    let mut events = watch.subscribe();
+    let mut events = watch.config().subscribe();
     let server = TestServer::start(tls).await;
     let agent = pki.ca.client("agent");
     let traffic = Traffic::start(&pki, &agent, &server);
@@ -485,11 +483,14 @@ async fn the_handle_reloads_on_demand_and_reports_outcomes() {
         .expect("config");
     // A long interval: only explicit reloads happen during the test.
     let watch = tls.watch(Duration::from_secs(3600));
-    assert!(matches!(watch.reload_now().await, ReloadOutcome::Unchanged));
+    assert!(matches!(
+        watch.config().reload().await,
+        ReloadOutcome::Unchanged
+    ));
     let next = pki.ca.server();
     replace(&pki.server_cert, &next.cert_pem);
     replace(&pki.server_key, &next.key_pem);
-    match watch.reload_now().await {
+    match watch.config().reload().await {
         ReloadOutcome::Applied(report) => {
             assert_eq!(
                 report.server_certificate.serial,
@@ -499,10 +500,13 @@ async fn the_handle_reloads_on_demand_and_reports_outcomes() {
         }
         other => panic!("expected Applied, got {other:?}"),
     }
-    assert!(matches!(watch.reload_now().await, ReloadOutcome::Unchanged));
+    assert!(matches!(
+        watch.config().reload().await,
+        ReloadOutcome::Unchanged
+    ));
     write(&pki.server_key, "broken");
     assert!(matches!(
-        watch.reload_now().await,
+        watch.config().reload().await,
         ReloadOutcome::Rejected(_)
     ));
     assert_eq!(
@@ -551,7 +555,7 @@ async fn a_ca_removed_while_its_crl_stays_behind_loses_its_clients() {
     );
 
     write(&bundle, &new_ca.cert_pem);
-    match tls.blocking_reload() {
+    match tls.reload().await {
         ReloadOutcome::Applied(report) => assert_eq!(report.trust.anchors, 1, "{report:?}"),
         other => panic!("the reload must apply, not keep the retired CA: {other:?}"),
     }

@@ -184,7 +184,7 @@ async fn a_stale_crl_is_warned_about_at_build_and_on_every_reload_that_keeps_it(
             Ca::new(&format!("Extra CA {n}")).cert_pem,
         )
         .expect("write");
-        match handle.reload_now().await {
+        match handle.config().reload().await {
             ReloadOutcome::Applied(_) => {}
             other => panic!("expected the reload to apply, got {other:?}"),
         }

@@ -14,16 +14,14 @@
 //! use tower::Layer;
 //! use tower_mtls::axum::{ClientCert, make_service};
 //! use tower_mtls::serve::MtlsListener;
-//! use tower_mtls::{ClientCertLayer, TlsConfig};
+//! use tower_mtls::{ClientCertLayer, Rule, TlsConfig};
 //!
 //! async fn hello(client: ClientCert) -> String {
 //!     format!("hello {}\n", client.subject())
 //! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let tls = TlsConfig::builder()
-//!     .server_cert_file("tls.crt")
-//!     .server_key_file("tls.key")
+//! let tls = TlsConfig::from_pem_files("tls.crt", "tls.key")
 //!     .client_trust("ca.crt")
 //!     .build()?;
 //! // Layers stack: a request must pass every layer it meets, so the app-wide layer admits
@@ -31,11 +29,11 @@
 //! let router = Router::new()
 //!     .route("/", get(hello))
 //!     // One route: only ops.
-//!     .route("/admin", get(hello).layer(ClientCertLayer::require().allow_subject_cn("ops")));
+//!     .route("/admin", get(hello).layer(ClientCertLayer::require().allow(Rule::new().subject_cn("ops"))));
 //! // Every route: the agent or ops.
 //! let app = ClientCertLayer::require()
-//!     .allow_subject_cn("steadybit-agent")
-//!     .allow_subject_cn("ops")
+//!     .allow(Rule::new().subject_cn("steadybit-agent"))
+//!     .allow(Rule::new().subject_cn("ops"))
 //!     .layer(router);
 //!
 //! let listener = MtlsListener::bind("0.0.0.0:8443", tls).await?;

@@ -17,7 +17,7 @@
 //! use std::net::SocketAddr;
 //!
 //! use axum::{Extension, Router, routing::get};
-//! use tower_mtls::{ClientCertLayer, TlsConfig, AllowedClient};
+//! use tower_mtls::{AllowedClient, ClientCertLayer, Rule, TlsConfig};
 //!
 //! async fn whoami(Extension(client): Extension<AllowedClient>) -> String {
 //!     let cn = client.identity().and_then(|id| id.common_name()).unwrap_or("?");
@@ -30,9 +30,7 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let tls = TlsConfig::builder()
-//!         .server_cert_file("/etc/extension/certificates/server-cert/tls.crt")
-//!         .server_key_file("/etc/extension/certificates/server-cert/tls.key")
+//!     let tls = TlsConfig::from_pem_files("/etc/extension/certificates/server-cert/tls.crt", "/etc/extension/certificates/server-cert/tls.key")
 //!         .client_trust("/etc/extension/certificates/agent-cert") // file or secret directory
 //!         .build()?; // names the file and the reason when anything is wrong
 //!     // Rotation: reload whenever the files change; keep the handle while serving.
@@ -40,7 +38,7 @@
 //!
 //!     let app = Router::new()
 //!         .route("/whoami", get(whoami))
-//!         .layer(ClientCertLayer::require().allow_subject_cn("steadybit-agent"))
+//!         .layer(ClientCertLayer::require().allow(Rule::new().subject_cn("steadybit-agent")))
 //!         .route("/health", get(health)); // added after the layer: not guarded by it
 //!
 //!     let handle = axum_server::Handle::new();

@@ -21,16 +21,14 @@
 //!
 //! use tonic::transport::Server;
 //! use tower_mtls::tonic::{ConnectInfoLayer, MtlsIncoming};
-//! use tower_mtls::{ClientAuth, ClientCertLayer, TlsConfig};
+//! use tower_mtls::{ClientCertLayer, Rule, TlsConfig};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let tls = TlsConfig::builder()
-//!     .server_cert_file("/etc/extension/certificates/server-cert/tls.crt")
-//!     .server_key_file("/etc/extension/certificates/server-cert/tls.key")
+//! let tls = TlsConfig::from_pem_files("/etc/extension/certificates/server-cert/tls.crt", "/etc/extension/certificates/server-cert/tls.key")
 //!     .client_trust("/etc/extension/certificates/agent-cert")
 //!     // Clients without a certificate finish the handshake, so that the layer can answer
 //!     // them with UNAUTHENTICATED (see "What a gRPC client sees" below).
-//!     .client_auth(ClientAuth::Optional)
+//!     .optional_client_auth()
 //!     .build()?;
 //!
 //! let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -48,7 +46,7 @@
 //! );
 //! Server::builder()
 //!     .layer(ConnectInfoLayer::new())
-//!     .layer(ClientCertLayer::require().allow_subject_cn("steadybit-agent"))
+//!     .layer(ClientCertLayer::require().allow(Rule::new().subject_cn("steadybit-agent")))
 //!     .add_service(health)
 //!     .serve_with_incoming_shutdown(incoming, shutdown)
 //!     .await?;

@@ -10,11 +10,9 @@ use http_body_util::Full;
 use tower_layer::Layer;
 
 use super::decide::Shared;
-use super::dns::DnsPattern;
 use super::response::Rejection;
 use super::rules::{ClientCertPolicy, Rule};
 use super::service::ClientCertService;
-use crate::identity::{ClientIdentity, Fingerprint, SpiffeId};
 
 /// A tower [`Layer`] that lets a request through only if its client certificate passes the
 /// allow rules. See the [module documentation](crate::policy).
@@ -59,97 +57,6 @@ impl ClientCertLayer {
     pub fn with_policy(mut self, policy: ClientCertPolicy) -> Self {
         self.shared_mut().policy.extend(policy);
         self
-    }
-
-    /// Allows a subject common name (`CN`), exactly. See [`Rule::subject_cn`].
-    pub fn allow_subject_cn(self, cn: impl Into<String>) -> Self {
-        self.allow(Rule::new().subject_cn(cn))
-    }
-
-    /// Allows a subject organization (`O`), exactly. See [`Rule::subject_o`].
-    pub fn allow_subject_o(self, o: impl Into<String>) -> Self {
-        self.allow(Rule::new().subject_o(o))
-    }
-
-    /// Allows a subject organizational unit (`OU`), exactly. See [`Rule::subject_ou`].
-    pub fn allow_subject_ou(self, ou: impl Into<String>) -> Self {
-        self.allow(Rule::new().subject_ou(ou))
-    }
-
-    /// Allows a subject attribute by dotted OID, exactly. See [`Rule::subject_attribute`].
-    pub fn allow_subject_attribute(self, oid: impl Into<String>, value: impl Into<String>) -> Self {
-        self.allow(Rule::new().subject_attribute(oid, value))
-    }
-
-    /// Allows certificates whose issuer name has this common name. See [`Rule::issuer_cn`].
-    pub fn allow_issuer_cn(self, cn: impl Into<String>) -> Self {
-        self.allow(Rule::new().issuer_cn(cn))
-    }
-
-    /// Allows certificates whose issuer name has this organization. See [`Rule::issuer_o`].
-    pub fn allow_issuer_o(self, o: impl Into<String>) -> Self {
-        self.allow(Rule::new().issuer_o(o))
-    }
-
-    /// Allows certificates whose issuer name has this organizational unit. See
-    /// [`Rule::issuer_ou`].
-    pub fn allow_issuer_ou(self, ou: impl Into<String>) -> Self {
-        self.allow(Rule::new().issuer_ou(ou))
-    }
-
-    /// Allows certificates whose issuer name has this attribute. See
-    /// [`Rule::issuer_attribute`].
-    pub fn allow_issuer_attribute(self, oid: impl Into<String>, value: impl Into<String>) -> Self {
-        self.allow(Rule::new().issuer_attribute(oid, value))
-    }
-
-    /// Allows a SAN DNS name or wildcard. See [`DnsPattern`].
-    pub fn allow_dns_name(self, pattern: DnsPattern) -> Self {
-        self.allow(Rule::new().dns_name(pattern))
-    }
-
-    /// Allows a SAN URI, exactly. See [`Rule::uri`].
-    pub fn allow_uri(self, uri: impl Into<String>) -> Self {
-        self.allow(Rule::new().uri(uri))
-    }
-
-    /// Allows a SAN email address. See [`Rule::email`].
-    pub fn allow_email(self, address: impl Into<String>) -> Self {
-        self.allow(Rule::new().email(address))
-    }
-
-    /// Allows a SAN IP address. See [`Rule::ip_address`].
-    pub fn allow_ip_address(self, ip: std::net::IpAddr) -> Self {
-        self.allow(Rule::new().ip_address(ip))
-    }
-
-    /// Allows a SPIFFE ID, exactly. See [`Rule::spiffe_id`].
-    pub fn allow_spiffe_id(self, id: SpiffeId) -> Self {
-        self.allow(Rule::new().spiffe_id(id))
-    }
-
-    /// Allows every SPIFFE ID of a trust domain. See [`Rule::spiffe_trust_domain`].
-    pub fn allow_spiffe_trust_domain(self, trust_domain: impl Into<String>) -> Self {
-        self.allow(Rule::new().spiffe_trust_domain(trust_domain))
-    }
-
-    /// Allows the certificate with this SHA-256 fingerprint. See [`Rule::sha256`].
-    pub fn allow_sha256(self, fingerprint: Fingerprint) -> Self {
-        self.allow(Rule::new().sha256(fingerprint))
-    }
-
-    /// Allows any certificate for the public key with this SHA-256 SPKI fingerprint. See
-    /// [`Rule::spki_sha256`].
-    pub fn allow_spki_sha256(self, fingerprint: Fingerprint) -> Self {
-        self.allow(Rule::new().spki_sha256(fingerprint))
-    }
-
-    /// Allows certificates for which `predicate` returns `true`. See [`Rule::predicate`].
-    pub fn allow_if<F>(self, predicate: F) -> Self
-    where
-        F: Fn(&ClientIdentity) -> bool + Send + Sync + 'static,
-    {
-        self.allow(Rule::new().predicate(predicate))
     }
 
     /// Replaces the response sent for a rejected request; the default is

@@ -20,7 +20,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let layer = ClientCertLayer::require()
 //!     // rule #0: the agent, by common name
-//!     .allow_subject_cn("steadybit-agent")
+//!     .allow(Rule::new().subject_cn("steadybit-agent"))
 //!     // rule #1: both must hold
 //!     .allow(Rule::named("platform").issuer_o("Steadybit CA").subject_ou("platform"))
 //!     // rule #2, e.g. read from a configuration file or environment variable

@@ -236,7 +236,7 @@ async fn require_without_rules_lets_any_verified_certificate_pass() {
 
 #[tokio::test]
 async fn optional_passes_clients_without_certificate_but_checks_presented_ones() {
-    let layer = ClientCertLayer::optional().allow_subject_cn("agent");
+    let layer = ClientCertLayer::optional().allow(Rule::new().subject_cn("agent"));
     assert!(!layer.is_required());
     assert_allowed(&send(&layer, request(None)).await, "-|-");
     assert_allowed(&send(&layer, request(Some(&agent()))).await, "agent|#0");
@@ -277,7 +277,7 @@ async fn requests_without_connection_information_fail_closed_and_warn_once() {
 async fn a_bare_chain_in_the_extensions_is_not_a_connection() {
     // Only a ConnectionInfo carries a peer: a chain inserted on its own (a hand-made stack, a
     // header parsed into one) is not trusted.
-    let layer = ClientCertLayer::require().allow_subject_cn("agent");
+    let layer = ClientCertLayer::require().allow(Rule::new().subject_cn("agent"));
     let mut req = Request::new(());
     req.extensions_mut().insert(agent());
     assert_rejected(
@@ -388,8 +388,8 @@ async fn issuer_rules_ignore_certificates_appended_to_the_chain() {
     let key = KeyPair::generate().unwrap();
     let leaf_params = params(&[(DnType::CommonName, "agent")], vec![]);
     let layer = ClientCertLayer::require()
-        .allow_issuer_o("Steadybit")
-        .allow_issuer_cn("Steadybit CA");
+        .allow(Rule::new().issuer_o("Steadybit"))
+        .allow(Rule::new().issuer_cn("Steadybit CA"));
 
     // Issued by Other CA, with the Steadybit CA certificate appended: proves nothing.
     let spoof = peer(vec![
@@ -416,7 +416,7 @@ async fn a_comma_in_a_common_name_is_no_organization() {
         r"CN=agent\, O=Steadybit"
     );
 
-    let by_builder = ClientCertLayer::require().allow_subject_o("Steadybit");
+    let by_builder = ClientCertLayer::require().allow(Rule::new().subject_o("Steadybit"));
     let by_text =
         ClientCertLayer::require().with_policy("o=Steadybit | issuer.o=Steadybit".parse().unwrap());
     for layer in [by_builder, by_text] {
@@ -580,11 +580,11 @@ fn fingerprints_pin_the_certificate_or_its_key() {
 
 #[tokio::test]
 async fn predicates_see_the_whole_identity() {
-    let layer = ClientCertLayer::require().allow_if(|id| {
+    let layer = ClientCertLayer::require().allow(Rule::new().predicate(|id| {
         id.dns_names()
             .iter()
             .any(|n| n.ends_with(".agents.example.com"))
-    });
+    }));
     let ok = client(
         &[(DnType::CommonName, "a")],
         vec![dns("n1.agents.example.com")],
@@ -614,7 +614,7 @@ async fn all_matchers_of_a_rule_must_hold_and_any_rule_may_match() {
                 .subject_ou("platform")
                 .dns_name("*.platform.example.com".parse().unwrap()),
         )
-        .allow_subject_cn("admin");
+        .allow(Rule::new().subject_cn("admin"));
     let cases = [
         (
             client(
@@ -679,9 +679,9 @@ async fn all_matchers_of_a_rule_must_hold_and_any_rule_may_match() {
 #[tokio::test]
 async fn the_first_matching_rule_is_reported() {
     let layer = ClientCertLayer::require()
-        .allow_subject_cn("nobody")
+        .allow(Rule::new().subject_cn("nobody"))
         .allow(Rule::named("by-cn").subject_cn("agent"))
-        .allow_if(|_| true);
+        .allow(Rule::new().predicate(|_| true));
     let seen = Arc::new(Mutex::new(None));
     let record = seen.clone();
     let service = ServiceBuilder::new()
@@ -702,7 +702,7 @@ async fn the_first_matching_rule_is_reported() {
 
 #[tokio::test]
 async fn grpc_calls_get_grpc_statuses() {
-    let layer = ClientCertLayer::require().allow_subject_cn("someone-else");
+    let layer = ClientCertLayer::require().allow(Rule::new().subject_cn("someone-else"));
     for (req, code) in [
         (grpc(request(None)), "16"),
         (grpc(request(Some(&agent()))), "7"),
@@ -722,7 +722,7 @@ async fn the_rejection_response_is_replaceable() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = seen.clone();
     let layer = ClientCertLayer::require()
-        .allow_subject_cn("someone-else")
+        .allow(Rule::new().subject_cn("someone-else"))
         .on_reject(move |rejection: &Rejection| {
             record.lock().unwrap().push((
                 rejection.reason(),
@@ -749,7 +749,7 @@ async fn the_rejection_response_is_replaceable() {
     assert_eq!(answer.headers["grpc-status"], "16");
     assert_allowed(
         &send(
-            &layer.clone().allow_subject_cn("agent"),
+            &layer.clone().allow(Rule::new().subject_cn("agent")),
             request(Some(&agent())),
         )
         .await,
@@ -780,8 +780,8 @@ async fn the_leaf_is_parsed_at_most_once_per_connection() {
         "not parsed before the first request"
     );
     let layer = ClientCertLayer::require()
-        .allow_subject_o("nobody")
-        .allow_subject_cn("agent");
+        .allow(Rule::new().subject_o("nobody"))
+        .allow(Rule::new().subject_cn("agent"));
     let addresses = Arc::new(Mutex::new(Vec::new()));
     let record = addresses.clone();
     let service = ServiceBuilder::new()
@@ -812,7 +812,7 @@ async fn denials_are_logged_with_what_explains_them() {
     let (logs, _guard) = Logs::capture();
     let layer = ClientCertLayer::require()
         .allow(Rule::named("agents").subject_cn("steadybit-agent"))
-        .allow_spiffe_trust_domain("prod.example.org");
+        .allow(Rule::new().spiffe_trust_domain("prod.example.org"));
     let intruder = client(
         &[(DnType::CommonName, "intruder, O=Steadybit")],
         vec![dns("intruder.example.com")],
@@ -857,8 +857,8 @@ async fn a_denial_flood_is_rate_limited() {
 
 #[test]
 fn building_a_clone_leaves_the_original_alone() {
-    let base = ClientCertLayer::require().allow_subject_cn("a");
-    let extended = base.clone().allow_subject_cn("b");
+    let base = ClientCertLayer::require().allow(Rule::new().subject_cn("a"));
+    let extended = base.clone().allow(Rule::new().subject_cn("b"));
     assert_eq!(base.policy().to_string(), "cn=a");
     assert_eq!(extended.policy().to_string(), "cn=a | cn=b");
     assert_eq!(
@@ -890,7 +890,7 @@ async fn works_as_an_axum_layer_and_route_layer() {
 
     let guarded = Router::new()
         .route("/whoami", get(whoami))
-        .layer(ClientCertLayer::require().allow_subject_cn("agent"));
+        .layer(ClientCertLayer::require().allow(Rule::new().subject_cn("agent")));
     let response = guarded
         .clone()
         .oneshot(axum_request(Some(&agent()), "/whoami"))
@@ -976,14 +976,14 @@ async fn several_common_names_match_no_cn_rule_and_the_handler_reads_none() {
         }
         assert!(Rule::new().subject_o("Steadybit").matches(id));
 
-        let layer = ClientCertLayer::require().allow_subject_cn("steadybit-agent");
+        let layer = ClientCertLayer::require().allow(Rule::new().subject_cn("steadybit-agent"));
         assert_rejected(
             &send(&layer, request(Some(&peer))).await,
             StatusCode::FORBIDDEN,
             "client_certificate_not_allowed",
         );
         // Let in by another rule: the handler reads no common name, not one of the two.
-        let layer = layer.allow_subject_o("Steadybit");
+        let layer = layer.allow(Rule::new().subject_o("Steadybit"));
         assert_allowed(&send(&layer, request(Some(&peer))).await, "-|#1");
     }
     let single = client(&[(DnType::CommonName, "steadybit-agent")], vec![]);
@@ -1084,7 +1084,7 @@ async fn a_non_minimal_oid_in_a_name_is_403_unparsable() {
         })
     ));
     for layer in [
-        ClientCertLayer::require().allow_subject_cn("steadybit-agent"),
+        ClientCertLayer::require().allow(Rule::new().subject_cn("steadybit-agent")),
         ClientCertLayer::require(),
         ClientCertLayer::optional(),
     ] {

@@ -39,9 +39,7 @@ type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// use tower_mtls::{MtlsServer, TlsConfig};
 ///
 /// # async fn run(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
-/// let tls = TlsConfig::builder()
-///     .server_cert_file("tls.crt")
-///     .server_key_file("tls.key")
+/// let tls = TlsConfig::from_pem_files("tls.crt", "tls.key")
 ///     .client_trust("ca.crt")
 ///     .build()?;
 /// MtlsServer::bind("0.0.0.0:8443")

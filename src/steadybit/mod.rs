@@ -418,14 +418,8 @@ fn tls_builder(
             ),
         });
     }
-    let mut builder = TlsConfig::builder()
-        .server_cert_file(cert)
-        .server_key_file(key)
-        .client_auth(if cas.is_empty() {
-            ClientAuth::None
-        } else {
-            ClientAuth::Required
-        });
+    // Client authentication follows from the CAs: required with them, off without.
+    let mut builder = TlsConfig::from_pem_files(cert, key);
     for ca in cas {
         builder = builder.client_trust(ca);
     }

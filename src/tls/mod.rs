@@ -43,7 +43,7 @@ pub use accept::observe::{
     TlsObserver,
 };
 pub use accept::stats::AcceptorStats;
-pub use config::events::{ReloadEvent, ReloadOutcome, ReloadReport};
+pub use config::events::{ReloadOutcome, ReloadReport};
 pub use config::load::certificates_from_file;
 pub use config::reload::DEFAULT_WATCH_INTERVAL;
 pub use config::tls_config::ReloadHandle;

@@ -216,9 +216,7 @@ impl Pki {
 
     /// A builder with this PKI's server identity.
     pub fn builder(&self) -> tower_mtls::TlsConfigBuilder {
-        tower_mtls::TlsConfig::builder()
-            .server_cert_file(&self.server_cert)
-            .server_key_file(&self.server_key)
+        tower_mtls::TlsConfig::from_pem_files(&self.server_cert, &self.server_key)
     }
 
     /// The crate's own client, trusting this PKI's CA, optionally with an identity.

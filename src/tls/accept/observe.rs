@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::identity::CertificateSummary;
 use crate::tls::accept::error::HandshakeFailure;
-use crate::tls::config::events::ReloadEvent;
+use crate::tls::config::events::ReloadOutcome;
 use crate::tls::trust::verify::TrustDetails;
 use crate::tls::trust::x509::utc;
 
@@ -75,7 +75,7 @@ pub trait TlsObserver: Send + Sync + 'static {
     }
 
     /// A reload found changed files and applied or rejected them.
-    fn on_reload(&self, event: &ReloadEvent) {
+    fn on_reload(&self, event: &ReloadOutcome) {
         let _ = event;
     }
 }

@@ -1,5 +1,5 @@
-//! What a reload reports: the outcome of one reload, and the events subscribers and observers
-//! receive. Below both the reload logic and the telemetry hook, so neither imports the other.
+//! What a reload reports: one outcome type, for the caller of a reload, its subscribers and
+//! observers alike. Below both the reload logic and the telemetry hook, so neither imports the other.
 
 use std::sync::Arc;
 
@@ -26,17 +26,10 @@ pub struct ReloadReport {
     pub session_ticket_keys_changed: bool,
 }
 
-/// The outcome of a reload that found changed files.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum ReloadEvent {
-    /// The new configuration is in use for new handshakes.
-    Applied(Arc<ReloadReport>),
-    /// The new files do not make a valid configuration; the previous one stays in use.
-    Rejected(Arc<ConfigError>),
-}
-
-/// The outcome of one [`TlsConfig::reload`](crate::TlsConfig::reload).
+/// The outcome of a reload: what [`TlsConfig::reload`](crate::TlsConfig::reload) returns, and
+/// what subscribers ([`TlsConfig::subscribe`](crate::TlsConfig::subscribe)) and observers
+/// ([`TlsObserver::on_reload`](crate::tls::TlsObserver::on_reload)) receive for each change a
+/// reload or the watch found (never `Unchanged`).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ReloadOutcome {

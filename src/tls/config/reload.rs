@@ -13,7 +13,7 @@
 //!
 //! Files are often written in steps (a certificate a moment before its key, a PEM file in
 //! chunks). A failure is therefore reported — logged at `error` and sent as
-//! [`ReloadEvent::Rejected`] — only when the same failure is seen on the same file contents
+//! [`ReloadOutcome::Rejected`] — only when the same failure is seen on the same file contents
 //! twice in a row; a failure that the next check no longer sees was a write in progress.
 //!
 //! Every rebuild makes a fresh rustls `ServerConfig` and with it a fresh session cache, so no
@@ -29,7 +29,7 @@ use tokio::sync::broadcast;
 use crate::identity::Fingerprint;
 use crate::rate_limit::LogLimiter;
 use crate::tls::accept::observe::TlsObserver;
-use crate::tls::config::events::{ReloadEvent, ReloadOutcome, ReloadReport};
+use crate::tls::config::events::{ReloadOutcome, ReloadReport};
 use crate::tls::config::material::{Active, Inputs, Spec};
 
 /// The default interval of [`TlsConfig::watch`](crate::TlsConfig::watch).
@@ -37,7 +37,7 @@ pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(crate) struct ReloadState {
     inner: Mutex<Digests>,
-    events: broadcast::Sender<ReloadEvent>,
+    events: broadcast::Sender<ReloadOutcome>,
     observers: RwLock<Vec<Arc<dyn TlsObserver>>>,
     /// Checks that could not open the files (the process out of descriptors): a line a minute.
     unreadable: LogLimiter,
@@ -102,10 +102,10 @@ impl ReloadState {
     }
 
     /// Tells the subscribers, the observers and the metrics about a reported outcome.
-    fn report(&self, event: ReloadEvent) {
+    fn report(&self, event: ReloadOutcome) {
         #[cfg(feature = "metrics")]
         {
-            let applied = matches!(event, ReloadEvent::Applied(_));
+            let applied = matches!(event, ReloadOutcome::Applied(_));
             crate::tls::accept::metrics::reload(applied);
             crate::tls::accept::metrics::reload_rejected(!applied);
         }
@@ -233,7 +233,7 @@ impl ReloadState {
                     trust.crls = report.trust.crls,
                     "TLS configuration reloaded"
                 );
-                self.report(ReloadEvent::Applied(report.clone()));
+                self.report(ReloadOutcome::Applied(report.clone()));
                 ReloadOutcome::Applied(report)
             }
             Err((error, inputs)) => {
@@ -253,7 +253,7 @@ impl ReloadState {
                     );
                     digests.pending = None;
                     digests.reported = Some(failure);
-                    self.report(ReloadEvent::Rejected(error.clone()));
+                    self.report(ReloadOutcome::Rejected(error.clone()));
                 } else {
                     tracing::debug!(
                         error = %failure.message,
@@ -267,7 +267,7 @@ impl ReloadState {
     }
 
     /// Subscribes to the events of this configuration's reloads.
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<ReloadOutcome> {
         self.events.subscribe()
     }
 }
@@ -312,9 +312,7 @@ mod tests {
         write(&key_path, &key.serialize_pem());
         let (a, b) = (ca_pem("CA A"), ca_pem("CA B"));
         write(&trust, &a);
-        let tls = TlsConfig::builder()
-            .server_cert_file(&cert)
-            .server_key_file(&key_path)
+        let tls = TlsConfig::from_pem_files(&cert, &key_path)
             .client_trust(&trust)
             .build()
             .expect("config");

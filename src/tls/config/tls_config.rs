@@ -23,7 +23,7 @@ use crate::tls::accept::observe::{
     DEFAULT_EXPIRY_WARNING, EXPIRY_CHECK_INTERVAL, ExpiryWarning, TlsObserver, check_expiry,
 };
 use crate::tls::config::error::ConfigError;
-use crate::tls::config::events::{ReloadEvent, ReloadOutcome};
+use crate::tls::config::events::ReloadOutcome;
 use crate::tls::config::load::Source;
 use crate::tls::config::material::{Active, Spec};
 use crate::tls::config::reload::{ReloadState, Settle};
@@ -31,28 +31,33 @@ use crate::tls::trust::verify::{
     ChainLimits, ClientAccepted, ClientAuth, ClientRefused, TrustDetails, TrustSummary,
 };
 
-/// Builds a [`TlsConfig`]. Start with [`TlsConfig::builder`].
+/// Builds a [`TlsConfig`]. Start with the server's identity — [`TlsConfig::from_pem_files`] or
+/// [`TlsConfig::from_pem`] — so there is no configuration without one.
+///
+/// Client authentication follows from the trust given: with a trust source, clients must
+/// present a certificate that verifies; without, none is asked for.
+/// [`optional_client_auth`](Self::optional_client_auth) is the one explicit step.
 ///
 /// ```no_run
-/// use tower_mtls::{ClientAuth, TlsConfig};
+/// use tower_mtls::TlsConfig;
 ///
-/// let config = TlsConfig::builder()
-///     .server_cert_file("/etc/extension/certificates/server-cert/tls.crt")
-///     .server_key_file("/etc/extension/certificates/server-cert/tls.key")
-///     .client_trust("/etc/extension/certificates/agent-cert") // a mounted secret directory
-///     .client_trust("/etc/extension/certificates/other-ca/ca.crt")
-///     .client_auth(ClientAuth::Required)
-///     .build()?;
+/// let config = TlsConfig::from_pem_files(
+///     "/etc/extension/certificates/server-cert/tls.crt",
+///     "/etc/extension/certificates/server-cert/tls.key",
+/// )
+/// .client_trust("/etc/extension/certificates/agent-cert") // a mounted secret directory
+/// .client_trust("/etc/extension/certificates/other-ca/ca.crt")
+/// .build()?;
 /// # Ok::<(), tower_mtls::ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct TlsConfigBuilder {
-    server_cert: Option<Source>,
-    server_key: Option<Source>,
+    server_cert: Source,
+    server_key: Source,
     client_trust: Vec<Source>,
     client_crls: Vec<Source>,
-    client_auth: Option<ClientAuth>,
+    optional_client_auth: bool,
     provider: Option<Arc<CryptoProvider>>,
     tls12: bool,
     alpn: Vec<Vec<u8>>,
@@ -62,14 +67,14 @@ pub struct TlsConfigBuilder {
     expiry_warning: Duration,
 }
 
-impl Default for TlsConfigBuilder {
-    fn default() -> Self {
+impl TlsConfigBuilder {
+    fn new(server_cert: Source, server_key: Source) -> Self {
         Self {
-            server_cert: None,
-            server_key: None,
+            server_cert,
+            server_key,
             client_trust: Vec::new(),
             client_crls: Vec::new(),
-            client_auth: None,
+            optional_client_auth: false,
             provider: None,
             tls12: true,
             alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
@@ -82,31 +87,6 @@ impl Default for TlsConfigBuilder {
 }
 
 impl TlsConfigBuilder {
-    /// The server certificate chain: a PEM file, leaf first (a secret's `tls.crt`).
-    pub fn server_cert_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.server_cert = Some(Source::Path(path.into()));
-        self
-    }
-
-    /// The server's private key: a PEM file in PKCS#8, PKCS#1 (RSA) or SEC1 (EC) form
-    /// (a secret's `tls.key`).
-    pub fn server_key_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.server_key = Some(Source::Path(path.into()));
-        self
-    }
-
-    /// The server certificate chain and key as PEM bytes. Material given this way is not
-    /// watched for changes.
-    pub fn server_identity_pem(
-        mut self,
-        cert_pem: impl Into<Vec<u8>>,
-        key_pem: impl Into<Vec<u8>>,
-    ) -> Self {
-        self.server_cert = Some(Source::memory("server certificate", cert_pem));
-        self.server_key = Some(Source::memory("server key", key_pem));
-        self
-    }
-
     /// Trusts the certificates of a PEM file, or of every PEM file in a directory (a mounted
     /// Kubernetes secret works as it is), for client authentication. May be called any number of
     /// times; the sources may come from unrelated CAs.
@@ -158,10 +138,15 @@ impl TlsConfigBuilder {
         self
     }
 
-    /// Whether client certificates are requested and required. Defaults to
-    /// [`ClientAuth::Required`] when a trust source is configured, else [`ClientAuth::None`].
-    pub fn client_auth(mut self, mode: ClientAuth) -> Self {
-        self.client_auth = Some(mode);
+    /// Lets clients without a certificate finish the handshake ([`ClientAuth::Optional`]); a
+    /// certificate that is presented must still verify. A
+    /// [`ClientCertLayer`](crate::ClientCertLayer) then answers them per route (401, or gRPC
+    /// `UNAUTHENTICATED`). Needs a trust source: the build fails without one.
+    ///
+    /// Without this step a configuration with trust sources requires a certificate
+    /// ([`ClientAuth::Required`]), and one without asks for none ([`ClientAuth::None`]).
+    pub fn optional_client_auth(mut self) -> Self {
+        self.optional_client_auth = true;
         self
     }
 
@@ -226,38 +211,16 @@ impl TlsConfigBuilder {
 
     /// Loads and checks everything, and builds the configuration.
     pub fn build(self) -> Result<TlsConfig, ConfigError> {
-        let (server_cert, server_key) = match (self.server_cert, self.server_key) {
-            (Some(cert), Some(key)) => (cert, key),
-            (Some(_), None) => {
-                return Err(ConfigError::Incomplete(
-                    "a server certificate is configured but no private key",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::Incomplete(
-                    "a server private key is configured but no certificate",
-                ));
-            }
-            (None, None) => {
-                return Err(ConfigError::Incomplete(
-                    "no server certificate and private key are configured",
-                ));
-            }
-        };
-        let client_auth = match (self.client_auth, self.client_trust.is_empty()) {
-            (None, true) => ClientAuth::None,
-            (None, false) => ClientAuth::Required,
-            (Some(ClientAuth::None), false) => {
-                return Err(ConfigError::Incomplete(
-                    "client trust sources are configured but client authentication is off",
-                ));
-            }
-            (Some(mode @ (ClientAuth::Optional | ClientAuth::Required)), true) => {
+        let (server_cert, server_key) = (self.server_cert, self.server_key);
+        let client_auth = match (self.optional_client_auth, self.client_trust.is_empty()) {
+            (false, true) => ClientAuth::None,
+            (false, false) => ClientAuth::Required,
+            (true, false) => ClientAuth::Optional,
+            (true, true) => {
                 return Err(ConfigError::NoClientTrust {
-                    mode: mode.as_str(),
+                    mode: ClientAuth::Optional.as_str(),
                 });
             }
-            (Some(mode), _) => mode,
         };
         if client_auth == ClientAuth::None && !self.client_crls.is_empty() {
             return Err(ConfigError::Incomplete(
@@ -322,9 +285,29 @@ impl fmt::Debug for TlsConfig {
 }
 
 impl TlsConfig {
-    /// Starts a [`TlsConfigBuilder`].
-    pub fn builder() -> TlsConfigBuilder {
-        TlsConfigBuilder::default()
+    /// Starts a configuration from the server's certificate chain (a PEM file, leaf first: a
+    /// secret's `tls.crt`) and private key (PKCS#8, PKCS#1 or SEC1 PEM: `tls.key`). The files are
+    /// read at [`build`](TlsConfigBuilder::build) and watched by [`watch`](Self::watch).
+    pub fn from_pem_files(
+        cert_chain: impl Into<PathBuf>,
+        private_key: impl Into<PathBuf>,
+    ) -> TlsConfigBuilder {
+        TlsConfigBuilder::new(
+            Source::Path(cert_chain.into()),
+            Source::Path(private_key.into()),
+        )
+    }
+
+    /// Starts a configuration from the server's certificate chain and private key as PEM
+    /// bytes. Material given this way is not watched for changes.
+    pub fn from_pem(
+        cert_chain: impl Into<Vec<u8>>,
+        private_key: impl Into<Vec<u8>>,
+    ) -> TlsConfigBuilder {
+        TlsConfigBuilder::new(
+            Source::memory("server certificate", cert_chain),
+            Source::memory("server key", private_key),
+        )
     }
 
     /// The client-auth mode.
@@ -451,9 +434,8 @@ impl TlsConfig {
         }
     }
 
-    /// [`reload`](Self::reload) on the calling thread: blocking file I/O, for code outside an
-    /// async context.
-    pub fn blocking_reload(&self) -> ReloadOutcome {
+    /// [`reload`](Self::reload) on the calling thread (blocking file I/O).
+    pub(crate) fn blocking_reload(&self) -> ReloadOutcome {
         self.reload_blocking(Settle::Now)
     }
 
@@ -470,7 +452,7 @@ impl TlsConfig {
 
     /// Subscribes to reload events: each change that was applied, and each broken change
     /// (reported once, after it was seen twice in a row, until the files change again).
-    pub fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<ReloadOutcome> {
         self.shared.reload.subscribe()
     }
 
@@ -537,7 +519,8 @@ impl TlsConfig {
     }
 }
 
-/// Drives and observes reloads of a watched [`TlsConfig`]. Dropping it stops the watch.
+/// The watch of a [`TlsConfig`] ([`TlsConfig::watch`]): dropping it stops the watch. Reload and
+/// subscribe through the [`config`](Self::config) itself.
 #[derive(Debug)]
 #[must_use = "the watch stops when the handle is dropped: keep it while the server runs"]
 pub struct ReloadHandle {
@@ -546,16 +529,6 @@ pub struct ReloadHandle {
 }
 
 impl ReloadHandle {
-    /// Reloads now, off the async threads, and returns the outcome.
-    pub async fn reload_now(&self) -> ReloadOutcome {
-        self.config.reload().await
-    }
-
-    /// Subscribes to reload events, as [`TlsConfig::subscribe`].
-    pub fn subscribe(&self) -> broadcast::Receiver<ReloadEvent> {
-        self.config.subscribe()
-    }
-
     /// The configuration being watched.
     pub fn config(&self) -> &TlsConfig {
         &self.config

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tower_layer::Layer;
+use tower_mtls::Rule;
 use tower_mtls::{ClientCertLayer, MtlsServer, TlsConfig};
 
 /// The `extension` example's index document, as serde_json renders it (keys sorted).
@@ -84,9 +85,7 @@ async fn index(_req: http::Request<Incoming>) -> Result<http::Response<Full<Byte
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args();
-    let tls = TlsConfig::builder()
-        .server_cert_file(&args.cert)
-        .server_key_file(&args.key)
+    let tls = TlsConfig::from_pem_files(&args.cert, &args.key)
         .client_trust(&args.ca)
         .build()?;
     let mut server = MtlsServer::bind(SocketAddr::from(([127, 0, 0, 1], args.port)))
@@ -101,7 +100,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("crate_server on https://{}", server.local_addr()?);
     if args.layer {
         let app = ClientCertLayer::require()
-            .allow_subject_cn(args.allow_cn)
+            .allow(Rule::new().subject_cn(args.allow_cn))
             .layer(tower::service_fn(index));
         server.serve(app).await?;
     } else {
