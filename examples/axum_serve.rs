@@ -8,17 +8,19 @@
 //! a client without one gets a clear 401 from the route instead of a failed handshake.
 //!
 //! The example generates its own PKI (rcgen), serves on an ephemeral port, calls every route
-//! with every client (hyper-util's client over rustls; also while a silent client holds a
+//! with every client (hyper's client over tokio-rustls; also while a silent client holds a
 //! connection open), shuts down gracefully and exits 0 when every answer is the expected one.
 //!
 //! The file stands alone: copy it into a project with `tower-mtls` (feature `axum`), `axum`,
-//! `tokio` (`full`), `tower-http` (`trace`), `http`, `http-body-util`, `bytes`, `hyper-util`
-//! (`client-legacy`, `http1`, `tokio`), `hyper-rustls` (no default features; `http1`,
-//! `tls12`), `rcgen`, `tempfile` and `tracing-subscriber` (`env-filter`).
+//! `tokio` (`full`), `tower-http` (`trace`), `http`, `http-body-util`, `bytes`, `hyper`
+//! (`client`, `http1`), `hyper-util` (`tokio`), `tokio-rustls`, `rcgen`, `tempfile` and
+//! `tracing-subscriber` (`env-filter`).
 
 use std::error::Error;
 use std::io;
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -26,18 +28,18 @@ use axum::routing::get;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt, Empty};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 use tower_mtls::AllowedClient;
 use tower_mtls::axum::{ClientCert, make_service};
 use tower_mtls::rustls::pki_types::pem::PemObject;
-use tower_mtls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tower_mtls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tower_mtls::rustls::{self, ClientConfig, RootCertStore};
 use tower_mtls::serve::MtlsListener;
 use tower_mtls::{ClientCertLayer, ConnectionInfo, MtlsAcceptor, Rule, TlsConfig};
@@ -152,13 +154,13 @@ async fn main() -> Result<ExitCode, Box<dyn Error>> {
     // A client that connects and says nothing: it must not hold up anyone else.
     let silent = tokio::net::TcpStream::connect(addr).await?;
 
-    let client = |identity: Option<&Leaf>| client_config(&ca.pem(), identity).map(https_client);
+    let client = |identity: Option<&Leaf>| client_config(&ca.pem(), identity).map(Arc::new);
     let agent_client = client(Some(&agent_cert))?;
     let other_client = client(Some(&other))?;
     let anonymous = client(None)?;
     let untrusted = client(Some(&stranger))?;
     // (client, name, path, expected status; 0 = refused during the handshake)
-    let cases: [(&HttpsClient, &str, &str, u16); 10] = [
+    let cases: [(&Arc<ClientConfig>, &str, &str, u16); 10] = [
         (&agent_client, "agent", "/", 200),
         (&agent_client, "agent", "/whoami", 200),
         (&agent_client, "agent", "/agent", 200),
@@ -172,8 +174,8 @@ async fn main() -> Result<ExitCode, Box<dyn Error>> {
     ];
     let mut all_as_expected = true;
     for (client, name, path, expected) in cases {
-        let url = format!("https://localhost:{}{path}", addr.port());
-        let outcome = tokio::time::timeout(Duration::from_secs(30), fetch(client, &url)).await;
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(30), fetch(client, addr, path)).await;
         let (status, detail) = match outcome {
             Err(_) => (u16::MAX, "no answer within 30 s".to_owned()),
             Ok(Ok((status, body))) => (status.as_u16(), body.trim().to_owned()),
@@ -204,8 +206,8 @@ async fn main() -> Result<ExitCode, Box<dyn Error>> {
 }
 
 // ---- The demo's PKI and its client. A deployment reads its certificates from its secrets and
-// calls the server with its own HTTP client; here rcgen makes a throwaway PKI, and hyper-util's
-// client over rustls (hyper-rustls's connector) makes the calls.
+// calls the server with its own HTTP client; here rcgen makes a throwaway PKI, and hyper's
+// client over tokio-rustls makes the calls.
 
 /// A certificate and its private key, PEM.
 struct Leaf {
@@ -275,25 +277,34 @@ fn client_config(ca_pem: &str, identity: Option<&Leaf>) -> Result<ClientConfig, 
     })
 }
 
-/// hyper-util's client, HTTPS only.
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
-
-/// HTTP/1.1 (without ALPN): with TLS 1.3 the server judges the client certificate after the
-/// client's side of the handshake, so a refusal reaches the first request as the server's
-/// alert, which hyper's HTTP/1.1 client passes on (its HTTP/2 client reports only a closed
-/// connection).
-fn https_client(config: ClientConfig) -> HttpsClient {
-    let connector = HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_only()
-        .enable_http1()
-        .build();
-    Client::builder(TokioExecutor::new()).build(connector)
-}
-
-/// `GET url`: the status and the body.
-async fn fetch(client: &HttpsClient, url: &str) -> Result<(StatusCode, String), Box<dyn Error>> {
-    let response = client.get(url.parse()?).await?;
+/// `GET path` on a fresh connection to `addr`, verified as `localhost`: hyper's HTTP/1.1
+/// client over tokio-rustls. With TLS 1.3 the server judges the client certificate after the
+/// client has finished its side of the handshake, so a refusal arrives as an alert on the
+/// connection, possibly before the request is even sent; then only the connection's own error
+/// says why (a pooled client such as hyper-util's reports just a closed connection).
+async fn fetch(
+    config: &Arc<ClientConfig>,
+    addr: SocketAddr,
+    path: &str,
+) -> Result<(StatusCode, String), Box<dyn Error>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let tls = TlsConnector::from(config.clone())
+        .connect(ServerName::try_from("localhost")?, tcp)
+        .await?;
+    let (mut sender, connection) = http1::handshake(TokioIo::new(tls)).await?;
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header(http::header::HOST, format!("localhost:{}", addr.port()))
+        .body(Empty::<Bytes>::new())?;
+    let response = match sender.send_request(request).await {
+        Ok(response) => response,
+        Err(error) => {
+            return Err(match connection.await? {
+                Err(refused) => refused.into(),
+                Ok(()) => error.into(),
+            });
+        }
+    };
     let status = response.status();
     let body = response.into_body().collect().await?.to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))

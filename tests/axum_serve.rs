@@ -1,5 +1,5 @@
 //! axum on its own server (`axum::serve`) through the crate's listener, and axum apps under
-//! the crate's `MtlsServer`: curl and the crate's client as real clients.
+//! the crate's `MtlsServer`: curl and the test kit's client as real clients.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

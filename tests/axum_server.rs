@@ -1,5 +1,5 @@
 //! `tower_mtls::axum_server::Acceptor` under a real `axum_server` server on 127.0.0.1 with an
-//! ephemeral port, called by curl and the crate's own client: identity in the handler, policy
+//! ephemeral port, called by curl and the test kit's client: identity in the handler, policy
 //! decisions, refused clients, a silent client, live rotation, graceful shutdown through
 //! axum-server's `Handle`, typed accept errors and no error-level log per refused client, and
 //! both rustls providers compiled in without a process default.
@@ -133,7 +133,7 @@ fn required(pki: &Pki) -> TlsConfig {
         .expect("config")
 }
 
-/// One request with the crate's client; the response's status and JSON body.
+/// One request with the test kit's client; the response's status and JSON body.
 async fn get_json(
     pki: &Pki,
     leaf: Option<&Leaf>,
@@ -240,7 +240,7 @@ async fn the_allowed_client_gets_its_identity_and_a_trusted_other_gets_403() {
         ("200".to_owned(), true)
     );
 
-    // The crate's client, over HTTP/1.1 and h2 alike.
+    // The test kit's client, over HTTP/1.1 and h2 alike.
     let (status, seen) = get_json(&pki, Some(&allowed), server.addr, "/whoami").await;
     assert_eq!((status, &seen["cn"]), (200, &"allowed".into()), "{seen}");
     let (status, _) = get_json(&pki, Some(&other), server.addr, "/whoami").await;
@@ -625,7 +625,7 @@ fn example_binary() -> std::path::PathBuf {
                 "--example",
                 "axum_server",
                 "--features",
-                "axum-server,client",
+                "axum-server",
             ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()

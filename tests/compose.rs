@@ -1,6 +1,6 @@
 //! `ClientCertLayer` composes with tower-http's layers, around it and inside it, the way an
 //! application stacks them: tracing, timeouts (which need a `Default` response body), gzip
-//! compression, request ids. Real server on loopback, the crate's client, real gzip.
+//! compression, request ids. Real server on loopback, the test kit's client, real gzip.
 
 use tower_mtls::Rule;
 use tower_mtls_test_kit as support;

@@ -46,7 +46,7 @@ async fn start(tls: tower_mtls::TlsConfig) -> TestServer {
     TestServer::start_service(Some(MtlsAcceptor::new(tls)), app()).await
 }
 
-/// `GET path` with the crate's client presenting `leaf`: (status, body).
+/// `GET path` with the test kit's client presenting `leaf`: (status, body).
 async fn fetch(pki: &Pki, server: &TestServer, leaf: &Leaf, path: &str) -> (u16, String) {
     let response = pki
         .client(Some(leaf))

@@ -219,7 +219,7 @@ impl Pki {
         tower_mtls::TlsConfig::from_pem_files(&self.server_cert, &self.server_key)
     }
 
-    /// The crate's own client, trusting this PKI's CA, optionally with an identity.
+    /// The kit's [`client::Client`], trusting this PKI's CA, optionally with an identity.
     pub fn client(&self, identity: Option<&Leaf>) -> client::Client {
         let mut builder = client::Client::builder().trust_server_ca_pem(self.ca.cert_pem.clone());
         if let Some(leaf) = identity {
