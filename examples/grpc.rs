@@ -56,7 +56,7 @@ use tower_mtls::PeerExt;
 use tower_mtls::serve::MtlsListener;
 use tower_mtls::steadybit::{self, ExtensionEnv};
 use tower_mtls::tonic::{ConnectInfoLayer, MtlsIncoming};
-use tower_mtls::{ClientAuth, ClientCertLayer, TlsConfig};
+use tower_mtls::{ClientAuth, ClientCertLayer};
 
 #[path = "grpc/identity.rs"]
 mod identity;
@@ -126,7 +126,19 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
 
-    let env = ExtensionEnv::from_env()?;
+    // The contract's TLS, with the client certificate optional in the handshake when client CAs
+    // are set: the layer then requires it per call and answers UNAUTHENTICATED, a status a
+    // gRPC client can act on (see the module docs of `tower_mtls::tonic`).
+    let env = ExtensionEnv::from_lookup_with(
+        |name| std::env::var(name).ok(),
+        |tls| {
+            if tls.has_client_trust() {
+                tls.optional_client_auth()
+            } else {
+                tls
+            }
+        },
+    )?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
     health.set_serving::<IdentityServer<WhoAmI>>().await;
@@ -180,7 +192,7 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
     }
     let tcp = bind_all_interfaces(env.port_or(DEFAULT_PORT)).await?;
     let addr = tcp.local_addr()?;
-    match grpc_tls(&env)? {
+    match env.tls.clone() {
         Some(tls) => {
             let mode = match tls.client_auth() {
                 ClientAuth::None => "gRPC over TLS",
@@ -220,20 +232,6 @@ async fn run() -> Result<ExitCode, Box<dyn Error>> {
     let code = signal_rx.await.map_or(0, |number| 128 + number);
     tracing::info!(exit_code = code, "stopped");
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
-}
-
-/// The contract's TLS configuration, with the client certificate optional in the handshake
-/// when the contract requires one (the layer then requires it per call; see the module docs).
-fn grpc_tls(env: &ExtensionEnv) -> Result<Option<TlsConfig>, Box<dyn Error>> {
-    let Some(tls) = &env.tls else {
-        return Ok(None);
-    };
-    if tls.client_auth() != ClientAuth::Required {
-        return Ok(Some(tls.clone()));
-    }
-    // Built again from the same variables (they are valid: `ExtensionEnv` just built them).
-    let builder = steadybit::tls_builder_from_env()?.ok_or("the TLS variables disappeared")?;
-    Ok(Some(builder.optional_client_auth().build()?))
 }
 
 /// `[::]:port` (dual-stack), or `0.0.0.0:port` where the host has no IPv6.

@@ -52,10 +52,11 @@ fn no_tls_variables_means_plain_http() {
 #[test]
 fn cert_and_key_make_https_and_client_cas_make_client_auth_required() {
     let pki = Pki::new();
-    let tls = tower_mtls::steadybit::tls_from_lookup(lookup(&[
+    let tls = tower_mtls::steadybit::ExtensionEnv::from_lookup(lookup(&[
         (vars::TLS_SERVER_CERT, &pki.server_cert),
         (vars::TLS_SERVER_KEY, &pki.server_key),
     ]))
+    .map(|env| env.tls)
     .expect("config")
     .expect("TLS on");
     assert_eq!(tls.client_auth(), ClientAuth::None);
@@ -63,11 +64,12 @@ fn cert_and_key_make_https_and_client_cas_make_client_auth_required() {
     let other = Ca::new("Other CA");
     let other_path = other.write(pki.dir.path(), "other.crt");
     let cas = format!("{}, {}", pki.ca_path.display(), other_path.display());
-    let tls = tower_mtls::steadybit::tls_from_lookup(lookup_str(&[
+    let tls = tower_mtls::steadybit::ExtensionEnv::from_lookup(lookup_str(&[
         (vars::TLS_SERVER_CERT, &pki.server_cert.to_string_lossy()),
         (vars::TLS_SERVER_KEY, &pki.server_key.to_string_lossy()),
         (vars::TLS_CLIENT_CAS, &cas),
     ]))
+    .map(|env| env.tls)
     .expect("config")
     .expect("TLS on");
     assert_eq!(tls.client_auth(), ClientAuth::Required);
@@ -78,23 +80,31 @@ fn cert_and_key_make_https_and_client_cas_make_client_auth_required() {
 #[test]
 fn half_a_server_identity_names_the_missing_variable() {
     let pki = Pki::new();
-    let e = tower_mtls::steadybit::tls_from_lookup(lookup(&[(
+    let e = tower_mtls::steadybit::ExtensionEnv::from_lookup(lookup(&[(
         vars::TLS_SERVER_CERT,
         &pki.server_cert,
     )]))
+    .map(|env| env.tls)
     .expect_err("no key");
     let text = e.to_string();
     assert!(text.starts_with(vars::TLS_SERVER_KEY), "{text}");
     assert!(text.contains(vars::TLS_SERVER_CERT), "{text}");
 
-    let e =
-        tower_mtls::steadybit::tls_from_lookup(lookup(&[(vars::TLS_SERVER_KEY, &pki.server_key)]))
-            .expect_err("no cert");
+    let e = tower_mtls::steadybit::ExtensionEnv::from_lookup(lookup(&[(
+        vars::TLS_SERVER_KEY,
+        &pki.server_key,
+    )]))
+    .map(|env| env.tls)
+    .expect_err("no cert");
     assert!(e.to_string().starts_with(vars::TLS_SERVER_CERT), "{e}");
 
     // Client CAs alone turn TLS on, and then a certificate and key are required.
-    let e = tower_mtls::steadybit::tls_from_lookup(lookup(&[(vars::TLS_CLIENT_CAS, &pki.ca_path)]))
-        .expect_err("CAs alone");
+    let e = tower_mtls::steadybit::ExtensionEnv::from_lookup(lookup(&[(
+        vars::TLS_CLIENT_CAS,
+        &pki.ca_path,
+    )]))
+    .map(|env| env.tls)
+    .expect_err("CAs alone");
     let text = e.to_string();
     assert!(text.starts_with(vars::TLS_SERVER_CERT), "{text}");
     assert!(text.contains(vars::TLS_CLIENT_CAS), "{text}");

@@ -431,7 +431,9 @@ async fn a_rotation_is_reported_and_a_malformed_key_file_is_refused_by_a_reload(
 fn the_variable_needs_tls() {
     let lookup =
         |name: &str| (name == "TOWER_MTLS_SESSION_TICKET_KEYS").then(|| "/etc/keys".to_owned());
-    let error = tower_mtls::steadybit::tls_from_lookup(lookup).expect_err("refused");
+    let error = tower_mtls::steadybit::ExtensionEnv::from_lookup(lookup)
+        .map(|env| env.tls)
+        .expect_err("refused");
     assert!(
         error
             .to_string()

@@ -118,6 +118,27 @@ impl ExtensionEnv {
     /// Reads the contract through `lookup` (a variable name → its value), e.g. from a map in
     /// tests.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::from_lookup_with(lookup, |builder| builder)
+    }
+
+    /// Reads the contract through `lookup`, letting `customize` add what the variables do not
+    /// cover to the TLS configuration before it is built (called only when TLS is
+    /// configured): session ticket keys, an expiry window, optional client authentication for
+    /// a gRPC server that answers `UNAUTHENTICATED` itself.
+    ///
+    /// ```no_run
+    /// use tower_mtls::steadybit::ExtensionEnv;
+    ///
+    /// let env = ExtensionEnv::from_lookup_with(
+    ///     |name| std::env::var(name).ok(),
+    ///     |tls| if tls.has_client_trust() { tls.optional_client_auth() } else { tls },
+    /// )?;
+    /// # Ok::<(), tower_mtls::ConfigError>(())
+    /// ```
+    pub fn from_lookup_with(
+        lookup: impl Fn(&str) -> Option<String>,
+        customize: impl FnOnce(TlsConfigBuilder) -> TlsConfigBuilder,
+    ) -> Result<Self, ConfigError> {
         let get = |name: &str| {
             lookup(name)
                 .map(|v| v.trim().to_owned())
@@ -130,7 +151,7 @@ impl ExtensionEnv {
                 .unwrap_or(false),
             health_port: port(vars::HEALTH_PORT, get(vars::HEALTH_PORT))?,
             tls: match tls_builder(&get)? {
-                Some(builder) => Some(builder.build()?),
+                Some(builder) => Some(customize(builder).build()?),
                 None => None,
             },
             client_allow: policy(get(vars::CLIENT_ALLOW))?,
@@ -163,11 +184,11 @@ impl ExtensionEnv {
             });
         }
         let client_auth = env.tls.as_ref().map(TlsConfig::client_auth);
-        if env.client_allow.is_some() && client_auth != Some(ClientAuth::Required) {
+        if env.client_allow.is_some() && matches!(client_auth, None | Some(ClientAuth::None)) {
             return Err(ConfigError::Env {
                 variable: vars::CLIENT_ALLOW,
                 reason: format!(
-                    "set, but client certificates are not required: set {}",
+                    "set, but client certificates are not requested: set {}",
                     vars::TLS_CLIENT_CAS
                 ),
             });
@@ -194,39 +215,6 @@ impl ExtensionEnv {
     pub fn health_port_or(&self, default: u16) -> u16 {
         self.health_port.unwrap_or(default)
     }
-}
-
-/// The TLS part of the extension contract, from the process environment: `Ok(None)` when no
-/// TLS variable is set (the extension then speaks plain HTTP).
-pub fn tls_from_env() -> Result<Option<TlsConfig>, ConfigError> {
-    tls_from_lookup(|name| std::env::var(name).ok())
-}
-
-/// [`tls_from_env`] through a lookup function (a variable name → its value).
-pub fn tls_from_lookup(
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<Option<TlsConfig>, ConfigError> {
-    match tls_builder_from_lookup(lookup)? {
-        Some(builder) => builder.build().map(Some),
-        None => Ok(None),
-    }
-}
-
-/// A builder preset from the environment, for settings the contract does not cover;
-/// `Ok(None)` when no TLS variable is set.
-pub fn tls_builder_from_env() -> Result<Option<TlsConfigBuilder>, ConfigError> {
-    tls_builder_from_lookup(|name| std::env::var(name).ok())
-}
-
-/// [`tls_builder_from_env`] through a lookup function.
-pub fn tls_builder_from_lookup(
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<Option<TlsConfigBuilder>, ConfigError> {
-    tls_builder(&|name: &str| {
-        lookup(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    })
 }
 
 fn port(variable: &'static str, value: Option<String>) -> Result<Option<u16>, ConfigError> {

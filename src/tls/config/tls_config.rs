@@ -138,6 +138,11 @@ impl TlsConfigBuilder {
         self
     }
 
+    /// Whether a client trust source was given (then client certificates are requested).
+    pub fn has_client_trust(&self) -> bool {
+        !self.client_trust.is_empty()
+    }
+
     /// Lets clients without a certificate finish the handshake ([`ClientAuth::Optional`]); a
     /// certificate that is presented must still verify. A
     /// [`ClientCertLayer`](crate::ClientCertLayer) then answers them per route (401, or gRPC
