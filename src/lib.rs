@@ -151,16 +151,13 @@ pub use frameworks::axum_server;
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub use frameworks::tonic;
 
-// What the quick start and the common tasks name; everything else lives in its module.
-pub use identity::certificate::ClientIdentity;
+// The quick-start set, re-exported from the modules each type lives in (as rustls does): the
+// module pages list them too.
+pub use identity::ClientIdentity;
 pub use peer::{AllowedClient, ConnectionInfo, PeerCertificates, PeerExt, TlsInfo};
-pub use policy::layer::ClientCertLayer;
-pub use policy::rules::{ClientCertPolicy, Rule};
-pub use serve::server::MtlsServer;
-pub use tls::accept::acceptor::{MtlsAcceptor, MtlsStream};
-pub use tls::config::error::ConfigError;
-pub use tls::config::tls_config::{TlsConfig, TlsConfigBuilder};
-pub use tls::trust::verify::ClientAuth;
+pub use policy::{ClientCertLayer, ClientCertPolicy, Rule};
+pub use serve::MtlsServer;
+pub use tls::{ClientAuth, ConfigError, MtlsAcceptor, MtlsStream, TlsConfig, TlsConfigBuilder};
 
 // The README's examples use axum's own server.
 #[cfg(all(doctest, feature = "axum"))]

@@ -24,11 +24,10 @@ mod spiffe;
 #[cfg(test)]
 mod tests;
 
-pub use certificate::CertificateSummary;
+pub use certificate::{CertificateSummary, ClientIdentity};
 pub use error::IdentityError;
 pub use fingerprint::{Fingerprint, ParseFingerprintError};
 pub use name::{DistinguishedName, NameAttribute, oid};
 pub use spiffe::{SpiffeId, SpiffeIdError};
 
-pub(crate) use certificate::ClientIdentity;
 pub(crate) use name::{decode_directory_string_opt, escape_control, write_quoted};

@@ -1,4 +1,4 @@
-//! [`ClientCertLayer`](crate::ClientCertLayer): a tower middleware that decides, per request, which clients may pass,
+//! [`ClientCertLayer`]: a tower middleware that decides, per request, which clients may pass,
 //! by the certificate they presented.
 //!
 //! Trusting a CA trusts every certificate it ever issued; in a cluster whose issuer signs
@@ -51,11 +51,11 @@
 //!   one: **401** `client_certificate_required`.
 //! * [`ClientCertLayer::optional`](crate::ClientCertLayer::optional): requests without a certificate pass too; a certificate
 //!   that is presented must satisfy the rules.
-//! * Rules ([`Rule`](crate::Rule)): with none, any verified certificate passes; with several, **any** may
+//! * Rules ([`Rule`]): with none, any verified certificate passes; with several, **any** may
 //!   match, and the matchers inside one rule must **all** hold. A certificate that matches no
 //!   rule: **403** `client_certificate_not_allowed`; one that verified but cannot be parsed:
-//!   **403** `client_certificate_unparsable`. [`Rule`](crate::Rule) documents how each kind of value
-//!   compares (case sensitivity, wildcards); [`ClientCertPolicy`](crate::ClientCertPolicy) the text form.
+//!   **403** `client_certificate_unparsable`. [`Rule`] documents how each kind of value
+//!   compares (case sensitivity, wildcards); [`ClientCertPolicy`] the text form.
 //! * **Fail closed**: a request without any connection information — the layer sits on a
 //!   server that does not run this crate's acceptor — is rejected (**401** `no_tls_connection`)
 //!   in both modes, and the first one logs a warning that explains the mis-wiring.
@@ -104,6 +104,8 @@ mod service;
 mod tests;
 
 pub use dns::{DnsPattern, InvalidDnsPattern};
+pub use layer::ClientCertLayer;
 pub use parse_error::{PolicyErrorKind, PolicyParseError};
 pub use response::{RejectReason, Rejection};
+pub use rules::{ClientCertPolicy, Rule};
 pub use service::{ClientCertService, ResponseBody, ResponseFuture};

@@ -1,4 +1,4 @@
-//! Serving: [`MtlsServer`](crate::MtlsServer), which serves any tower service over TLS or plain
+//! Serving: [`MtlsServer`], which serves any tower service over TLS or plain
 //! HTTP, and [`MtlsListener`], which hands established mutual-TLS streams to servers that run
 //! their own accept loop (`axum::serve`, tonic's `serve_with_incoming`).
 //!
@@ -21,7 +21,7 @@
 //! | `core.rs` | [`Listener`], the connection cap, the accept back-off |
 //! | `shutdown.rs` | the shutdown phase every connection sees, and the drain |
 //! | `handle.rs` | [`ServerHandle`] |
-//! | `server.rs` | [`MtlsServer`](crate::MtlsServer)'s accept loop |
+//! | `server.rs` | [`MtlsServer`]'s accept loop |
 //! | `connection.rs` | one connection's task: handshake, then HTTP |
 //! | `service.rs` | the per-request service: the connection's info, its span |
 //! | `listener.rs` | [`MtlsListener`] |
@@ -40,5 +40,6 @@ pub use core::{AnyListener, AnyStream, ListenAddr, Listener};
 pub use handle::ServerHandle;
 pub use limits::{DEFAULT_GRACE_PERIOD, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS};
 pub use listener::MtlsListener;
+pub use server::MtlsServer;
 #[cfg(unix)]
 pub use server::bind_unix_listener;
