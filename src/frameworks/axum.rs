@@ -256,7 +256,7 @@ impl ClientCertRejection {
 
 impl IntoResponse for ClientCertRejection {
     fn into_response(self) -> Response {
-        self.0.default_response().map(Body::new)
+        self.0.default_response().map(Body::from)
     }
 }
 

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use http::{Extensions, Request, Response};
-use http_body_util::Full;
 
 use super::log;
 use super::response::{RejectReason, Rejection};
@@ -16,7 +15,7 @@ use crate::rate_limit::LogLimiter;
 
 /// What answers a rejected request instead of the default 401/403 (see
 /// [`ClientCertLayer::on_reject`](crate::ClientCertLayer::on_reject)).
-pub(super) type OnReject = Arc<dyn Fn(&Rejection) -> Response<Full<Bytes>> + Send + Sync + 'static>;
+pub(super) type OnReject = Arc<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sync + 'static>;
 
 /// The configuration and state a layer shares with every service it made.
 pub(crate) struct Shared {
@@ -120,7 +119,7 @@ impl Shared {
     }
 
     /// The response for a rejected request.
-    pub(crate) fn respond(&self, rejection: &Rejection) -> Response<Full<Bytes>> {
+    pub(crate) fn respond(&self, rejection: &Rejection) -> Response<Bytes> {
         match &self.on_reject {
             Some(respond) => respond(rejection),
             None => rejection.default_response(),

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Response;
-use http_body_util::Full;
 use tower_layer::Layer;
 
 use super::decide::Shared;
@@ -65,21 +64,20 @@ impl ClientCertLayer {
     ///
     /// ```
     /// use bytes::Bytes;
-    /// use http_body_util::Full;
     /// use tower_mtls::{ClientCertLayer, policy::Rejection};
     ///
     /// let layer = ClientCertLayer::require().on_reject(|rejection: &Rejection| {
     ///     if rejection.is_grpc() {
     ///         return rejection.default_response();
     ///     }
-    ///     let mut response = http::Response::new(Full::new(Bytes::from_static(b"go away\n")));
+    ///     let mut response = http::Response::new(Bytes::from_static(b"go away\n"));
     ///     *response.status_mut() = rejection.status();
     ///     response
     /// });
     /// ```
     pub fn on_reject<F>(mut self, respond: F) -> Self
     where
-        F: Fn(&Rejection) -> Response<Full<Bytes>> + Send + Sync + 'static,
+        F: Fn(&Rejection) -> Response<Bytes> + Send + Sync + 'static,
     {
         self.shared_mut().on_reject = Some(Arc::new(respond));
         self

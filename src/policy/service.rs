@@ -117,9 +117,9 @@ where
                 .poll(cx)
                 .map_ok(|response| response.map(ResponseBody::inner)),
             // Built on poll, so the future holds no response it could hand out twice.
-            StateProj::Rejected { rejection, shared } => {
-                Poll::Ready(Ok(shared.respond(rejection).map(ResponseBody::rejection)))
-            }
+            StateProj::Rejected { rejection, shared } => Poll::Ready(Ok(shared
+                .respond(rejection)
+                .map(|body| ResponseBody::rejection(Full::new(body))))),
         }
     }
 }

@@ -735,7 +735,7 @@ async fn the_rejection_response_is_replaceable() {
             if rejection.is_grpc() {
                 return rejection.default_response();
             }
-            let mut response = Response::new(Full::new(Bytes::from_static(b"<h1>no</h1>")));
+            let mut response = Response::new(Bytes::from_static(b"<h1>no</h1>"));
             *response.status_mut() = StatusCode::IM_A_TEAPOT;
             response
         });
