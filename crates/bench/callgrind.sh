@@ -84,6 +84,7 @@ start_server() { # name tag
         floor) cmd=("$BIN/bare_server" "${files[@]}") ;;
         floor-notimer) cmd=("$BIN/bare_server" "${files[@]}" --header-read-timeout 0) ;;
         crate) cmd=("$BIN/crate_server" "${files[@]}" --allow-cn loadgen) ;;
+        crate-nolayer) cmd=("$BIN/crate_server" "${files[@]}" --no-layer) ;;
         *) die "unknown server $name" ;;
     esac
     taskset -c "$SERVER_CPU" valgrind --tool=callgrind --instr-atstart=no \
