@@ -1,22 +1,26 @@
 //! The crypto provider and the one hash the crate computes itself.
 //!
 //! `rustls::ServerConfig::builder()` panics when both `aws-lc-rs` and `ring` are compiled in and
-//! no process-wide default is installed, so this crate never relies on the process default: it
-//! always builds with an explicit provider, `aws-lc-rs` when that feature is on, else `ring`.
+//! no process-wide default is installed, so this crate never relies on the process default
+//! while it bundles a provider: it always builds with an explicit one, `aws-lc-rs` when that
+//! feature is on, else `ring`. Built with neither feature, it takes the provider given to a
+//! builder (`crypto_provider`), else the process default the application installed, and a
+//! build without either fails with an error saying so.
+//!
+//! SHA-256 (certificate fingerprints, file digests) comes from the `sha2` crate, whatever the
+//! provider.
 
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-
-#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
-compile_error!(
-    "tower-mtls needs a crypto provider: enable the `aws-lc-rs` (default) or `ring` feature"
-);
+use sha2::Digest;
 
 /// The crypto provider this crate uses unless told otherwise: `aws-lc-rs` when the feature is
-/// enabled (the default), else `ring`.
+/// enabled (the default), else `ring`. Only with one of them: without, pass a provider to the
+/// builders or install a process default.
 ///
 /// Independent of [`CryptoProvider::get_default`], so enabling both features never panics.
+#[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
 pub fn default_provider() -> Arc<CryptoProvider> {
     #[cfg(feature = "aws-lc-rs")]
     {
@@ -25,6 +29,33 @@ pub fn default_provider() -> Arc<CryptoProvider> {
     #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
     {
         Arc::new(rustls::crypto::ring::default_provider())
+    }
+}
+
+/// What a build without a bundled provider says when it was given none and the application
+/// installed none.
+#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+const NO_PROVIDER: &str = "no crypto provider: tower-mtls is built without `aws-lc-rs` and \
+     `ring`, no provider was passed (`crypto_provider`) and no process default is installed \
+     (`rustls::crypto::CryptoProvider::install_default`)";
+
+/// The provider to build with: the one given, else the bundled default, else (built without
+/// one) the process default.
+pub(crate) fn provider(
+    given: Option<Arc<CryptoProvider>>,
+) -> Result<Arc<CryptoProvider>, rustls::Error> {
+    if let Some(provider) = given {
+        return Ok(provider);
+    }
+    #[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
+    {
+        Ok(default_provider())
+    }
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+    {
+        CryptoProvider::get_default()
+            .cloned()
+            .ok_or_else(|| rustls::Error::General(NO_PROVIDER.to_owned()))
     }
 }
 
@@ -42,6 +73,7 @@ pub fn default_provider() -> Arc<CryptoProvider> {
 /// tower_mtls::tls::install_default_provider();
 /// assert!(tower_mtls::rustls::crypto::CryptoProvider::get_default().is_some());
 /// ```
+#[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
 pub fn install_default_provider() -> bool {
     if CryptoProvider::get_default().is_some() {
         return false;
@@ -50,30 +82,17 @@ pub fn install_default_provider() -> bool {
     CryptoProvider::install_default(default_provider().as_ref().clone()).is_ok()
 }
 
-/// SHA-256 of `data`, from the same library that backs the default provider.
+/// SHA-256 of `data`.
 pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
-    #[cfg(feature = "aws-lc-rs")]
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
-    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
-    let digest = ring::digest::digest(&ring::digest::SHA256, data);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
+    sha2::Sha256::digest(data).into()
 }
 
 /// An incremental SHA-256, for digests of many inputs without joining them first.
-pub(crate) struct Sha256(
-    #[cfg(feature = "aws-lc-rs")] aws_lc_rs::digest::Context,
-    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))] ring::digest::Context,
-);
+pub(crate) struct Sha256(sha2::Sha256);
 
 impl Sha256 {
     pub(crate) fn new() -> Self {
-        #[cfg(feature = "aws-lc-rs")]
-        let context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
-        let context = ring::digest::Context::new(&ring::digest::SHA256);
-        Self(context)
+        Self(sha2::Sha256::new())
     }
 
     pub(crate) fn update(&mut self, data: &[u8]) {
@@ -81,9 +100,7 @@ impl Sha256 {
     }
 
     pub(crate) fn finish(self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(self.0.finish().as_ref());
-        out
+        self.0.finalize().into()
     }
 }
 
@@ -108,6 +125,7 @@ mod tests {
         assert_eq!(h.finish(), sha256(b"abc"));
     }
 
+    #[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
     #[test]
     fn default_provider_has_suites() {
         assert!(!default_provider().cipher_suites.is_empty());

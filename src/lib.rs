@@ -81,6 +81,9 @@
 //! * `aws-lc-rs` (default): rustls with the aws-lc-rs provider.
 //! * `ring`: rustls with ring. With both enabled aws-lc-rs is used; the crate always passes its
 //!   provider explicitly and never panics over an ambiguous process default.
+//! * Neither: bring your own provider — pass it to the builders (`crypto_provider`) or install
+//!   it as rustls's process default; a build without one fails naming both ways. Shared session
+//!   ticket keys need a bundled provider.
 //! * `agent`: [`steadybit::agent`], the agent side of the Steadybit contract: a rustls client
 //!   configuration from the agent's environment variables.
 //! * `metrics`: handshakes, connections, reloads, policy decisions and certificate expiry

@@ -563,14 +563,18 @@ pub(crate) mod sealed {
 /// chain `Arc` among a connection's requests; recent chains are remembered by it).
 #[cfg(feature = "tonic")]
 #[derive(Debug, Default)]
-pub(crate) struct ForeignPeers(std::sync::Mutex<std::collections::VecDeque<ForeignPeer>>);
+pub(crate) struct ForeignPeers(
+    #[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
+    std::sync::Mutex<std::collections::VecDeque<ForeignPeer>>,
+);
 
-#[cfg(feature = "tonic")]
+#[cfg(all(feature = "tonic", any(feature = "aws-lc-rs", feature = "ring")))]
 type ForeignPeer = (Arc<Vec<CertificateDer<'static>>>, ConnectionInfo);
 
 #[cfg(feature = "tonic")]
 impl ForeignPeers {
     /// Connections remembered; older ones parse their leaf again if they come back.
+    #[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
     const KEEP: usize = 128;
 
     /// When `extensions` hold no [`ConnectionInfo`] but tonic's `TlsConnectInfo`, inserts one

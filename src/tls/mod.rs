@@ -60,4 +60,5 @@ pub use trust::verify::{
     TrustedCertificate,
 };
 
+#[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
 pub use crate::crypto::{default_provider, install_default_provider};

@@ -121,7 +121,6 @@ use rustls::{ClientConfig, Error};
 use crate::ConfigError;
 use crate::tls::certificates_from_file;
 use crate::tls::config::load::{self, LoadedFile};
-use crate::tls::default_provider;
 
 mod jvm;
 mod key;
@@ -426,7 +425,7 @@ impl AgentTls {
         self
     }
 
-    /// The crypto provider. Defaults to [`default_provider`]; the process-wide default
+    /// The crypto provider. Defaults to [`default_provider`](crate::tls::default_provider); the process-wide default
     /// is never consulted.
     pub fn crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
         self.provider = Some(provider);
@@ -468,7 +467,7 @@ impl AgentTls {
     /// hyper-rustls the configuration without ALPN (the [module docs](self) show both
     /// clients).
     pub fn client_config(&self) -> Result<ClientConfig, AgentError> {
-        let provider = self.provider.clone().unwrap_or_else(default_provider);
+        let provider = crate::crypto::provider(self.provider.clone())?;
         let verifier = self.server_cert_verifier_with(provider.clone())?;
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
@@ -487,7 +486,7 @@ impl AgentTls {
     /// The verifier [`client_config`](Self::client_config) checks the extension's certificate
     /// with, for tools that wrap it (to record what the server presented, say).
     pub fn server_cert_verifier(&self) -> Result<Arc<dyn ServerCertVerifier>, AgentError> {
-        self.server_cert_verifier_with(self.provider.clone().unwrap_or_else(default_provider))
+        self.server_cert_verifier_with(crate::crypto::provider(self.provider.clone())?)
     }
 
     fn server_cert_verifier_with(

@@ -17,7 +17,6 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::crypto::default_provider;
 use crate::identity::CertificateSummary;
 use crate::tls::accept::observe::{
     DEFAULT_EXPIRY_WARNING, EXPIRY_CHECK_INTERVAL, ExpiryWarning, TlsObserver, check_expiry,
@@ -238,7 +237,7 @@ impl TlsConfigBuilder {
             client_trust: self.client_trust,
             client_crls: self.client_crls,
             client_auth,
-            provider: self.provider.unwrap_or_else(default_provider),
+            provider: crate::crypto::provider(self.provider)?,
             tls12: self.tls12,
             alpn: self.alpn,
             chain_limits: self.chain_limits,

@@ -13,7 +13,6 @@ use std::time::SystemTime;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::CertificateDer;
 
-use crate::crypto::default_provider;
 use crate::tls::config::error::ConfigError;
 use crate::tls::config::load::{self, Source};
 use crate::tls::trust::verify::{
@@ -148,7 +147,7 @@ impl ClientTrustBuilder {
         for source in &self.crls {
             crls.extend(load::crls(source, &source.read()?)?);
         }
-        let provider = self.provider.unwrap_or_else(default_provider);
+        let provider = crate::crypto::provider(self.provider)?;
         let (verifier, summary, notes) = ClientVerifier::build(
             &trust,
             &crls,

@@ -37,11 +37,6 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use rustls::crypto::SecureRandom;
 use rustls::server::ProducesTickets;
 
-#[cfg(feature = "aws-lc-rs")]
-use aws_lc_rs::{aead, hkdf};
-#[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
-use ring::{aead, hkdf};
-
 use crate::crypto::Sha256;
 use crate::identity::Fingerprint;
 use crate::tls::config::error::ConfigError;
@@ -68,7 +63,7 @@ const SALT: &[u8] = b"tower-mtls session ticket key v1";
 /// One configured key, derived: its id and its AEAD key.
 struct TicketKey {
     id: [u8; ID_LEN],
-    key: aead::LessSafeKey,
+    key: cipher::Key,
 }
 
 /// The keys of a session ticket key file, derived and ready to seal and open tickets.
@@ -95,12 +90,119 @@ pub(crate) fn wipe(bytes: &mut [u8]) {
     std::hint::black_box(bytes);
 }
 
-/// An HKDF output length.
-struct Len(usize);
+/// The ticket cipher: HKDF-SHA256 and AES-256-GCM from the bundled provider's library. Built
+/// without one (neither `aws-lc-rs` nor `ring`), a key file is refused at build, naming why.
+mod cipher {
+    #[cfg(feature = "aws-lc-rs")]
+    use aws_lc_rs::{aead, hkdf};
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    use ring::{aead, hkdf};
 
-impl hkdf::KeyType for Len {
-    fn len(&self) -> usize {
-        self.0
+    use super::{ID_LEN, NONCE_LEN, TAG_LEN};
+    #[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
+    use super::{SALT, wipe};
+
+    /// A derived AES-256-GCM key.
+    #[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
+    pub(super) struct Key(aead::LessSafeKey);
+
+    /// No key can exist without a cipher.
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+    pub(super) enum Key {}
+
+    /// An HKDF output length.
+    #[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
+    struct Len(usize);
+
+    #[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
+    impl hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
+
+    /// The key id and the key derived from a key line's 32 bytes.
+    #[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
+    pub(super) fn derive(raw: &[u8]) -> Result<([u8; ID_LEN], Key), &'static str> {
+        const FAILED: &str = "the key cannot be derived";
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, SALT).extract(raw);
+        let mut id = [0u8; ID_LEN];
+        prk.expand(&[b"key id".as_slice()], Len(ID_LEN))
+            .and_then(|okm| okm.fill(&mut id))
+            .map_err(|_| FAILED)?;
+        let mut key = [0u8; 32];
+        let derived = prk
+            .expand(&[b"aes-256-gcm key".as_slice()], Len(key.len()))
+            .and_then(|okm| okm.fill(&mut key))
+            .and_then(|()| aead::UnboundKey::new(&aead::AES_256_GCM, &key));
+        wipe(&mut key);
+        Ok((
+            id,
+            Key(aead::LessSafeKey::new(derived.map_err(|_| FAILED)?)),
+        ))
+    }
+
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+    pub(super) fn derive(_raw: &[u8]) -> Result<([u8; ID_LEN], Key), &'static str> {
+        Err("shared session ticket keys need tower-mtls's `aws-lc-rs` or `ring` feature")
+    }
+
+    impl Key {
+        /// Seals `in_out` in place; the tag.
+        #[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
+        pub(super) fn seal(
+            &self,
+            nonce: [u8; NONCE_LEN],
+            aad: [u8; ID_LEN],
+            in_out: &mut [u8],
+        ) -> Option<[u8; TAG_LEN]> {
+            let tag = self
+                .0
+                .seal_in_place_separate_tag(
+                    aead::Nonce::assume_unique_for_key(nonce),
+                    aead::Aad::from(aad),
+                    in_out,
+                )
+                .ok()?;
+            tag.as_ref().try_into().ok()
+        }
+
+        /// Opens `in_out` (ciphertext and tag) in place; the plaintext.
+        #[cfg(any(feature = "aws-lc-rs", feature = "ring"))]
+        pub(super) fn open<'a>(
+            &self,
+            nonce: [u8; NONCE_LEN],
+            aad: [u8; ID_LEN],
+            in_out: &'a mut [u8],
+        ) -> Option<&'a mut [u8]> {
+            self.0
+                .open_in_place(
+                    aead::Nonce::assume_unique_for_key(nonce),
+                    aead::Aad::from(aad),
+                    in_out,
+                )
+                .ok()
+        }
+
+        #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+        pub(super) fn seal(
+            &self,
+            _nonce: [u8; NONCE_LEN],
+            _aad: [u8; ID_LEN],
+            _in_out: &mut [u8],
+        ) -> Option<[u8; TAG_LEN]> {
+            match *self {}
+        }
+
+        #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+        pub(super) fn open<'a>(
+            &self,
+            _nonce: [u8; NONCE_LEN],
+            _aad: [u8; ID_LEN],
+            _in_out: &'a mut [u8],
+        ) -> Option<&'a mut [u8]> {
+            match *self {}
+        }
     }
 }
 
@@ -133,8 +235,9 @@ impl SessionTicketKeys {
             let mut raw = [0u8; 2 * KEY_LEN];
             let decoded = BASE64.decode_slice(line, &mut raw);
             let result = match decoded {
-                Ok(KEY_LEN) => Self::derive(&raw[..KEY_LEN])
-                    .map_err(|()| invalid(line_no, "the key cannot be derived".into())),
+                Ok(KEY_LEN) => cipher::derive(&raw[..KEY_LEN])
+                    .map(|(id, key)| TicketKey { id, key })
+                    .map_err(|reason| invalid(line_no, reason.into())),
                 Ok(n) => Err(invalid(
                     line_no,
                     format!("decodes to {n} bytes, expected {KEY_LEN}"),
@@ -162,22 +265,6 @@ impl SessionTicketKeys {
         })
     }
 
-    fn derive(raw: &[u8]) -> Result<TicketKey, ()> {
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, SALT).extract(raw);
-        let mut id = [0u8; ID_LEN];
-        prk.expand(&[b"key id".as_slice()], Len(ID_LEN))
-            .and_then(|okm| okm.fill(&mut id))
-            .map_err(|_| ())?;
-        let mut key = [0u8; 32];
-        let derived = prk
-            .expand(&[b"aes-256-gcm key".as_slice()], Len(key.len()))
-            .and_then(|okm| okm.fill(&mut key))
-            .and_then(|()| aead::UnboundKey::new(&aead::AES_256_GCM, &key));
-        wipe(&mut key);
-        let key = aead::LessSafeKey::new(derived.map_err(|_| ())?);
-        Ok(TicketKey { id, key })
-    }
-
     /// How many keys the file holds.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -202,7 +289,7 @@ impl SessionTicketKeys {
 /// crate's crypto provider, as `openssl rand -base64 32` prints it (without the newline).
 pub fn new_session_ticket_key() -> Result<String, rustls::Error> {
     let mut raw = [0u8; KEY_LEN];
-    crate::crypto::default_provider()
+    crate::crypto::provider(None)?
         .secure_random
         .fill(&mut raw)?;
     let line = BASE64.encode(raw);
@@ -354,13 +441,8 @@ impl ProducesTickets for Ticketer {
         ticket.extend_from_slice(plain);
         let tag = key
             .key
-            .seal_in_place_separate_tag(
-                aead::Nonce::assume_unique_for_key(nonce),
-                aead::Aad::from(key.id),
-                &mut ticket[ID_LEN + NONCE_LEN..],
-            )
-            .ok()?;
-        ticket.extend_from_slice(tag.as_ref());
+            .seal(nonce, key.id, &mut ticket[ID_LEN + NONCE_LEN..])?;
+        ticket.extend_from_slice(&tag);
         self.counters.issued.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
         crate::tls::accept::metrics::session_ticket_issued();
@@ -378,11 +460,7 @@ impl ProducesTickets for Ticketer {
             return self.refuse(TicketRefusal::Invalid);
         };
         let mut opened = sealed.to_vec();
-        let Ok(plain) = key.key.open_in_place(
-            aead::Nonce::assume_unique_for_key(*nonce),
-            aead::Aad::from(*id),
-            &mut opened,
-        ) else {
+        let Some(plain) = key.key.open(*nonce, *id, &mut opened) else {
             return self.refuse(TicketRefusal::Invalid);
         };
         let plain_len = plain.len();
