@@ -59,8 +59,7 @@ pub fn fixture() -> &'static Fixture {
         spec.crl_distribution_points = vec!["http://crl.example.com/a.crl".into()];
         let scoped = ca.issue(&spec);
         let crl_pem = ca.crl(&[&revoked]);
-        let config = TlsConfig::builder()
-            .server_identity_pem(server.chain_pem.clone(), server.key_pem.clone())
+        let config = TlsConfig::from_pem(server.chain_pem.clone(), server.key_pem.clone())
             .client_trust_pem(ca.cert_pem.clone())
             .client_crl_bytes(crl_pem.clone())
             .tls12(true)
