@@ -176,7 +176,13 @@ fn edge_seeds(flight12: &[u8]) {
             .collect()
     };
     let crl_der = |name: &str| -> &[u8] { &e.crls.iter().find(|(n, _)| n == name).expect("crl").1 };
-    let roots: String = e.roots.iter().map(|c| pem_cert(c)).collect();
+    // A few of the edge CAs (a name-constrained, a pathLen 0 and a v1 CA, RSA and Ed25519
+    // roots) as the trust bundle of the secret trees.
+    let roots: String = [0, 6, 11, 19, 20]
+        .iter()
+        .filter_map(|i| e.roots.get(*i))
+        .map(|c| pem_cert(c))
+        .collect();
     for name in [
         "nc-dns-outside",
         "pathlen0-exceeded",
@@ -191,10 +197,14 @@ fn edge_seeds(flight12: &[u8]) {
             chain_pem(name).as_bytes(),
         );
     }
-    write("pem_load", "edge-roots", roots.as_bytes());
+    // In bundles of at most 6 (libFuzzer's -max_len follows the largest seed).
+    for (i, bundle) in e.roots.chunks(6).enumerate() {
+        let text: String = bundle.iter().map(|c| pem_cert(c)).collect();
+        write("pem_load", &format!("edge-roots-{i}"), text.as_bytes());
+    }
     let crl_bundle: String = [
         "empty",
-        "many",
+        "reasons",
         "delta",
         "idp-indirect",
         "no-next-update",
@@ -266,7 +276,7 @@ fn edge_seeds(flight12: &[u8]) {
     }
 
     // secret_dir: the kubelet layout with edge chains, CA bundles and CRLs.
-    let crl_files: Vec<Vec<u8>> = ["many", "delta", "idp-some-reasons", "trailing-zeros"]
+    let crl_files: Vec<Vec<u8>> = ["reasons", "delta", "idp-some-reasons", "trailing-zeros"]
         .iter()
         .map(|n| crl_der(n).to_vec())
         .collect();

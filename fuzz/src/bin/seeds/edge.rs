@@ -1817,9 +1817,10 @@ pub fn build(fx: &Fixture) -> Edge {
         "trailing-zeros".into(),
         [plain.clone(), vec![0, 0]].concat(),
     ));
+    // A CRL directly followed by another (the `v1` one).
     crls.push((
         "trailing-crl".into(),
-        [plain.clone(), crls[3].1.clone()].concat(),
+        [plain.clone(), crls[2].1.clone()].concat(),
     ));
     let mut inner_trailing = plain.clone();
     // The outer SEQUENCE's length grown by two, two bytes appended: trailing data inside it
