@@ -5,7 +5,15 @@
 //! No seed holds a private key: key-parsing seeds are corrupted key-like PEM blocks, and
 //! the recorded flights carry only public data (a client's Certificate message is public).
 //!
+//! The x509-limbo-style edge cases (`seeds/edge.rs`, files named `edge-*`) are generated here
+//! too: certificates, chains, CRLs and names that exercise the corners of RFC 5280.
+//!
 //! `cargo run --release --bin seeds` (from `fuzz/`).
+
+#[path = "seeds/der.rs"]
+mod der;
+#[path = "seeds/edge.rs"]
+mod edge;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -31,6 +39,13 @@ fn write(target: &str, name: &str, bytes: &[u8]) {
         assert!(
             !text.contains(leaf.key_pem.lines().nth(1).unwrap_or("-"))
                 && !bytes.windows(der.len()).any(|w| w == der.as_slice()),
+            "a seed must never hold a private key ({target}/{name})"
+        );
+    }
+    // Nor any key the edge cases generated (their DER, or a line of their PEM).
+    for secret in edge::secrets() {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_slice()),
             "a seed must never hold a private key ({target}/{name})"
         );
     }
@@ -113,6 +128,201 @@ fn record(
         }
     }
     (first_flight.unwrap_or_default(), sent)
+}
+
+/// The edge cases (`seeds/edge.rs`) for every target that reads certificates, CRLs, names or
+/// client flights.
+fn edge_seeds(flight12: &[u8]) {
+    let fx = fixture();
+    let e = edge::build(fx);
+    for (name, der) in &e.certs {
+        write("identity", &format!("edge-{name}"), der);
+        write("x509_der", &format!("edge-cert-{name}"), der);
+    }
+    for (name, der) in &e.crls {
+        write("crl_parse", &format!("edge-{name}"), der);
+        write("x509_der", &format!("edge-crl-{name}"), der);
+    }
+    for (name, input) in &e.signed {
+        write("x509_der", &format!("edge-signed-{name}"), input);
+    }
+    for (name, input) in &e.select {
+        write("crl_select", &format!("edge-{name}"), input);
+    }
+    for (name, input) in &e.names {
+        write("name_compare", &format!("edge-{name}"), input);
+    }
+    for (name, der) in e.names.iter().filter(|(n, _)| n.starts_with("single-")) {
+        write("x509_der", &format!("edge-name-{name}"), der);
+    }
+    // handshake: the TLS 1.2 flight with its Certificate message replaced by each chain.
+    for (name, chain) in &e.chains {
+        let spliced = edge::splice_certificate(flight12, chain)
+            .unwrap_or_else(|| panic!("no Certificate message to replace ({name})"));
+        write("handshake", &format!("edge-{name}"), &spliced);
+    }
+
+    // pem_load: chains, bundles of the edge CAs, CRLs, and PEM framing oddities.
+    let pem_cert = |der: &[u8]| der::pem("CERTIFICATE", der);
+    let pem_crl = |der: &[u8]| der::pem("X509 CRL", der);
+    let chain_pem = |name: &str| -> String {
+        e.chains
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("chain")
+            .1
+            .iter()
+            .map(|c| pem_cert(c))
+            .collect()
+    };
+    let crl_der = |name: &str| -> &[u8] { &e.crls.iter().find(|(n, _)| n == name).expect("crl").1 };
+    // A few of the edge CAs (a name-constrained, a pathLen 0 and a v1 CA, RSA and Ed25519
+    // roots) as the trust bundle of the secret trees.
+    let roots: String = [0, 6, 11, 19, 20]
+        .iter()
+        .filter_map(|i| e.roots.get(*i))
+        .map(|c| pem_cert(c))
+        .collect();
+    for name in [
+        "nc-dns-outside",
+        "pathlen0-exceeded",
+        "ca-rsa2048",
+        "ca-ed25519",
+        "v1",
+        "serial-negative",
+    ] {
+        write(
+            "pem_load",
+            &format!("edge-chain-{name}"),
+            chain_pem(name).as_bytes(),
+        );
+    }
+    // In bundles of at most 6 (libFuzzer's -max_len follows the largest seed).
+    for (i, bundle) in e.roots.chunks(6).enumerate() {
+        let text: String = bundle.iter().map(|c| pem_cert(c)).collect();
+        write("pem_load", &format!("edge-roots-{i}"), text.as_bytes());
+    }
+    let crl_bundle: String = [
+        "empty",
+        "reasons",
+        "delta",
+        "idp-indirect",
+        "no-next-update",
+        "unknown-critical-entry-ext",
+    ]
+    .iter()
+    .map(|n| pem_crl(crl_der(n)))
+    .collect();
+    write("pem_load", "edge-crls", crl_bundle.as_bytes());
+    write(
+        "pem_load",
+        "edge-crl-der-trailing",
+        crl_der("trailing-zeros"),
+    );
+    write(
+        "pem_load",
+        "edge-crl-pem-trailing",
+        pem_crl(crl_der("trailing-crl")).as_bytes(),
+    );
+    let one = pem_cert(&e.chains.iter().find(|(n, _)| n == "v1").expect("v1").1[0]);
+    let framing: Vec<(&str, String)> = vec![
+        ("crlf", one.replace('\n', "\r\n")),
+        ("no-final-newline", one.trim_end().to_owned()),
+        (
+            "headers",
+            one.replacen(
+                "-----\n",
+                "-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n",
+                1,
+            ),
+        ),
+        (
+            "trusted-label",
+            one.replace("CERTIFICATE", "TRUSTED CERTIFICATE"),
+        ),
+        ("x509-label", one.replace("CERTIFICATE", "X509 CERTIFICATE")),
+        (
+            "mismatched-end",
+            one.replace("END CERTIFICATE", "END X509 CRL"),
+        ),
+        (
+            "unterminated",
+            one.replace("-----END CERTIFICATE-----\n", ""),
+        ),
+        (
+            "indented",
+            one.lines().map(|l| format!("  \t{l}\n")).collect(),
+        ),
+        ("one-line", {
+            let body: String = one.lines().filter(|l| !l.starts_with("-----")).collect();
+            format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n")
+        }),
+        ("bad-base64", one.replacen('A', "!", 1)),
+        (
+            "text-between",
+            format!(
+                "subject=CN = v1\nissuer=CN = x\n{one}# comment\n{}",
+                pem_crl(crl_der("empty"))
+            ),
+        ),
+        ("utf8-bom", format!("\u{feff}{one}")),
+        (
+            "nested-begin",
+            one.replacen("\n", "\n-----BEGIN CERTIFICATE-----\n", 1),
+        ),
+    ];
+    for (name, text) in &framing {
+        write("pem_load", &format!("edge-pem-{name}"), text.as_bytes());
+    }
+
+    // secret_dir: the kubelet layout with edge chains, CA bundles and CRLs.
+    let crl_files: Vec<Vec<u8>> = ["reasons", "delta", "idp-some-reasons", "trailing-zeros"]
+        .iter()
+        .map(|n| crl_der(n).to_vec())
+        .collect();
+    write(
+        "secret_dir",
+        "edge-kubelet",
+        &join(&[
+            format!("..2026_01_01/tls.crt\0{}", chain_pem("nc-dns-outside")).as_bytes(),
+            format!("..2026_01_01/ca.crt\0{roots}").as_bytes(),
+            &[
+                b"..2026_01_01/ca.crl\0".as_slice(),
+                pem_crl(crl_der("idp-indirect")).as_bytes(),
+            ]
+            .concat(),
+            b"@..data\0..2026_01_01",
+            b"@ca.crt\0..data/ca.crt",
+            b"@ca.crl\0..data/ca.crl",
+        ]),
+    );
+    write(
+        "secret_dir",
+        "edge-crl-dir",
+        &join(&[
+            &[b"crls/a.crl\0".as_slice(), &crl_files[0]].concat(),
+            &[b"crls/b.der\0".as_slice(), &crl_files[1]].concat(),
+            &[
+                b"crls/c.pem\0".as_slice(),
+                pem_crl(&crl_files[2]).as_bytes(),
+            ]
+            .concat(),
+            &[b"crls/d.crl\0".as_slice(), &crl_files[3]].concat(),
+            format!("certs/ca.pem\0{}", chain_pem("pathlen0-exceeded")).as_bytes(),
+        ]),
+    );
+    write(
+        "secret_dir",
+        "edge-odd-names",
+        &join(&[
+            format!(".hidden/ca.pem\0{}", chain_pem("ca-ed25519")).as_bytes(),
+            format!("..old/ca.pem\0{}", chain_pem("ca-p384")).as_bytes(),
+            format!("with space.pem\0{}", chain_pem("v1")).as_bytes(),
+            format!("caf\u{e9}.pem\0{}", chain_pem("serial-negative")).as_bytes(),
+            b"@link-to-hidden\0.hidden/ca.pem",
+            b"empty.pem\0",
+        ]),
+    );
 }
 
 fn main() {
@@ -365,6 +575,8 @@ fn main() {
     write("handshake", "hello12", &hello12);
     write("handshake", "flight12", &flight12);
     write("handshake", "flight12-revoked", &revoked12);
+
+    edge_seeds(&flight12);
     eprintln!(
         "seeds written to {}",
         Path::new(env!("CARGO_MANIFEST_DIR"))
