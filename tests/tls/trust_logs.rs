@@ -432,7 +432,7 @@ fn trust_certificates_that_cannot_authenticate_clients_are_skipped_with_a_warnin
         ("server-auth", rcgen::ExtendedKeyUsagePurpose::ServerAuth),
     ] {
         let leaf = issuer.issue(&LeafSpec::client(what).eku(vec![eku]));
-        // In one source beside a usable CA (alone in its source it is an error: see tests/trust.rs).
+        // In one source beside a usable CA (alone in its source it is an error: see tests/tls/trust.rs).
         let path = pki.path(&format!("{what}.crt"));
         std::fs::write(&path, format!("{}{}", other.cert_pem, leaf.cert_pem)).expect("write");
         let tls = pki

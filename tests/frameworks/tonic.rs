@@ -23,7 +23,7 @@ use tower_mtls::PeerExt;
 use tower_mtls::tonic::{ConnectInfoLayer, MtlsIncoming};
 use tower_mtls::{ClientCertLayer, MtlsAcceptor};
 
-#[path = "../examples/grpc/identity.rs"]
+#[path = "../../examples/grpc/identity.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod identity;
 
