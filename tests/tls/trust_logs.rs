@@ -463,12 +463,7 @@ async fn a_revoked_client_is_logged_with_the_crl_that_revoked_it() {
     let revoked = pki.ca.client("revoked-logged-client");
     let crl = pki.path("logged.crl");
     std::fs::write(&crl, pki.ca.crl(&[&revoked])).expect("write CRL");
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .client_crl(&crl)
-        .build()
-        .expect("config");
+    let tls = pki.mtls_builder().client_crl(&crl).build().expect("config");
     let server = TestServer::start(MtlsAcceptor::new(tls)).await;
     let alert = refusal_alert(&pki, Some(&revoked), server.addr).await;
     assert_eq!(

@@ -219,6 +219,27 @@ impl Pki {
         tower_mtls::TlsConfig::from_pem_files(&self.server_cert, &self.server_key)
     }
 
+    /// A builder with this PKI's server identity and its CA trusted for client certificates
+    /// (so client authentication is required), for tests that add more (CRLs, limits, …).
+    pub fn mtls_builder(&self) -> tower_mtls::TlsConfigBuilder {
+        self.builder().client_trust(&self.ca_path)
+    }
+
+    /// The usual mutual TLS: this PKI's server identity, a client certificate from its CA
+    /// required.
+    pub fn required_config(&self) -> tower_mtls::TlsConfig {
+        self.mtls_builder().build().expect("config")
+    }
+
+    /// As [`required_config`](Self::required_config), but clients without a certificate are
+    /// let in too (a presented certificate is still verified).
+    pub fn optional_config(&self) -> tower_mtls::TlsConfig {
+        self.mtls_builder()
+            .optional_client_auth()
+            .build()
+            .expect("config")
+    }
+
     /// The kit's [`client::Client`], trusting this PKI's CA, optionally with an identity.
     pub fn client(&self, identity: Option<&Leaf>) -> client::Client {
         let mut builder = client::Client::builder().trust_server_ca_pem(self.ca.cert_pem.clone());
