@@ -57,6 +57,10 @@ pub enum ClientError {
     /// handshake done before the server has judged its certificate).
     #[error("TLS session failed: {0}")]
     Tls(#[source] rustls::Error),
+    /// The connection's stream failed after the handshake without a TLS alert (e.g. reset by
+    /// the peer, or closed without close_notify).
+    #[error("connection failed: {0}")]
+    Io(#[source] io::Error),
     /// The request could not be built (e.g. an invalid path).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -317,32 +321,56 @@ fn authority(host: &str, port: Option<u16>) -> String {
     }
 }
 
-/// Remembers the first rustls error seen on the stream.
+/// Remembers the first error seen on the stream: the server's TLS alert (or another rustls
+/// error), or else an I/O error.
 struct RecordTlsError<IO> {
     inner: tokio_rustls::client::TlsStream<IO>,
     slot: Arc<TlsFailure>,
 }
 
-/// The first TLS error a connection's stream saw, and a wake-up for whoever waits on it.
+/// The first error a connection's stream saw, and a wake-up for whoever waits on it.
 #[derive(Default)]
 struct TlsFailure {
-    error: std::sync::Mutex<Option<rustls::Error>>,
+    error: std::sync::Mutex<Failure>,
     seen: tokio::sync::Notify,
 }
 
+/// The first rustls error, and the first other I/O error, of one stream.
+#[derive(Default)]
+struct Failure {
+    tls: Option<rustls::Error>,
+    io: Option<(io::ErrorKind, String)>,
+}
+
 impl TlsFailure {
-    fn get(&self) -> Option<rustls::Error> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Failure> {
         self.error
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 
-    /// Resolves once the stream has seen a TLS error (e.g. the server's alert).
+    /// The TLS error (e.g. the server's alert), if the stream saw one.
+    fn get(&self) -> Option<rustls::Error> {
+        self.lock().tls.clone()
+    }
+
+    /// Why the stream failed, if it did: its TLS error, else its I/O error.
+    fn error(&self) -> Option<ClientError> {
+        let failure = self.lock();
+        match (&failure.tls, &failure.io) {
+            (Some(tls), _) => Some(ClientError::Tls(tls.clone())),
+            (None, Some((kind, message))) => {
+                Some(ClientError::Io(io::Error::new(*kind, message.clone())))
+            }
+            (None, None) => None,
+        }
+    }
+
+    /// Resolves once the stream has failed (e.g. with the server's alert, or reset).
     async fn wait(&self) {
         loop {
             let seen = self.seen.notified();
-            if self.get().is_some() {
+            if self.error().is_some() {
                 return;
             }
             seen.await;
@@ -352,17 +380,22 @@ impl TlsFailure {
 
 impl<IO> RecordTlsError<IO> {
     fn record<T>(&self, result: io::Result<T>) -> io::Result<T> {
-        let tls = result
-            .as_ref()
-            .err()
-            .and_then(io::Error::get_ref)
-            .and_then(|e| e.downcast_ref::<rustls::Error>());
-        if let Some(tls) = tls {
-            self.slot
-                .error
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get_or_insert_with(|| tls.clone());
+        if let Err(error) = &result {
+            let tls = error
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>());
+            let mut failure = self.slot.lock();
+            match tls {
+                Some(tls) => {
+                    failure.tls.get_or_insert_with(|| tls.clone());
+                }
+                None => {
+                    failure
+                        .io
+                        .get_or_insert_with(|| (error.kind(), error.to_string()));
+                }
+            }
+            drop(failure);
             self.slot.seen.notify_waiters();
         }
         result
@@ -496,10 +529,13 @@ impl Connection {
             }
             None => None,
         };
+        // A TLS error that arrived meanwhile still says most; then hyper's own error; then the
+        // stream's I/O error.
         self.tls_error
             .get()
             .map(ClientError::Tls)
             .or(driver_error.map(ClientError::Http))
+            .or_else(|| self.tls_error.error())
     }
 
     async fn exchange(
@@ -511,9 +547,10 @@ impl Connection {
         tokio::select! {
             biased;
             response = self.exchange_http(request) => response,
-            () = self.tls_error.wait() => Err(ClientError::Tls(
-                self.tls_error.get().unwrap_or(rustls::Error::HandshakeNotComplete),
-            )),
+            () = self.tls_error.wait() => Err(self
+                .tls_error
+                .error()
+                .unwrap_or(ClientError::Tls(rustls::Error::HandshakeNotComplete))),
         }
     }
 

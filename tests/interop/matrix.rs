@@ -132,12 +132,7 @@ async fn every_client_with_and_without_a_certificate() {
         leaf,
     };
 
-    let acceptor = MtlsAcceptor::new(
-        pki.builder()
-            .client_trust(&pki.ca_path)
-            .build()
-            .expect("config"),
-    );
+    let acceptor = MtlsAcceptor::new(pki.required_config());
     let server = TestServer::start(acceptor.clone()).await;
     let clients = [
         "curl --http2",

@@ -13,11 +13,7 @@ use tower_mtls_test_kit::{PATIENCE, Pki};
 async fn the_handle_counts_a_connection_and_its_shutdown_lets_the_request_in_flight_finish() {
     let pki = Pki::new();
     let agent = pki.ca.client("agent");
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("config");
+    let tls = pki.required_config();
     let server = MtlsServer::bind("127.0.0.1:0")
         .await
         .expect("bind")
@@ -83,11 +79,7 @@ async fn the_handle_counts_a_connection_and_its_shutdown_lets_the_request_in_fli
 async fn the_listeners_handle_stops_axum_serve() {
     let pki = Pki::new();
     let agent = pki.ca.client("agent");
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("config");
+    let tls = pki.required_config();
     let listener = MtlsListener::bind("127.0.0.1:0", tls).await.expect("bind");
     let handle = listener.handle();
     let addr = listener.local_addr().expect("addr");
@@ -126,11 +118,7 @@ async fn a_unix_socket_listener_speaks_mutual_tls_under_axum_serve() {
     let pki = Pki::new();
     let agent = pki.ca.client("agent");
     let (cert, key) = pki.write_leaf(&agent, "agent");
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("config");
+    let tls = pki.required_config();
     let path = pki.dir.path().join("mtls.sock");
     let unix = tokio::net::UnixListener::bind(&path).expect("bind");
     let listener = MtlsListener::from_listener(unix, tls);

@@ -717,8 +717,7 @@ fn trust_details_list_what_is_trusted_and_what_the_server_warned_about() {
     let crl = pki.path("ca.crl");
     std::fs::write(&crl, pki.ca.crl(&[])).expect("write CRL");
     let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
+        .mtls_builder()
         .client_trust(&dir)
         .client_crl(&crl)
         .build()

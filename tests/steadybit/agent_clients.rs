@@ -16,11 +16,7 @@ use tower_mtls::steadybit::agent::{AgentTls, HostnameVerification};
 /// A server requiring client certificates of the PKI's CA, and the agent's configuration for
 /// it: its own certificate from that CA, the CA as the extension's trust, strict names.
 async fn server_and_agent(pki: &Pki) -> (TestServer, AgentTls) {
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("tls");
+    let tls = pki.required_config();
     let server = TestServer::start(tls).await;
     let leaf = pki
         .ca

@@ -131,8 +131,7 @@ async fn tls13_chained_resumption_ends_when_a_required_fresh_crl_goes_stale() {
         .ca
         .crl_with(&CrlSpec::new(1, (2024, 1, 1)).at(now - Duration::from_secs(3600), next_update));
     let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
+        .mtls_builder()
         .client_crl_bytes(crl.into_bytes())
         .require_fresh_crls(true)
         .build()

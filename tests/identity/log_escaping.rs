@@ -89,11 +89,7 @@ async fn control_characters_in_a_denied_certificate_are_escaped_in_the_log() {
     tracing::subscriber::set_global_default(subscriber).expect("global subscriber");
 
     let pki = Pki::new();
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("config");
+    let tls = pki.required_config();
     let service = ServiceBuilder::new()
         .layer(ClientCertLayer::require().allow(Rule::new().subject_cn("steadybit-agent")))
         .service_fn(whoami);

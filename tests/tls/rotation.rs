@@ -273,8 +273,7 @@ async fn a_crl_update_revokes_a_client_and_spares_the_others() {
     let agent_crl_path = pki.path("agent-ca.crl");
     write(&agent_crl_path, &agent_ca.crl(&[]));
     let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
+        .mtls_builder()
         .client_trust_pem(pinned.cert_pem.clone())
         .client_crl(&crl_path)
         .client_crl(&agent_crl_path)
@@ -354,11 +353,7 @@ async fn a_crl_update_revokes_a_client_and_spares_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_updates_keep_the_previous_certificate_until_fixed() {
     let pki = Pki::new();
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("config");
+    let tls = pki.required_config();
     let watch = tls.watch(POLL);
     let mut events = watch.config().subscribe();
     let server = TestServer::start(tls.clone()).await;
@@ -434,11 +429,7 @@ async fn broken_updates_keep_the_previous_certificate_until_fixed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_written_before_its_key_fails_no_client() {
     let pki = Pki::new();
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("config");
+    let tls = pki.required_config();
     let watch = tls.watch(POLL);
     let mut events = watch.config().subscribe();
     let server = TestServer::start(tls).await;
@@ -476,11 +467,7 @@ async fn a_certificate_written_before_its_key_fails_no_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_handle_reloads_on_demand_and_reports_outcomes() {
     let pki = Pki::new();
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("config");
+    let tls = pki.required_config();
     // A long interval: only explicit reloads happen during the test.
     let watch = tls.watch(Duration::from_secs(3600));
     assert!(matches!(

@@ -113,7 +113,7 @@ where
 }
 
 async fn listener(pki: &Pki, auth: ClientAuth) -> MtlsListener {
-    let builder = pki.builder().client_trust(&pki.ca_path);
+    let builder = pki.mtls_builder();
     let tls = match auth {
         ClientAuth::Optional => builder.optional_client_auth(),
         _ => builder,
@@ -335,7 +335,7 @@ async fn fifty_silent_clients_do_not_block_a_real_one() {
     let pki = Pki::new();
     let agent = pki.ca.client("agent");
     let agent_id = pki.write_leaf(&agent, "agent");
-    let tls = pki.builder().client_trust(&pki.ca_path).build().unwrap();
+    let tls = pki.required_config();
     // The silent clients would hold their handshakes for a minute: far longer than the test.
     let acceptor = MtlsAcceptor::new(tls).handshake_timeout(Duration::from_secs(120));
     let listener = MtlsListener::bind("127.0.0.1:0", acceptor).await.unwrap();
@@ -360,7 +360,7 @@ async fn fifty_silent_clients_do_not_block_a_real_one() {
 async fn the_connection_cap_holds_and_frees_its_slots() {
     let pki = Pki::new();
     let agent = pki.ca.client("agent");
-    let tls = pki.builder().client_trust(&pki.ca_path).build().unwrap();
+    let tls = pki.required_config();
     let acceptor = MtlsAcceptor::new(tls).handshake_timeout(Duration::from_secs(120));
     let listener = MtlsListener::bind("127.0.0.1:0", acceptor)
         .await
@@ -435,12 +435,7 @@ async fn the_grace_period_ends_connections_that_never_finish() {
 async fn connect_info_and_extractors_work_under_mtls_server_too() {
     let pki = Pki::new();
     let agent = pki.ca.client("agent");
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .optional_client_auth()
-        .build()
-        .unwrap();
+    let tls = pki.optional_config();
     let server = TestServer::start_service(Some(tls.into()), router()).await;
     let ok = pki
         .client(Some(&agent))
@@ -511,7 +506,7 @@ async fn request_spans_nest_under_the_connection_span() {
         Duration::from_secs(5),
     )
     .await;
-    let tls = pki.builder().client_trust(&pki.ca_path).build().unwrap();
+    let tls = pki.required_config();
     let server = TestServer::start_service(Some(tls.into()), traced()).await;
 
     for (name, port) in [

@@ -71,11 +71,7 @@ fn two_cns(pki: &Pki, first: &str, second: &str) -> Leaf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_with_two_common_names_has_none_and_matches_no_cn_rule() {
     let pki = Pki::new();
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("config");
+    let tls = pki.required_config();
     let server = start(tls).await;
 
     let single = pki

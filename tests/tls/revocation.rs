@@ -1058,10 +1058,6 @@ fn a_crl_file_that_does_not_decode_is_refused_naming_it() {
     let pki = Pki::new();
     let garbage = pki.path("garbage.crl");
     std::fs::write(&garbage, [0x30, 0x03, 0x02, 0x01, 0x01]).expect("write");
-    let result = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .client_crl(&garbage)
-        .build();
+    let result = pki.mtls_builder().client_crl(&garbage).build();
     assert_eq!(invalid_crl_path(result), garbage);
 }

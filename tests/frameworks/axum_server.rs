@@ -30,11 +30,11 @@ use tower_mtls::AllowedClient;
 use tower_mtls::axum_server::Acceptor;
 use tower_mtls::rustls::AlertDescription;
 use tower_mtls::tls::{HandshakeError, HandshakeFailure, ReloadOutcome};
-use tower_mtls::{ClientCertLayer, MtlsAcceptor, TlsConfig};
+use tower_mtls::{ClientCertLayer, MtlsAcceptor};
 use tower_mtls_test_kit::client::Client;
 
-/// How long one client call may take before it is retried once: longer than the server's
-/// 10 s handshake deadline.
+/// How long one client call may take: longer than the server's 10 s handshake deadline, so a
+/// call still running then is a hang (a failure, never retried).
 const CLIENT_PATIENCE: Duration = Duration::from_secs(15);
 
 /// `/whoami` (only `CN=allowed`; answers with what the request carried and the matched
@@ -126,13 +126,6 @@ fn pki_with_clients() -> (Pki, Leaf, Leaf) {
     (pki, allowed, other)
 }
 
-fn required(pki: &Pki) -> TlsConfig {
-    pki.builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("config")
-}
-
 /// One request with the test kit's client; the response's status and JSON body.
 async fn get_json(
     pki: &Pki,
@@ -150,22 +143,18 @@ async fn get_json(
 }
 
 /// Connects with `leaf` (or none) to a server that must refuse it in the handshake; the alert
-/// the client got. Rarely, under load, the client side of a refused connection never
-/// completes: one retry on a fresh connection.
+/// the client got. The kit's client ends the request at the server's alert, so this never
+/// waits on hyper noticing the connection's end; a call that outlives the server's handshake
+/// deadline is a failure, never retried.
 async fn refused(pki: &Pki, leaf: Option<&Leaf>, addr: SocketAddr) -> Option<AlertDescription> {
-    let client = pki.client(leaf);
-    let attempt =
-        || tokio::time::timeout(CLIENT_PATIENCE, client.get(addr, "localhost", "/public"));
-    let result = match attempt().await {
-        Ok(result) => result,
-        Err(_) => {
-            eprintln!("the client hung on a refused connection; retrying once");
-            attempt().await.expect("the client hung twice")
-        }
-    };
-    result
-        .expect_err("the server must refuse this client")
-        .alert()
+    tokio::time::timeout(
+        CLIENT_PATIENCE,
+        pki.client(leaf).get(addr, "localhost", "/public"),
+    )
+    .await
+    .expect("the client's call ends within the server's handshake deadline")
+    .expect_err("the server must refuse this client")
+    .alert()
 }
 
 /// curl's HTTP status for `url` (`000` when the handshake failed), and its exit status.
@@ -201,7 +190,7 @@ async fn curl_status(
 async fn the_allowed_client_gets_its_identity_and_a_trusted_other_gets_403() {
     capture();
     let (pki, allowed, other) = pki_with_clients();
-    let server = Served::start(Acceptor::new(required(&pki)), app()).await;
+    let server = Served::start(Acceptor::new(pki.required_config()), app()).await;
 
     // curl, over HTTP/2 (ALPN from the crate's config).
     let (cert, key) = pki.write_leaf(&allowed, "allowed");
@@ -256,7 +245,7 @@ async fn clients_without_a_trusted_certificate_are_refused_in_the_handshake() {
     capture();
     let (pki, allowed, _) = pki_with_clients();
     let stranger = Ca::new("Untrusted CA").client("allowed");
-    let acceptor = Acceptor::new(required(&pki));
+    let acceptor = Acceptor::new(pki.required_config());
     let server = Served::start(acceptor.clone(), app()).await;
 
     assert_eq!(
@@ -297,12 +286,7 @@ async fn clients_without_a_trusted_certificate_are_refused_in_the_handshake() {
 async fn with_optional_client_auth_the_layer_answers_401() {
     capture();
     let (pki, allowed, _) = pki_with_clients();
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .optional_client_auth()
-        .build()
-        .expect("config");
+    let tls = pki.optional_config();
     let server = Served::start(Acceptor::new(tls), app()).await;
 
     let (status, _) = get_json(&pki, None, server.addr, "/whoami").await;
@@ -325,7 +309,7 @@ async fn silent_clients_do_not_block_the_others() {
     let (pki, allowed, _) = pki_with_clients();
     // One handshake at a time, and a deadline longer than the test's patience: only handshakes
     // running off axum-server's accept loop let the next client through.
-    let acceptor = MtlsAcceptor::new(required(&pki))
+    let acceptor = MtlsAcceptor::new(pki.required_config())
         .max_concurrent_handshakes(1)
         .handshake_timeout(Duration::from_secs(120));
     let server = Served::start(Acceptor::new(acceptor), app()).await;
@@ -367,7 +351,7 @@ async fn silent_clients_do_not_block_the_others() {
 async fn a_reload_reaches_new_clients() {
     capture();
     let (pki, allowed, _) = pki_with_clients();
-    let tls = required(&pki);
+    let tls = pki.required_config();
     let server = Served::start(Acceptor::new(tls.clone()), app()).await;
 
     let served = || async {
@@ -418,7 +402,7 @@ async fn graceful_shutdown_with_the_handle_finishes_requests_in_flight() {
             }
         }),
     );
-    let server = Served::start(Acceptor::new(required(&pki)), app).await;
+    let server = Served::start(Acceptor::new(pki.required_config()), app).await;
 
     let conn = pki
         .client(Some(&allowed))
@@ -501,7 +485,7 @@ async fn a_refused_client_is_logged_by_the_acceptor_and_reaches_the_error_handle
     let stranger = Ca::new("Untrusted CA").client("log-probe-stranger");
     let (errors_tx, mut errors) = mpsc::unbounded_channel();
     let server = axum_server::bind(localhost())
-        .acceptor(Acceptor::new(required(&pki)))
+        .acceptor(Acceptor::new(pki.required_config()))
         .accept_error_handler(move |remote, error: &io::Error| {
             let handshake = error
                 .get_ref()
@@ -585,7 +569,7 @@ async fn both_rustls_providers_and_axum_servers_ring_backend_need_no_process_def
 
     // ... and neither this crate nor axum-server walks into it.
     let (pki, allowed, _) = pki_with_clients();
-    let server = Served::start(Acceptor::new(required(&pki)), app()).await;
+    let server = Served::start(Acceptor::new(pki.required_config()), app()).await;
     let (status, seen) = get_json(&pki, Some(&allowed), server.addr, "/whoami").await;
     assert_eq!((status, &seen["cn"]), (200, &"allowed".into()), "{seen}");
     // axum-server's own rustls config picks its ring backend explicitly.
@@ -602,7 +586,7 @@ async fn an_inner_acceptor_runs_before_the_handshake() {
     let (pki, allowed, _) = pki_with_clients();
     // axum-server's own TCP acceptor, then the handshake on the stream it returns.
     let acceptor =
-        Acceptor::new(required(&pki)).acceptor(axum_server::accept::NoDelayAcceptor::new());
+        Acceptor::new(pki.required_config()).acceptor(axum_server::accept::NoDelayAcceptor::new());
     let server = Served::start_with(axum_server::bind(localhost()).acceptor(acceptor), app()).await;
     let (status, seen) = get_json(&pki, Some(&allowed), server.addr, "/whoami").await;
     assert_eq!((status, &seen["cn"]), (200, &"allowed".into()), "{seen}");
@@ -663,7 +647,8 @@ async fn axum_servers_own_rustls_config_carries_the_peer_through_connection_info
     let (pki, allowed, other) = pki_with_clients();
     // TLS terminated by axum-server's own RustlsAcceptor, with a ServerConfig that verifies
     // clients (this crate's, as a user keeping RustlsConfig would pass one).
-    let config = axum_server::tls_rustls::RustlsConfig::from_config(required(&pki).server_config());
+    let config =
+        axum_server::tls_rustls::RustlsConfig::from_config(pki.required_config().server_config());
     let acceptor = tower_mtls::axum_server::ConnectionInfoAcceptor::new(
         axum_server::tls_rustls::RustlsAcceptor::new(config),
     );

@@ -432,7 +432,7 @@ fn trust_certificates_that_cannot_authenticate_clients_are_skipped_with_a_warnin
         ("server-auth", rcgen::ExtendedKeyUsagePurpose::ServerAuth),
     ] {
         let leaf = issuer.issue(&LeafSpec::client(what).eku(vec![eku]));
-        // In one source beside a usable CA (alone in its source it is an error: see tests/trust.rs).
+        // In one source beside a usable CA (alone in its source it is an error: see tests/tls/trust.rs).
         let path = pki.path(&format!("{what}.crt"));
         std::fs::write(&path, format!("{}{}", other.cert_pem, leaf.cert_pem)).expect("write");
         let tls = pki
@@ -463,12 +463,7 @@ async fn a_revoked_client_is_logged_with_the_crl_that_revoked_it() {
     let revoked = pki.ca.client("revoked-logged-client");
     let crl = pki.path("logged.crl");
     std::fs::write(&crl, pki.ca.crl(&[&revoked])).expect("write CRL");
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .client_crl(&crl)
-        .build()
-        .expect("config");
+    let tls = pki.mtls_builder().client_crl(&crl).build().expect("config");
     let server = TestServer::start(MtlsAcceptor::new(tls)).await;
     let alert = refusal_alert(&pki, Some(&revoked), server.addr).await;
     assert_eq!(

@@ -42,11 +42,7 @@ async fn a_flood_without_client_certificates_is_counted_and_rate_limited() {
         .expect("global subscriber");
 
     let pki = Pki::new();
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("config");
+    let tls = pki.required_config();
     // A window longer than the test: exactly the burst is logged.
     let acceptor = MtlsAcceptor::new(tls).log_rate_limit(5, Duration::from_secs(3600));
     let server = TestServer::start(acceptor.clone()).await;

@@ -9,13 +9,6 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower_mtls::{ClientAuth, MtlsAcceptor, TlsConfig};
 
-fn mtls(pki: &Pki) -> TlsConfig {
-    pki.builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("config")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_client_gets_200_and_the_handler_sees_its_identity() {
     init_tracing();
@@ -24,7 +17,7 @@ async fn trusted_client_gets_200_and_the_handler_sees_its_identity() {
         .ca
         .issue(&LeafSpec::client("steadybit-agent").org("Steadybit"));
     let (cert, key) = pki.write_leaf(&client, "agent");
-    let server = TestServer::start(mtls(&pki)).await;
+    let server = TestServer::start(pki.required_config()).await;
 
     let out = curl_with_cert(
         &pki.ca_path,
@@ -64,7 +57,7 @@ async fn rejected_clients_fail_the_handshake_and_the_server_keeps_serving() {
         &pki.ca.issue(&LeafSpec::client("future").not_yet_valid()),
         "future",
     );
-    let server = TestServer::start(mtls(&pki)).await;
+    let server = TestServer::start(pki.required_config()).await;
     let url = server.url("/");
 
     let no_cert = curl(&pki.ca_path, &url, server.port(), &[]).await;
@@ -162,7 +155,7 @@ async fn rejected_clients_fail_the_handshake_and_the_server_keeps_serving() {
 async fn the_crate_client_sees_the_matching_alerts() {
     use tower_mtls::rustls::AlertDescription;
     let pki = Pki::new();
-    let server = TestServer::start(mtls(&pki)).await;
+    let server = TestServer::start(pki.required_config()).await;
     let alert_for = |leaf: Option<Leaf>| {
         let (pki, addr) = (&pki, server.addr);
         async move { refusal_alert(pki, leaf.as_ref(), addr).await }
@@ -208,7 +201,7 @@ async fn a_client_signed_by_the_wrong_key_is_rejected() {
     // signature does not verify.
     let pki = Pki::new();
     let real = pki.ca.client("agent");
-    let server = TestServer::start(mtls(&pki)).await;
+    let server = TestServer::start(pki.required_config()).await;
     let err = impostor(&pki, &real)
         .get(server.addr, "localhost", "/")
         .await
@@ -248,7 +241,7 @@ async fn a_client_signed_by_the_wrong_key_is_rejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_to_the_tls_port_is_not_served() {
     let pki = Pki::new();
-    let server = TestServer::start(mtls(&pki)).await;
+    let server = TestServer::start(pki.required_config()).await;
     let out = curl(
         &pki.ca_path,
         &format!("http://localhost:{}/", server.port()),
@@ -432,7 +425,7 @@ async fn http2_and_http11_requests_all_carry_the_peer() {
     let pki = Pki::new();
     let client_leaf = pki.ca.client("agent");
     let (cert, key) = pki.write_leaf(&client_leaf, "agent");
-    let server = TestServer::start(mtls(&pki)).await;
+    let server = TestServer::start(pki.required_config()).await;
 
     for (flag, version, alpn) in [
         ("--http2", "HTTP/2.0", "h2"),
@@ -522,7 +515,7 @@ async fn futures_join_all<F: std::future::Future>(
 async fn openssl_s_client_with_tls13_and_tls12() {
     let pki = Pki::new();
     let (cert, key) = pki.write_leaf(&pki.ca.client("openssl"), "openssl");
-    let server = TestServer::start(mtls(&pki)).await;
+    let server = TestServer::start(pki.required_config()).await;
     for version in ["-tls1_3", "-tls1_2"] {
         let (ok, text) =
             s_client(server.port(), &pki.ca_path, Some((&cert, &key)), &[version]).await;
@@ -582,12 +575,7 @@ async fn every_key_type_and_pem_encoding_loads_and_serves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn optional_client_auth_lets_anonymous_clients_in_but_verifies_presented_ones() {
     let pki = Pki::new();
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .optional_client_auth()
-        .build()
-        .expect("config");
+    let tls = pki.optional_config();
     let server = TestServer::start(tls).await;
     let anonymous = pki
         .client(None)
@@ -628,7 +616,7 @@ async fn no_client_auth_serves_https_only() {
 async fn resumed_sessions_still_carry_the_client_chain() {
     let pki = Pki::new();
     let leaf = pki.ca.client("resumer");
-    let server = TestServer::start(mtls(&pki)).await;
+    let server = TestServer::start(pki.required_config()).await;
     let client = pki.client(Some(&leaf));
     let first = client
         .connect(server.addr, "localhost")
@@ -653,7 +641,8 @@ async fn resumed_sessions_still_carry_the_client_chain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_client_does_not_delay_others_and_is_closed_at_the_deadline() {
     let pki = Pki::new();
-    let acceptor = MtlsAcceptor::new(mtls(&pki)).handshake_timeout(Duration::from_millis(500));
+    let acceptor =
+        MtlsAcceptor::new(pki.required_config()).handshake_timeout(Duration::from_millis(500));
     let server = TestServer::start(acceptor).await;
     let mut silent = tokio::net::TcpStream::connect(server.addr)
         .await
@@ -681,7 +670,8 @@ async fn a_silent_client_does_not_delay_others_and_is_closed_at_the_deadline() {
 async fn a_stalled_handshake_does_not_block_the_accept_loop() {
     let pki = Pki::new();
     // A long deadline: the stalled clients stay open for the whole test.
-    let acceptor = MtlsAcceptor::new(mtls(&pki)).handshake_timeout(Duration::from_secs(600));
+    let acceptor =
+        MtlsAcceptor::new(pki.required_config()).handshake_timeout(Duration::from_secs(600));
     let server = TestServer::start(acceptor).await;
     let mut stalled = Vec::new();
     for _ in 0..50 {
@@ -712,7 +702,7 @@ async fn unix_socket_with_tls_is_tls_only() {
     let server = tower_mtls::MtlsServer::bind_unix(&path)
         .await
         .expect("bind unix")
-        .tls(mtls(&pki));
+        .tls(pki.required_config());
     assert!(server.is_tls());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(
@@ -772,7 +762,7 @@ async fn graceful_shutdown_lets_in_flight_requests_finish() {
             whoami(req).await
         }
     });
-    let server = TestServer::start_service(Some(mtls(&pki).into()), service).await;
+    let server = TestServer::start_service(Some(pki.required_config().into()), service).await;
     let addr = server.addr;
     let client = pki.client(Some(&pki.ca.client("slowpoke")));
     let conn = client.connect(addr, "localhost").await.expect("connect");
@@ -821,7 +811,7 @@ async fn forged_and_not_yet_valid_certificates_get_their_alerts() {
     let forged = forger.client("forged");
     let tampered = pki.ca.client("tampered").with_corrupted_signature();
     let future = pki.ca.issue(&LeafSpec::client("future").not_yet_valid());
-    let server = TestServer::start(mtls(&pki)).await;
+    let server = TestServer::start(pki.required_config()).await;
     let alert = |leaf: Leaf| {
         let (pki, addr) = (&pki, server.addr);
         async move { refusal_alert(pki, Some(&leaf), addr).await }

@@ -63,11 +63,7 @@ async fn jvm_client_with_a_ca_issued_certificate() {
         .ca
         .issue(&LeafSpec::client("steadybit-agent").org("Steadybit"));
     let keystore = pkcs12(&pki, &agent, "agent");
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("config");
+    let tls = pki.required_config();
     let server = TestServer::start(tls).await;
     let url = format!("https://127.0.0.1:{}/jvm", server.port());
 

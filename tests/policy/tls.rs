@@ -88,11 +88,7 @@ async fn get_with(
 }
 
 async fn start(pki: &Pki) -> TestServer {
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("config");
+    let tls = pki.required_config();
     TestServer::start_service(Some(MtlsAcceptor::new(tls)), app()).await
 }
 

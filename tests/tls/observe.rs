@@ -28,11 +28,7 @@ impl TlsObserver for Recorder {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observer_sees_every_handshake_and_reload() {
     let pki = Pki::new();
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("config");
+    let tls = pki.required_config();
     let recorder = Recorder::default();
     let acceptor = MtlsAcceptor::new(tls.clone()).observer(recorder.clone());
     let server = MtlsServer::bind("127.0.0.1:0")

@@ -553,13 +553,7 @@ async fn clients_stalled_mid_request_hold_their_connection_never_a_handshake_slo
     use http_body_util::BodyExt;
     use tower_mtls::rustls;
     let pki = Pki::new();
-    let acceptor = MtlsAcceptor::new(
-        pki.builder()
-            .client_trust(&pki.ca_path)
-            .build()
-            .expect("config"),
-    )
-    .max_concurrent_handshakes(2);
+    let acceptor = MtlsAcceptor::new(pki.required_config()).max_concurrent_handshakes(2);
     // The app reads the whole body: a client that stops sending it stalls the request.
     let app = tower::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
         let body = req.into_body().collect().await?.to_bytes();

@@ -9,14 +9,7 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower_mtls::rustls::AlertDescription;
-use tower_mtls::{MtlsAcceptor, MtlsServer, TlsConfig, tls::HandshakeFailure};
-
-fn mtls(pki: &Pki) -> TlsConfig {
-    pki.builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("config")
-}
+use tower_mtls::{MtlsAcceptor, MtlsServer, tls::HandshakeFailure};
 
 /// Waits until the acceptor has counted `n` failures of `kind` (state, not time).
 async fn failures_reach(acceptor: &MtlsAcceptor, kind: HandshakeFailure, n: u64) {
@@ -65,7 +58,7 @@ fn malformed_client_hello() -> Vec<u8> {
 async fn not_tls_and_broken_hellos_are_classified_and_the_server_keeps_serving() {
     init_tracing();
     let pki = Pki::new();
-    let acceptor = MtlsAcceptor::new(mtls(&pki));
+    let acceptor = MtlsAcceptor::new(pki.required_config());
     let server = TestServer::start(acceptor.clone()).await;
 
     // Random bytes.
@@ -136,7 +129,8 @@ async fn a_thousand_silent_and_a_thousand_dribbling_clients_do_not_lock_out_a_re
     let pki = Pki::new();
     // A deadline far beyond the test: if the real client had to wait for the others, the
     // test would time out long before they were dropped.
-    let acceptor = MtlsAcceptor::new(mtls(&pki)).handshake_timeout(Duration::from_secs(600));
+    let acceptor =
+        MtlsAcceptor::new(pki.required_config()).handshake_timeout(Duration::from_secs(600));
     let server = TestServer::start(acceptor.clone()).await;
     let before = rss_kib();
 
@@ -180,7 +174,8 @@ async fn a_thousand_silent_and_a_thousand_dribbling_clients_do_not_lock_out_a_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_dribbling_clients_are_closed_at_the_deadline() {
     let pki = Pki::new();
-    let acceptor = MtlsAcceptor::new(mtls(&pki)).handshake_timeout(Duration::from_secs(1));
+    let acceptor =
+        MtlsAcceptor::new(pki.required_config()).handshake_timeout(Duration::from_secs(1));
     let server = TestServer::start(acceptor.clone()).await;
     let mut stalled = Vec::new();
     for i in 0..2000 {
@@ -209,7 +204,7 @@ async fn silent_and_dribbling_clients_are_closed_at_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn established_connections_stay_responsive_while_the_caps_are_hit() {
     let pki = Pki::new();
-    let acceptor = MtlsAcceptor::new(mtls(&pki))
+    let acceptor = MtlsAcceptor::new(pki.required_config())
         .handshake_timeout(Duration::from_millis(500))
         .max_concurrent_handshakes(2);
     let server = MtlsServer::bind("127.0.0.1:0")
@@ -263,8 +258,7 @@ async fn refused_client_chains_get_their_class() {
     let pki = Pki::new();
     let intermediate = pki.ca.intermediate("Issuing CA");
     let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
+        .mtls_builder()
         .max_client_chain(4, 1200)
         .build()
         .expect("config");
@@ -346,12 +340,7 @@ async fn refused_client_chains_get_their_class() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls12_can_be_switched_off() {
     let pki = Pki::new();
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .tls12(false)
-        .build()
-        .expect("config");
+    let tls = pki.mtls_builder().tls12(false).build().expect("config");
     let acceptor = MtlsAcceptor::new(tls);
     let server = TestServer::start(acceptor.clone()).await;
     let (cert, key) = pki.write_leaf(&pki.ca.client("old-client"), "old");
@@ -386,7 +375,7 @@ async fn a_client_that_never_finishes_its_request_head_is_closed() {
         .header_read_timeout(Some(Duration::from_millis(300)));
     let server = TestServer::spawn(
         server,
-        Some(MtlsAcceptor::new(mtls(&pki))),
+        Some(MtlsAcceptor::new(pki.required_config())),
         tower::service_fn(whoami),
     );
 
@@ -425,7 +414,7 @@ async fn an_idle_http1_keep_alive_connection_is_closed_at_the_header_read_timeou
         .await
         .expect("bind")
         .header_read_timeout(Some(Duration::from_millis(300)));
-    let acceptor = MtlsAcceptor::new(mtls(&pki));
+    let acceptor = MtlsAcceptor::new(pki.required_config());
     let server = TestServer::spawn(server, Some(acceptor.clone()), tower::service_fn(whoami));
     let leaf = pki.ca.client("idler");
     let client = tower_mtls_test_kit::client::Client::builder()

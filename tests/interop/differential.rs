@@ -30,7 +30,7 @@
 //! longer than nextest's 3-minute limit on a loaded machine, so through `cargo test`):
 //!
 //! ```text
-//! TOWER_MTLS_DIFF_CASES=5000 cargo test --all-features --test differential verdicts_agree -- --nocapture
+//! TOWER_MTLS_DIFF_CASES=5000 cargo test --all-features --test interop_differential verdicts_agree -- --nocapture
 //! ```
 //!
 //! A failing scenario prints its seed: `TOWER_MTLS_DIFF_SEED=<seed> TOWER_MTLS_DIFF_CASES=1`

@@ -102,11 +102,7 @@ async fn check(pki: &Pki, server: &TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tower_http_layers_around_the_policy() {
     let pki = Pki::new();
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("config");
+    let tls = pki.required_config();
     let service = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(Counter::default()))
         .layer(TraceLayer::new_for_http())
@@ -126,11 +122,7 @@ async fn tower_http_layers_around_the_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tower_http_layers_inside_the_policy() {
     let pki = Pki::new();
-    let tls = pki
-        .builder()
-        .client_trust(&pki.ca_path)
-        .build()
-        .expect("config");
+    let tls = pki.required_config();
     let service = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(Counter::default()))
         .layer(PropagateRequestIdLayer::x_request_id())

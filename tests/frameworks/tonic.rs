@@ -23,7 +23,7 @@ use tower_mtls::PeerExt;
 use tower_mtls::tonic::{ConnectInfoLayer, MtlsIncoming};
 use tower_mtls::{ClientCertLayer, MtlsAcceptor};
 
-#[path = "../examples/grpc/identity.rs"]
+#[path = "../../examples/grpc/identity.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod identity;
 
@@ -396,12 +396,7 @@ async fn in_process(acceptor: MtlsAcceptor) -> (SocketAddr, tokio::task::JoinHan
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_client_auth_refuses_the_handshake_which_grpc_reports_as_a_transport_error() {
     let c = clients();
-    let tls = c
-        .pki
-        .builder()
-        .client_trust(&c.pki.ca_path)
-        .build()
-        .expect("config");
+    let tls = c.pki.required_config();
     let (addr, _server) = in_process(MtlsAcceptor::new(tls)).await;
 
     let status = health(channel(&c.pki, addr.port(), None))
@@ -421,13 +416,7 @@ async fn required_client_auth_refuses_the_handshake_which_grpc_reports_as_a_tran
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_cert_layer_in_a_tonic_server_answers_with_grpc_statuses() {
     let c = clients();
-    let tls = c
-        .pki
-        .builder()
-        .client_trust(&c.pki.ca_path)
-        .optional_client_auth()
-        .build()
-        .expect("config");
+    let tls = c.pki.optional_config();
     let incoming = MtlsIncoming::bind("127.0.0.1:0", tls).await.expect("bind");
     let port = incoming.local_addr().expect("addr").port();
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -470,12 +459,7 @@ async fn client_cert_layer_in_a_tonic_server_answers_with_grpc_statuses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_silent_clients_do_not_delay_a_real_one() {
     let c = clients();
-    let tls = c
-        .pki
-        .builder()
-        .client_trust(&c.pki.ca_path)
-        .build()
-        .expect("config");
+    let tls = c.pki.required_config();
     let acceptor = MtlsAcceptor::new(tls).handshake_timeout(PATIENCE * 10);
     let (addr, _server) = in_process(acceptor).await;
 
@@ -595,12 +579,7 @@ async fn grpcio_sees_serving_when_allowed_and_permission_denied_when_not() {
     );
 
     // Refused in the handshake (the contract's `Required`), grpcio sees no status of the call.
-    let tls = c
-        .pki
-        .builder()
-        .client_trust(&c.pki.ca_path)
-        .build()
-        .expect("config");
+    let tls = c.pki.required_config();
     let (addr, _server) = in_process(MtlsAcceptor::new(tls)).await;
     let out = grpcio_health(&python, addr.port(), &c.pki.ca_path, None).await;
     eprintln!("observed: {out}");
@@ -652,12 +631,7 @@ fn provider_child() {
         .expect("runtime");
     runtime.block_on(async {
         let c = clients();
-        let tls = c
-            .pki
-            .builder()
-            .client_trust(&c.pki.ca_path)
-            .build()
-            .expect("config");
+        let tls = c.pki.required_config();
         let (addr, _server) = in_process(MtlsAcceptor::new(tls)).await;
         // tonic's ClientTlsConfig with a client identity, no process default.
         let me = who_am_i(channel(&c.pki, addr.port(), Some(&c.allowed)))
