@@ -106,7 +106,7 @@
 //!   without one are those that sent none, and no call behind the layer passes without one.
 //!   This is the better choice for gRPC, and the `grpc` example's.
 //!
-//! `tests/grpc.rs` checks both, with tonic's client and with grpcio.
+//! `tests/frameworks/tonic.rs` checks both, with tonic's client and with grpcio.
 //!
 //! # Crypto providers
 //!
