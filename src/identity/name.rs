@@ -104,6 +104,9 @@ impl NameAttribute {
 pub struct DistinguishedName {
     attributes: Vec<NameAttribute>,
     der: Vec<u8>,
+    /// Index of the only CN attribute; `None` with none or several. Read by every CN rule on
+    /// every request, so found once here.
+    common_name: Option<usize>,
 }
 
 impl DistinguishedName {
@@ -135,9 +138,19 @@ impl DistinguishedName {
                 });
             }
         }
+        let mut cns = attributes
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.oid == oid::COMMON_NAME)
+            .map(|(index, _)| index);
+        let common_name = match (cns.next(), cns.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        };
         Ok(Self {
             attributes,
             der: name.as_raw().to_vec(),
+            common_name,
         })
     }
 
@@ -179,11 +192,9 @@ impl DistinguishedName {
     /// name. Refusing to pick keeps what a policy matches and what a handler reads the same.
     /// Every CN is still listed by [`values(oid::COMMON_NAME)`](Self::values).
     pub fn common_name(&self) -> Option<&str> {
-        let mut names = self.values(oid::COMMON_NAME);
-        match (names.next(), names.next()) {
-            (Some(only), None) => Some(only),
-            _ => None,
-        }
+        self.common_name
+            .and_then(|index| self.attributes.get(index))
+            .map(|a| a.value.as_str())
     }
 
     /// Every organization (`O`) value.
