@@ -19,7 +19,7 @@ use std::error::Error;
 use std::process::ExitCode;
 
 use axum::Router;
-use axum::extract::Extension;
+
 use axum::routing::get;
 use bytes::Bytes;
 use http::StatusCode;
@@ -44,7 +44,7 @@ async fn public() -> &'static str {
     "public: hello, whoever you are\n"
 }
 
-async fn protected(Extension(client): Extension<AllowedClient>) -> String {
+async fn protected(client: AllowedClient) -> String {
     let who = client
         .identity()
         .map_or_else(|| "?".to_owned(), |id| id.subject().to_string());

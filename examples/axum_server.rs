@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Extension;
+
 use axum::routing::get;
 use bytes::Bytes;
 use http::StatusCode;
@@ -46,10 +46,7 @@ use tower_mtls::rustls::{self, ClientConfig, RootCertStore};
 use tower_mtls::{ClientCertLayer, ConnectionInfo, Rule, TlsConfig, tls::DEFAULT_WATCH_INTERVAL};
 
 /// Who the caller is, as the policy layer established it.
-async fn whoami(
-    Extension(client): Extension<AllowedClient>,
-    Extension(connection): Extension<ConnectionInfo>,
-) -> String {
+async fn whoami(client: AllowedClient, connection: ConnectionInfo) -> String {
     let who = client
         .identity()
         .map_or_else(|| "?".to_owned(), |id| id.subject().to_string());

@@ -205,17 +205,28 @@ impl fmt::Debug for TlsInfo {
 /// it (once per request) is a reference count.
 ///
 /// Requests carry it in their extensions ([`AddConnectionInfo`]); read it with [`PeerExt`].
+/// A request's copy also carries the verdict of the
+/// [`ClientCertLayer`](crate::ClientCertLayer) that let it through
+/// ([`allowed_client`](Self::allowed_client)): one extension per request holds everything
+/// this crate knows about its peer.
 /// The span (see [`span`](Self::span)) is the one [`AddConnectionInfo`] runs every request
 /// in, so request spans (tower-http's `TraceLayer`, a handler's `#[instrument]`) nest under
 /// the connection they arrived on.
 #[derive(Debug, Clone)]
-pub struct ConnectionInfo(Arc<ConnectionInner>);
+pub struct ConnectionInfo {
+    conn: Arc<ConnectionInner>,
+    /// Set on a request's copy by the `ClientCertLayer` that let the request through.
+    allowed: Option<AllowedClient>,
+}
 
 #[derive(Debug)]
 struct ConnectionInner {
     tls: TlsInfo,
     peer: Option<PeerCertificates>,
     span: tracing::Span,
+    /// The verdict of the first layer without predicates that admitted the client here, by
+    /// the layer's id: its rules read only the certificate, so it holds for the connection.
+    verdict: OnceLock<(u64, AllowedClient)>,
 }
 
 impl ConnectionInfo {
@@ -248,7 +259,15 @@ impl ConnectionInfo {
 
     fn new(tls: TlsInfo, peer: Option<PeerCertificates>) -> Self {
         let span = connection_span(&tls, peer.as_ref());
-        Self(Arc::new(ConnectionInner { tls, peer, span }))
+        Self {
+            conn: Arc::new(ConnectionInner {
+                tls,
+                peer,
+                span,
+                verdict: OnceLock::new(),
+            }),
+            allowed: None,
+        }
     }
 
     /// The connection's span: `tls_connection` at `INFO`, with the fields `remote` (the
@@ -260,17 +279,45 @@ impl ConnectionInfo {
     /// run in it too, on HTTP/1.1 and HTTP/2 alike. When no subscriber wants it the span is
     /// disabled and costs nothing.
     pub fn span(&self) -> &tracing::Span {
-        &self.0.span
+        &self.conn.span
     }
 
     /// The connection's TLS facts.
     pub fn tls(&self) -> &TlsInfo {
-        &self.0.tls
+        &self.conn.tls
     }
 
     /// The client's certificates, when it presented any.
     pub fn peer(&self) -> Option<&PeerCertificates> {
-        self.0.peer.as_ref()
+        self.conn.peer.as_ref()
+    }
+
+    /// Who the [`ClientCertLayer`](crate::ClientCertLayer) that let this request through
+    /// admitted, and by which rule: set on the request's copy by the layer (the innermost
+    /// layer's verdict when several are stacked); `None` on a connection's own copy
+    /// ([`MtlsStream::info`](crate::MtlsStream::info)) and behind no layer.
+    pub fn allowed_client(&self) -> Option<&AllowedClient> {
+        self.allowed.as_ref()
+    }
+
+    /// Records a layer's verdict on a request's copy.
+    pub(crate) fn set_allowed_client(&mut self, allowed: AllowedClient) {
+        self.allowed = Some(allowed);
+    }
+
+    /// The verdict layer `layer` cached for this connection.
+    #[inline]
+    pub(crate) fn cached_verdict(&self, layer: u64) -> Option<&AllowedClient> {
+        match self.conn.verdict.get() {
+            Some((id, allowed)) if *id == layer => Some(allowed),
+            _ => None,
+        }
+    }
+
+    /// Caches the verdict of a layer whose rules read only the certificate (the first such
+    /// layer on the connection keeps the place).
+    pub(crate) fn cache_verdict(&self, layer: u64, allowed: &AllowedClient) {
+        let _ = self.conn.verdict.set((layer, allowed.clone()));
     }
 }
 
@@ -380,9 +427,9 @@ impl<S> Layer<S> for AddConnectionInfoLayer {
     }
 }
 
-/// Who a [`ClientCertLayer`](crate::ClientCertLayer) let in, and why: the layer inserts one
-/// into the extensions of every request it passes on. Read it with
-/// [`PeerExt::allowed_client`]:
+/// Who a [`ClientCertLayer`](crate::ClientCertLayer) let in, and why: the layer records one in
+/// the [`ConnectionInfo`] of every request it passes on (no extension of its own). Read it
+/// with [`PeerExt::allowed_client`] (or axum's `AllowedClient` extractor):
 ///
 /// ```
 /// use tower_mtls::PeerExt;
@@ -399,33 +446,36 @@ impl<S> Layer<S> for AddConnectionInfoLayer {
 /// }
 /// ```
 ///
-/// Cloning is cheap (`Arc`s).
+/// Cloning is cheap (one `Arc`).
 #[derive(Clone, Debug)]
-pub struct AllowedClient {
+pub struct AllowedClient(Arc<AllowedInner>);
+
+#[derive(Debug)]
+struct AllowedInner {
     peer: Option<PeerCertificates>,
     rule: Option<MatchedRule>,
 }
 
 impl AllowedClient {
     pub(crate) fn new(peer: Option<PeerCertificates>, rule: Option<MatchedRule>) -> Self {
-        Self { peer, rule }
+        Self(Arc::new(AllowedInner { peer, rule }))
     }
 
     /// The client's parsed leaf certificate; `None` only when an
     /// [`optional`](crate::ClientCertLayer::optional) layer let a client without certificate pass.
     pub fn identity(&self) -> Option<&ClientIdentity> {
-        self.peer.as_ref()?.identity().ok()
+        self.0.peer.as_ref()?.identity().ok()
     }
 
     /// The client's certificate chain, when it presented one.
     pub fn peer_certificates(&self) -> Option<&PeerCertificates> {
-        self.peer.as_ref()
+        self.0.peer.as_ref()
     }
 
     /// The rule that let the client in; `None` when the layer has no rules or the client
     /// passed an optional layer without a certificate.
     pub fn matched_rule(&self) -> Option<&MatchedRule> {
-        self.rule.as_ref()
+        self.0.rule.as_ref()
     }
 }
 
@@ -479,8 +529,11 @@ pub trait PeerExt: sealed::Sealed {
     fn connection_info(&self) -> Option<&ConnectionInfo>;
 
     /// Who a [`ClientCertLayer`](crate::ClientCertLayer) let in, and by which rule; `None`
-    /// when no such layer is in front of the service.
-    fn allowed_client(&self) -> Option<&AllowedClient>;
+    /// when no such layer is in front of the service
+    /// (see [`ConnectionInfo::allowed_client`]).
+    fn allowed_client(&self) -> Option<&AllowedClient> {
+        self.connection_info()?.allowed_client()
+    }
 
     /// The connection's TLS facts, including the client's address
     /// ([`TlsInfo::remote_addr`]).
@@ -521,29 +574,17 @@ impl PeerExt for http::Extensions {
     fn connection_info(&self) -> Option<&ConnectionInfo> {
         lookup(self)
     }
-
-    fn allowed_client(&self) -> Option<&AllowedClient> {
-        self.get::<AllowedClient>()
-    }
 }
 
 impl<B> PeerExt for http::Request<B> {
     fn connection_info(&self) -> Option<&ConnectionInfo> {
         lookup(self.extensions())
     }
-
-    fn allowed_client(&self) -> Option<&AllowedClient> {
-        self.extensions().get::<AllowedClient>()
-    }
 }
 
 impl PeerExt for http::request::Parts {
     fn connection_info(&self) -> Option<&ConnectionInfo> {
         lookup(&self.extensions)
-    }
-
-    fn allowed_client(&self) -> Option<&AllowedClient> {
-        self.extensions.get::<AllowedClient>()
     }
 }
 

@@ -322,7 +322,9 @@ impl<S: Send + Sync> FromRequestParts<S> for AllowedClient {
     type Rejection = ClientCertRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(allowed) = parts.extensions.get::<AllowedClient>() {
+        if let Some(allowed) =
+            peer::lookup(&parts.extensions).and_then(ConnectionInfo::allowed_client)
+        {
             return Ok(allowed.clone());
         }
         let reason = match peer_of(parts)? {

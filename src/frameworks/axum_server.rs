@@ -16,10 +16,10 @@
 //! ```no_run
 //! use std::net::SocketAddr;
 //!
-//! use axum::{Extension, Router, routing::get};
+//! use axum::{Router, routing::get};
 //! use tower_mtls::{AllowedClient, ClientCertLayer, Rule, TlsConfig};
 //!
-//! async fn whoami(Extension(client): Extension<AllowedClient>) -> String {
+//! async fn whoami(client: AllowedClient) -> String {
 //!     let cn = client.identity().and_then(|id| id.common_name()).unwrap_or("?");
 //!     format!("hello {cn}\n")
 //! }

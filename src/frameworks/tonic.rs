@@ -143,7 +143,7 @@ use tower_service::Service;
 use tracing::Instrument;
 use tracing::instrument::Instrumented;
 
-use crate::peer::{AllowedClient, ConnectionInfo, ForeignPeers, PeerExt};
+use crate::peer::{ConnectionInfo, ForeignPeers, PeerExt};
 use crate::serve::MtlsListener;
 use crate::tls::accept::acceptor::{MtlsAcceptor, MtlsStream};
 
@@ -249,15 +249,11 @@ impl<IO> Connected for MtlsStream<IO> {
 
 /// Handlers and interceptors read the peer with [`PeerExt`]: from the [`ConnectionInfo`]
 /// that [`MtlsStream`]'s [`Connected`] impl gave tonic (or that [`ConnectInfoLayer`] adopted
-/// from tonic's own TLS), and the [`AllowedClient`] a
-/// [`ClientCertLayer`](crate::ClientCertLayer) added.
+/// from tonic's own TLS), with the [`AllowedClient`](crate::AllowedClient) a
+/// [`ClientCertLayer`](crate::ClientCertLayer) recorded in it.
 impl<T> PeerExt for ::tonic::Request<T> {
     fn connection_info(&self) -> Option<&ConnectionInfo> {
         self.extensions().get::<ConnectionInfo>()
-    }
-
-    fn allowed_client(&self) -> Option<&AllowedClient> {
-        self.extensions().get::<AllowedClient>()
     }
 }
 

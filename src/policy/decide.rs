@@ -2,15 +2,15 @@
 //! rejection's log line and response.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http::{Extensions, Request, Response};
 
 use super::log;
 use super::response::{RejectReason, Rejection};
-use super::rules::ClientCertPolicy;
-use crate::peer::{self, AllowedClient, MatchedRule};
+use super::rules::{ClientCertPolicy, Rule};
+use crate::peer::{self, AllowedClient, ConnectionInfo, MatchedRule, PeerCertificates};
 use crate::rate_limit::LogLimiter;
 
 /// What answers a rejected request instead of the default 401/403 (see
@@ -21,12 +21,23 @@ pub(super) type OnReject = Arc<dyn Fn(&Rejection) -> Response<Bytes> + Send + Sy
 pub(crate) struct Shared {
     pub(super) required: bool,
     pub(super) policy: ClientCertPolicy,
+    /// This configuration's id among all layers of the process, under which a connection
+    /// caches the verdict (a new one whenever the rules change).
+    id: u64,
+    /// No rule has a predicate: a verdict holds for the whole connection, and is cached.
+    cacheable: bool,
     pub(super) on_reject: Option<OnReject>,
     miswired_warned: AtomicBool,
     denials: LogLimiter,
     /// Peers of tonic's own TLS (`ServerTlsConfig`), adopted once per connection.
     #[cfg(feature = "tonic")]
     foreign: peer::ForeignPeers,
+}
+
+/// A fresh layer id (see [`Shared::id`]).
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Clone for Shared {
@@ -36,6 +47,8 @@ impl Clone for Shared {
         Self {
             required: self.required,
             policy: self.policy.clone(),
+            id: next_id(),
+            cacheable: self.cacheable,
             on_reject: self.on_reject.clone(),
             miswired_warned: AtomicBool::new(false),
             denials: log::limiter(),
@@ -50,6 +63,8 @@ impl Shared {
         Self {
             required,
             policy: ClientCertPolicy::new(),
+            id: next_id(),
+            cacheable: true,
             on_reject: None,
             miswired_warned: AtomicBool::new(false),
             denials: log::limiter(),
@@ -58,14 +73,24 @@ impl Shared {
         }
     }
 
-    /// The decision for one request: who was let in, or why not (logged here).
-    pub(crate) fn authorize<B>(&self, req: &mut Request<B>) -> Result<AllowedClient, Rejection> {
-        let decision = self.decide(req.extensions());
+    /// Adds rules to the policy.
+    pub(super) fn allow(&mut self, rules: impl IntoIterator<Item = Rule>) {
+        self.id = next_id();
+        for rule in rules {
+            self.cacheable &= rule.reads_only_certificate();
+            self.policy.extend([rule]);
+        }
+    }
+
+    /// The decision for one request: records who was let in in the request's
+    /// [`ConnectionInfo`](crate::ConnectionInfo), or says why not (logged here).
+    pub(crate) fn authorize<B>(&self, req: &mut Request<B>) -> Result<(), Rejection> {
+        let decision = self.decide(req.extensions_mut());
         // Behind tonic's own TLS: adopt the chain its verifier accepted, then decide again.
         #[cfg(feature = "tonic")]
         let decision = match decision {
             Err(RejectReason::NoTlsConnection) if self.foreign.adopt(req.extensions_mut()) => {
-                self.decide(req.extensions())
+                self.decide(req.extensions_mut())
             }
             decision => decision,
         };
@@ -74,13 +99,40 @@ impl Shared {
         decision.map_err(|reason| self.reject(req, reason))
     }
 
-    /// Not generic, so the rule loop is compiled once, here, whatever the request body.
-    fn decide(&self, extensions: &Extensions) -> Result<AllowedClient, RejectReason> {
-        let peer = match peer::lookup(extensions).map(|info| info.peer()) {
-            Some(Some(peer)) => peer,
-            Some(None) if !self.required => return Ok(AllowedClient::new(None, None)),
-            Some(None) => return Err(RejectReason::CertificateRequired),
-            None => return Err(RejectReason::NoTlsConnection),
+    /// Not generic, so the rule loop is compiled once, here, whatever the request body. The
+    /// verdict goes into the request's `ConnectionInfo`: no extension, no allocation of its
+    /// own.
+    fn decide(&self, extensions: &mut Extensions) -> Result<(), RejectReason> {
+        if let Some(info) = extensions.get_mut::<ConnectionInfo>() {
+            let allowed = match info.cached_verdict(self.id) {
+                Some(allowed) => allowed.clone(),
+                None => {
+                    let allowed = self.verdict(info.peer())?;
+                    if self.cacheable {
+                        info.cache_verdict(self.id, &allowed);
+                    }
+                    allowed
+                }
+            };
+            info.set_allowed_client(allowed);
+            return Ok(());
+        }
+        // Found elsewhere (axum's `ConnectInfo<ConnectionInfo>`): the request gets a copy of
+        // its own to carry the verdict, found first by every reader.
+        let Some(info) = peer::lookup(extensions) else {
+            return Err(RejectReason::NoTlsConnection);
+        };
+        let mut info = info.clone();
+        info.set_allowed_client(self.verdict(info.peer())?);
+        extensions.insert(info);
+        Ok(())
+    }
+
+    fn verdict(&self, peer: Option<&PeerCertificates>) -> Result<AllowedClient, RejectReason> {
+        let peer = match peer {
+            Some(peer) => peer,
+            None if !self.required => return Ok(AllowedClient::new(None, None)),
+            None => return Err(RejectReason::CertificateRequired),
         };
         let identity = peer
             .identity()

@@ -48,13 +48,13 @@ impl ClientCertLayer {
 
     /// Adds an allow rule; the request passes when any rule matches.
     pub fn allow(mut self, rule: Rule) -> Self {
-        self.shared_mut().policy.extend([rule]);
+        self.shared_mut().allow([rule]);
         self
     }
 
     /// Adds every rule of `policy`, e.g. one parsed from a configuration value.
     pub fn with_policy(mut self, policy: ClientCertPolicy) -> Self {
-        self.shared_mut().policy.extend(policy);
+        self.shared_mut().allow(policy);
         self
     }
 

@@ -5,7 +5,8 @@
 //! certificates for many workloads, verifying the chain lets all of them in. This layer narrows
 //! that to the clients that belong: it reads the [`PeerCertificates`](crate::PeerCertificates) the acceptor put into the
 //! request, checks the leaf against allow rules, and either passes the request on — with an
-//! [`AllowedClient`](crate::AllowedClient) in its extensions saying who and by which rule — or answers 401/403
+//! [`AllowedClient`](crate::AllowedClient) saying who and by which rule, recorded in the
+//! request's [`ConnectionInfo`](crate::ConnectionInfo) ([`PeerExt::allowed_client`](crate::PeerExt::allowed_client)) — or answers 401/403
 //! itself.
 //!
 //! ```
@@ -86,9 +87,13 @@
 //! # Cost
 //!
 //! The leaf is parsed at most once per connection, by [`PeerCertificates::identity`](crate::PeerCertificates::identity); every
-//! rule value is prepared when the rule is built. Per request the layer looks up the extension,
-//! runs the rules over the cached identity and inserts one small [`AllowedClient`](crate::AllowedClient) — tens of
-//! nanoseconds (see `benches/policy.rs`).
+//! rule value is prepared when the rule is built. A layer's rules read only the certificate
+//! (unless one has a [`predicate`](crate::Rule::predicate)), so its verdict holds for the
+//! connection: the first request on a connection runs the rules, the others find the verdict
+//! kept with the connection. Per request the layer looks up the request's
+//! [`ConnectionInfo`](crate::ConnectionInfo) and records the verdict in it — one reference
+//! count, no allocation, no extension of its own (see `benches/policy.rs` and BENCHMARKS.md).
+//! A rule with a predicate is asked again on every request, as what it reads may change.
 
 #[macro_use]
 mod text;

@@ -87,6 +87,15 @@ impl Rule {
         self.name.as_ref()
     }
 
+    /// Whether the rule reads nothing but the certificate: no [`predicate`](Self::predicate),
+    /// so its verdict holds for as long as the connection.
+    pub(crate) fn reads_only_certificate(&self) -> bool {
+        !self
+            .matchers
+            .iter()
+            .any(|m| matches!(m, Matcher::Predicate(_)))
+    }
+
     /// Whether the rule has no matchers (and so matches nothing).
     pub fn is_empty(&self) -> bool {
         self.matchers.is_empty()
@@ -205,7 +214,9 @@ impl Rule {
     }
 
     /// `predicate` returns `true` for the certificate. It runs on every request that reaches
-    /// this rule, so keep it cheap.
+    /// this rule, so keep it cheap; it may read more than the certificate (a deny list that
+    /// changes), which is why a layer with a predicate decides every request anew, where one
+    /// without decides once per connection.
     pub fn predicate<F>(self, predicate: F) -> Self
     where
         F: Fn(&ClientIdentity) -> bool + Send + Sync + 'static,
@@ -369,12 +380,16 @@ impl Matcher {
 pub(super) struct Attribute {
     pub(super) oid: Box<str>,
     pub(super) value: Box<str>,
+    /// `oid` is the common name's: compared with `common_name()` (decided once, here).
+    is_cn: bool,
 }
 
 impl Attribute {
     fn new(oid: impl Into<String>, value: impl Into<String>) -> Self {
+        let oid = oid.into().into_boxed_str();
         Self {
-            oid: oid.into().into_boxed_str(),
+            is_cn: &*oid == oid::COMMON_NAME,
+            oid,
             value: value.into().into_boxed_str(),
         }
     }
@@ -382,7 +397,7 @@ impl Attribute {
     fn matches(&self, name: &DistinguishedName) -> bool {
         // One identity: a CN rule matches exactly what `common_name()` hands a handler, so a
         // name with several CNs matches no CN rule.
-        if &*self.oid == oid::COMMON_NAME {
+        if self.is_cn {
             name.common_name() == Some(&*self.value)
         } else {
             name.contains(&self.oid, &self.value)

@@ -71,14 +71,11 @@ where
     #[inline]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         match self.shared.authorize(&mut req) {
-            Ok(allowed) => {
-                req.extensions_mut().insert(allowed);
-                ResponseFuture {
-                    state: State::Inner {
-                        future: self.inner.call(req),
-                    },
-                }
-            }
+            Ok(()) => ResponseFuture {
+                state: State::Inner {
+                    future: self.inner.call(req),
+                },
+            },
             Err(rejection) => ResponseFuture {
                 state: State::Rejected {
                     rejection,

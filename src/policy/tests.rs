@@ -873,7 +873,7 @@ async fn works_as_an_axum_layer_and_route_layer() {
     use axum::body::Body;
     use axum::routing::get;
 
-    async fn whoami(axum::Extension(client): axum::Extension<AllowedClient>) -> String {
+    async fn whoami(client: AllowedClient) -> String {
         client
             .identity()
             .and_then(ClientIdentity::common_name)

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Extension, Request};
+use axum::extract::Request;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum_server::Handle;
@@ -40,10 +40,7 @@ const CLIENT_PATIENCE: Duration = Duration::from_secs(15);
 /// `/whoami` (only `CN=allowed`; answers with what the request carried and the matched
 /// rule), `/public` (anyone through the handshake).
 fn app() -> Router {
-    async fn whoami(
-        Extension(client): Extension<AllowedClient>,
-        req: Request,
-    ) -> impl IntoResponse {
+    async fn whoami(client: AllowedClient, req: Request) -> impl IntoResponse {
         let mut seen = describe(&req);
         seen["allowed_cn"] = client
             .identity()

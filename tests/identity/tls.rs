@@ -6,14 +6,14 @@ use tower_mtls::Rule;
 use tower_mtls_test_kit as support;
 
 use axum::Router;
-use axum::extract::Extension;
+
 use axum::routing::get;
 use rcgen::DnType;
 use support::*;
 use tower_mtls::{AllowedClient, ClientCertLayer, ClientCertPolicy, MtlsAcceptor, identity::oid};
 
 /// `cn=<common_name() as Debug> cns=<every CN, joined by |>`.
-async fn who(Extension(client): Extension<AllowedClient>) -> String {
+async fn who(client: AllowedClient) -> String {
     let id = client.identity();
     let cn = id.and_then(|id| id.common_name());
     let cns = id

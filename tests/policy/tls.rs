@@ -6,13 +6,13 @@ use tower_mtls_test_kit as support;
 use std::path::Path;
 
 use axum::Router;
-use axum::extract::Extension;
+
 use axum::routing::get;
 use support::*;
 use tower_mtls::Rule;
 use tower_mtls::{AllowedClient, ClientCertLayer, MtlsAcceptor, identity::SpiffeId};
 
-async fn hello(Extension(client): Extension<AllowedClient>) -> String {
+async fn hello(client: AllowedClient) -> String {
     let cn = client
         .identity()
         .and_then(|id| id.common_name().map(str::to_owned))
@@ -189,6 +189,120 @@ async fn every_http2_request_on_one_connection_is_authorized() {
         while let Some(status) = streams.join_next().await {
             assert_eq!(status.expect("task"), expected);
         }
+    }
+    server.stop().await;
+}
+
+/// The rule that let the client in, by name, as the handler sees it.
+async fn matched(client: AllowedClient) -> String {
+    client
+        .matched_rule()
+        .and_then(|rule| rule.name().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Keep-alive connections (HTTP/1.1 and HTTP/2) of one client, each used for requests to
+/// routes with different layers in turn.
+async fn connections(
+    pki: &Pki,
+    leaf: &Leaf,
+    addr: std::net::SocketAddr,
+) -> Vec<client::Connection> {
+    let mut connections = Vec::new();
+    for alpn in [&b"http/1.1"[..], b"h2"] {
+        let client = client::Client::builder()
+            .trust_server_ca_pem(pki.ca.cert_pem.clone())
+            .identity_pem(leaf.chain_pem.clone(), leaf.key_pem.clone())
+            .alpn_protocols(vec![alpn.to_vec()])
+            .build()
+            .expect("client");
+        let connection = client.connect(addr, "localhost").await.expect("connect");
+        assert_eq!(connection.alpn_protocol(), Some(alpn));
+        connections.push(connection);
+    }
+    connections
+}
+
+/// A verdict holds for one layer only: on one connection, the layer that admitted a client
+/// does not admit it for a route whose layer refuses it, however the requests interleave, and
+/// a handler behind two layers sees the inner one's verdict every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_layer_decides_for_itself_on_one_connection() {
+    let pki = Pki::new();
+    let app = app()
+        .route(
+            "/nested",
+            // Outer first: a request meets the app-wide rule, then the route's.
+            get(matched).layer(
+                tower::ServiceBuilder::new()
+                    .layer(
+                        ClientCertLayer::require()
+                            .allow(Rule::named("outer").subject_o("Steadybit")),
+                    )
+                    .layer(
+                        ClientCertLayer::require().allow(Rule::named("inner").subject_cn("agent")),
+                    ),
+            ),
+        )
+        .route(
+            "/other-cn",
+            get(matched)
+                .layer(ClientCertLayer::require().allow(Rule::named("x").subject_cn("other"))),
+        );
+    let server =
+        TestServer::start_service(Some(MtlsAcceptor::new(pki.required_config())), app).await;
+    let agent = pki.ca.issue(&LeafSpec::client("agent").org("Steadybit"));
+    for connection in connections(&pki, &agent, server.addr).await {
+        for _ in 0..3 {
+            for (path, status, body) in [
+                ("/by-subject", 200, "hello agent"),
+                ("/other-cn", 403, ""),
+                ("/by-org", 200, "hello agent"),
+                ("/by-issuer", 403, ""),
+                ("/nested", 200, "inner"),
+            ] {
+                let response = connection.get(path).await.expect("response");
+                assert_eq!(response.status(), status, "{path}");
+                if status == 200 {
+                    assert_eq!(response.body().as_ref(), body.as_bytes(), "{path}");
+                }
+            }
+        }
+    }
+    server.stop().await;
+}
+
+/// A rule with a predicate is asked on every request: what it reads besides the certificate
+/// (a deny list here) can change while a connection stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_predicate_is_asked_again_on_every_request_of_a_connection() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let pki = Pki::new();
+    let denied = Arc::new(AtomicBool::new(false));
+    let rule = {
+        let denied = denied.clone();
+        Rule::named("not denied")
+            .subject_cn("agent")
+            .predicate(move |_| !denied.load(Ordering::SeqCst))
+    };
+    let app = Router::new().route(
+        "/",
+        get(matched).layer(ClientCertLayer::require().allow(rule)),
+    );
+    let server =
+        TestServer::start_service(Some(MtlsAcceptor::new(pki.required_config())), app).await;
+    let agent = pki.ca.client("agent");
+    for connection in connections(&pki, &agent, server.addr).await {
+        denied.store(false, Ordering::SeqCst);
+        let response = connection.get("/").await.expect("response");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.body().as_ref(), b"not denied");
+        denied.store(true, Ordering::SeqCst);
+        assert_eq!(connection.get("/").await.expect("response").status(), 403);
+        denied.store(false, Ordering::SeqCst);
+        assert_eq!(connection.get("/").await.expect("response").status(), 200);
     }
     server.stop().await;
 }
