@@ -304,6 +304,9 @@ async fn connect_info_connection_info_works_as_well() {
                 },
             ),
         )
+        // The layer's verdict reaches the handler here too (in a copy of the connection's
+        // info that the request carries).
+        .route("/allowed", get(allowed))
         .layer(ClientCertLayer::require().allow(Rule::new().subject_cn("agent")));
     let done = tokio::spawn(async move {
         axum::serve(
@@ -319,6 +322,13 @@ async fn connect_info_connection_info_works_as_well() {
         .unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.body().as_ref(), b"CN=agent true");
+    let verdict = pki
+        .client(Some(&agent))
+        .get(addr, "localhost", "/allowed")
+        .await
+        .unwrap();
+    assert_eq!(verdict.status(), 200);
+    assert_eq!(verdict.body().as_ref(), b"allowed CN=agent");
     let denied = pki
         .client(Some(&other))
         .get(addr, "localhost", "/")
