@@ -8,9 +8,10 @@
 //! drop it after the call. Here the info stays in the connection's service and only the
 //! application's service is cloned.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -19,15 +20,29 @@ use tracing::Span;
 use crate::peer::ConnectionInfo;
 
 /// Serves one connection's requests with `inner`, each carrying `info` (and run in its span).
+///
+/// hyper calls through `&self`; a tower service wants `&mut self` and `poll_ready` first.
+/// When the service is ready at once (most are: routers, `service_fn`, this crate's layer),
+/// it is called in place; only a service that is not gets cloned into a future that waits for
+/// it, as hyper-util's `TowerToHyperService` does for every request.
 pub(super) struct ConnectionService<S> {
-    inner: S,
+    inner: RefCell<S>,
+    /// Cloned for a request that has to wait for the service.
+    template: S,
     info: Option<ConnectionInfo>,
 }
 
 impl<S> ConnectionService<S> {
     /// `info` is `None` for plain-HTTP connections (no TLS, nothing to attach).
-    pub(super) fn new(inner: S, info: Option<ConnectionInfo>) -> Self {
-        Self { inner, info }
+    pub(super) fn new(inner: S, info: Option<ConnectionInfo>) -> Self
+    where
+        S: Clone,
+    {
+        Self {
+            inner: RefCell::new(inner.clone()),
+            template: inner,
+            info,
+        }
     }
 }
 
@@ -37,7 +52,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = InSpan<Oneshot<S, http::Request<B>>>;
+    type Future = InSpan<Call<S, http::Request<B>>>;
 
     #[inline]
     fn call(&self, mut req: http::Request<B>) -> Self::Future {
@@ -45,9 +60,36 @@ where
             req.extensions_mut().insert(info.clone());
             InSpan::<()>::live(info.span())
         });
+        let _entered = span.as_ref().map(Span::enter);
+        let waiting = match self.inner.try_borrow_mut() {
+            Ok(mut service) => {
+                // A readiness check that cannot wait (no waker). Ready: called in place.
+                if let Poll::Ready(Ok(())) =
+                    service.poll_ready(&mut Context::from_waker(Waker::noop()))
+                {
+                    // Built in place: the future (with the request in it) is large, and every
+                    // move of it is a copy.
+                    return InSpan {
+                        span: span.clone(),
+                        inner: Call::Called {
+                            future: service.call(req),
+                        },
+                    };
+                }
+                // Not ready: this very instance may hold a place in a queue (a concurrency
+                // limit's semaphore), so it is the one that waits, polled with the
+                // connection's waker; the connection keeps a fresh clone. An error (it need
+                // not be `Send`, so it is not kept) is asked for again the same way.
+                std::mem::replace(&mut *service, self.template.clone())
+            }
+            // Not reachable (hyper does not call back into a service from its call), but
+            // never a panic: a clone waits.
+            Err(_) => self.template.clone(),
+        };
+        drop(_entered);
         InSpan {
             span,
-            inner: Oneshot::new(self.inner.clone(), req),
+            inner: Call::waiting(waiting, req),
         }
     }
 }
@@ -89,57 +131,44 @@ impl<F: Future> Future for InSpan<F> {
 }
 
 pin_project! {
-    /// Waits for the service to be ready, then calls it with the request and drives its future.
-    pub(super) struct Oneshot<S, R>
+    /// A request's call: made already, or waiting for a clone of the service to be ready.
+    #[project = CallProj]
+    pub(super) enum Call<S, R>
     where
         S: Service<R>,
     {
-        #[pin]
-        state: State<S, R>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<S, R>
-    where
-        S: Service<R>,
-    {
-        NotReady { service: S, request: Option<R> },
         Called { #[pin] future: S::Future },
+        Waiting { service: S, request: Option<R> },
     }
 }
 
-impl<S: Service<R>, R> Oneshot<S, R> {
-    #[inline]
-    fn new(service: S, request: R) -> Self {
-        Self {
-            state: State::NotReady {
-                service,
-                request: Some(request),
-            },
+impl<S: Service<R>, R> Call<S, R> {
+    #[cold]
+    fn waiting(service: S, request: R) -> Self {
+        Self::Waiting {
+            service,
+            request: Some(request),
         }
     }
 }
 
-impl<S: Service<R>, R> Future for Oneshot<S, R> {
+impl<S: Service<R>, R> Future for Call<S, R> {
     type Output = Result<S::Response, S::Error>;
 
     #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
-            match state.as_mut().project() {
-                StateProj::NotReady { service, request } => {
+            match self.as_mut().project() {
+                CallProj::Called { future } => return future.poll(cx),
+                CallProj::Waiting { service, request } => {
                     ready!(service.poll_ready(cx))?;
                     // Taken exactly once: the state moves on to `Called` right here.
                     let Some(request) = request.take() else {
                         return Poll::Pending;
                     };
                     let future = service.call(request);
-                    state.set(State::Called { future });
+                    self.set(Self::Called { future });
                 }
-                StateProj::Called { future } => return future.poll(cx),
             }
         }
     }
