@@ -825,3 +825,75 @@ async fn forged_and_not_yet_valid_certificates_get_their_alerts() {
     );
     server.stop().await;
 }
+
+/// Responses of every size arrive intact over HTTP/1.1 and HTTP/2, around the size up to which
+/// the stream joins hyper's head and body into one write (4 KiB) and beyond a TLS record
+/// (16 KiB); curl checks the HTTP/1.1 side with another TLS stack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_of_every_size_arrive_intact() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+
+    fn body(len: usize) -> Vec<u8> {
+        (0..len).map(|i| b'a' + (i % 23) as u8).collect()
+    }
+    let pki = Pki::new();
+    let agent = pki.ca.client("agent");
+    let app = tower::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+        let len: usize = req.uri().path()[1..].parse().unwrap_or(0);
+        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(body(len)))))
+    });
+    let server =
+        TestServer::start_service(Some(MtlsAcceptor::new(pki.required_config())), app).await;
+    let sizes = [
+        0,
+        1,
+        100,
+        3900,
+        4000,
+        4096,
+        4097,
+        16_384,
+        16_385,
+        70_000,
+        1 << 20,
+    ];
+    for alpn in [&b"http/1.1"[..], b"h2"] {
+        let connection = client::Client::builder()
+            .trust_server_ca_pem(pki.ca.cert_pem.clone())
+            .identity_pem(agent.chain_pem.clone(), agent.key_pem.clone())
+            .alpn_protocols(vec![alpn.to_vec()])
+            .build()
+            .expect("client")
+            .connect(server.addr, "localhost")
+            .await
+            .expect("connect");
+        for len in sizes {
+            let response = connection.get(&format!("/{len}")).await.expect("response");
+            assert_eq!(response.status(), 200);
+            assert!(
+                response.body().as_ref() == body(len),
+                "{len} bytes over {alpn:?}"
+            );
+        }
+    }
+    let (cert, key) = pki.write_leaf(&agent, "agent");
+    for len in [100, 4097, 70_000] {
+        let out = curl_with_cert(
+            &pki.ca_path,
+            &server.url(&format!("/{len}")),
+            server.port(),
+            &cert,
+            &key,
+            &["--http1.1"],
+        )
+        .await;
+        assert!(
+            out.status.success(),
+            "curl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout == body(len), "{len} bytes to curl");
+    }
+    server.stop().await;
+}

@@ -476,14 +476,34 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MtlsStream<IO> {
             .leased(cx, |inner, cx| inner.poll_write(cx, buf))
     }
 
+    /// Small writes of several pieces (hyper's head and body of a short response) are joined
+    /// first: rustls takes one piece as it is, but several only through a list it allocates.
+    /// Large ones go through as they are, with no copy.
     #[inline]
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .leased(cx, |inner, cx| inner.poll_write_vectored(cx, bufs))
+        let this = self.get_mut();
+        if bufs.len() > 1 {
+            let total = bufs.iter().map(|buf| buf.len()).sum::<usize>();
+            if total <= JOIN_MAX {
+                let joined = JOINED.with(|joined| {
+                    // Busy only if a stream of this crate writes through another (TLS in TLS).
+                    let mut joined = joined.try_borrow_mut().ok()?;
+                    joined.clear();
+                    for buf in bufs {
+                        joined.extend_from_slice(buf);
+                    }
+                    Some(this.leased(cx, |inner, cx| inner.poll_write(cx, &joined)))
+                });
+                if let Some(poll) = joined {
+                    return poll;
+                }
+            }
+        }
+        this.leased(cx, |inner, cx| inner.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -497,6 +517,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MtlsStream<IO> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
+}
+
+/// The largest write [`MtlsStream`] joins into one piece before handing it to rustls.
+const JOIN_MAX: usize = 4096;
+
+thread_local! {
+    /// Where those pieces are joined: one buffer per thread, at most [`JOIN_MAX`] bytes, shared
+    /// by every connection the thread serves.
+    static JOINED: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(JOIN_MAX));
 }
 
 #[cold]
