@@ -16,8 +16,10 @@
 # server process; the table shows the median and the spread (max-min)/median.
 #
 # Servers: floor (bare_server: tokio-rustls + hyper-util, handshake deadline, header-read
-# timeout), floor-notimer (the same without the header-read timeout), crate (crate_server:
-# MtlsServer + TlsConfig + ClientCertLayer::require() with one subject rule).
+# timeout), floor-notimer (the same without the header-read timeout), floor-peer (the floor
+# plus the least that lets a handler see the client: the chain in an Arc, inserted into each
+# request's extensions), crate (crate_server: MtlsServer + TlsConfig + ClientCertLayer::require()
+# with one subject rule), crate-nolayer (the same without the layer).
 #
 # Settings (environment): SERVERS, MODES, REPEATS (3), OPS_REQUESTS (20000), OPS_HANDSHAKES
 # (300), CONCURRENCY (1), SERVER_CPU (0), LOAD_CPU (1), PORT (18543), OUT, KEEP (keep the
@@ -83,6 +85,7 @@ start_server() { # name tag
     case $name in
         floor) cmd=("$BIN/bare_server" "${files[@]}") ;;
         floor-notimer) cmd=("$BIN/bare_server" "${files[@]}" --header-read-timeout 0) ;;
+        floor-peer) cmd=("$BIN/bare_server" "${files[@]}" --peer-extension) ;;
         crate) cmd=("$BIN/crate_server" "${files[@]}" --allow-cn loadgen) ;;
         crate-nolayer) cmd=("$BIN/crate_server" "${files[@]}" --no-layer) ;;
         *) die "unknown server $name" ;;

@@ -24,7 +24,11 @@
 //!   keeps a silent client from holding a connection forever; `--header-read-timeout 0` turns
 //!   it off (the floor before issue 14, measured beside it in `callgrind.sh`);
 //! * no connection cap, no graceful shutdown, no handshake cap: those the crate adds, and their
-//!   cost is part of what is measured.
+//!   cost is part of what is measured;
+//! * `--peer-extension`: the least a server does to let handlers see the client: the chain,
+//!   taken once per connection into an `Arc`, inserted into every request's extensions (one
+//!   extension, as the crate's `ConnectionInfo`). Off by default: the plain floor gives the
+//!   handler nothing.
 
 use tower_mtls_test_kit::floor;
 
@@ -48,6 +52,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 use tokio::net::TcpListener;
 
+/// The client's chain, shared by a connection's requests (`--peer-extension`).
+type Peer = Arc<Vec<CertificateDer<'static>>>;
+
 /// The `extension` example's index document, as serde_json renders it (keys sorted).
 const INDEX: &[u8] = br#"{"actions":[],"discoveries":[],"eventListeners":[],"targetAttributes":[],"targetTypes":[]}"#;
 
@@ -69,15 +76,21 @@ struct Args {
     port: u16,
     app: App,
     header_read_timeout: Option<Duration>,
+    peer_extension: bool,
 }
 
 fn parse_args() -> Args {
     let usage = "usage: bare_server --cert FILE --key FILE --ca FILE [--port N] [--app static|axum] \
-         [--header-read-timeout SECS]";
+         [--header-read-timeout SECS] [--peer-extension]";
     let (mut cert, mut key, mut ca, mut port, mut app) = (None, None, None, 8443, App::Static);
     let mut header_read_timeout = Some(Duration::from_secs(30));
+    let mut peer_extension = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--peer-extension" {
+            peer_extension = true;
+            continue;
+        }
         let value = args
             .next()
             .unwrap_or_else(|| panic!("{flag} needs a value\n{usage}"));
@@ -107,6 +120,7 @@ fn parse_args() -> Args {
         port,
         app,
         header_read_timeout,
+        peer_extension,
     }
 }
 
@@ -153,7 +167,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }),
     );
 
-    let app = args.app;
+    let (app, peer_extension) = (args.app, args.peer_extension);
     tokio::spawn(async move {
         loop {
             let tcp = match listener.accept().await {
@@ -174,6 +188,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 };
                 let io = TokioIo::new(tls);
                 let _ = match app {
+                    App::Static if peer_extension => {
+                        let peer: Peer = Arc::new(
+                            io.inner()
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .map(<[_]>::to_vec)
+                                .unwrap_or_default(),
+                        );
+                        let service = hyper::service::service_fn(move |mut req| {
+                            req.extensions_mut().insert(peer.clone());
+                            index(req)
+                        });
+                        http.serve_connection(io, service).await
+                    }
                     App::Static => {
                         http.serve_connection(io, hyper::service::service_fn(index))
                             .await
