@@ -5,8 +5,9 @@
 //! `TowerToHyperService` clones the whole tower service for each request (hyper calls through
 //! `&self`; a tower service wants `&mut self` and `poll_ready`). Wrapped around
 //! `AddConnectionInfo`, that clone copies the [`ConnectionInfo`] (its `Arc`s and span) only to
-//! drop it after the call. Here the info stays in the connection's service and only the
-//! application's service is cloned.
+//! drop it after the call. Here the info stays in the connection's service, and the
+//! application's service is called in place when it is ready at once (see
+//! [`ConnectionService`]): no clone at all.
 
 use std::cell::RefCell;
 use std::future::Future;
