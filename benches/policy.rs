@@ -3,7 +3,11 @@
 //! Every request is built the same way for every stack — a `Request<()>` carrying the
 //! connection's `ConnectionInfo` (one `Arc` clone), as the acceptor attaches it — and sent through `poll_ready` + `call` + one poll of the future (the inner
 //! `service_fn` answers at once). The leaf is parsed before timing starts, as it is after the
-//! first request on a connection; the one-time parse is measured on its own.
+//! first request on a connection; the one-time parse is measured on its own. All requests share
+//! one connection, so a layer without predicates runs its rules on the first request only and
+//! then reuses the verdict it kept with the connection, as on a keep-alive connection: the
+//! "matching alone" rows give what its first request adds. The predicate row and the denial
+//! run the rules on every request.
 //!
 //! `cargo bench --bench policy` runs criterion and then prints a summary table measured in the
 //! same process (best of several interleaved rounds of `Instant`-timed loops);
@@ -240,7 +244,8 @@ fn summary(conn: &Connection, iterations: u32, rounds: u32) {
         }
     }
 
-    // The rule evaluation alone, on the cached identity: part of the rows above.
+    // The rule evaluation alone, on the cached identity: what a connection's first request
+    // adds (every request's, with a predicate).
     let id = conn.info.peer().unwrap().identity().unwrap();
     let matching = [
         ("  matching alone, five rules", five_rules()),
@@ -281,7 +286,7 @@ fn summary(conn: &Connection, iterations: u32, rounds: u32) {
         );
     }
     for (name, ns) in matching {
-        println!("{name:<34} {ns:>10.1}   (part of the overhead above)");
+        println!("{name:<34} {ns:>10.1}   (a connection's first request; predicates: every one)");
     }
     println!(
         "{:<34} {:>10.1}   (once per connection, never per request)",
