@@ -873,9 +873,11 @@ async fn works_as_an_axum_layer_and_route_layer() {
     use axum::body::Body;
     use axum::routing::get;
 
-    async fn whoami(client: AllowedClient) -> String {
-        client
-            .identity()
+    // Through `PeerExt`, not the `AllowedClient` extractor: this test runs without the `axum`
+    // feature too.
+    async fn whoami(req: Request<Body>) -> String {
+        req.allowed_client()
+            .and_then(AllowedClient::identity)
             .and_then(ClientIdentity::common_name)
             .unwrap_or("-")
             .to_owned()

@@ -210,13 +210,11 @@ async fn connections(
 ) -> Vec<client::Connection> {
     let mut connections = Vec::new();
     for alpn in [&b"http/1.1"[..], b"h2"] {
-        let client = client::Client::builder()
-            .trust_server_ca_pem(pki.ca.cert_pem.clone())
-            .identity_pem(leaf.chain_pem.clone(), leaf.key_pem.clone())
-            .alpn_protocols(vec![alpn.to_vec()])
-            .build()
-            .expect("client");
-        let connection = client.connect(addr, "localhost").await.expect("connect");
+        let connection = pki
+            .client_alpn(Some(leaf), alpn)
+            .connect(addr, "localhost")
+            .await
+            .expect("connect");
         assert_eq!(connection.alpn_protocol(), Some(alpn));
         connections.push(connection);
     }

@@ -859,12 +859,8 @@ async fn responses_of_every_size_arrive_intact() {
         1 << 20,
     ];
     for alpn in [&b"http/1.1"[..], b"h2"] {
-        let connection = client::Client::builder()
-            .trust_server_ca_pem(pki.ca.cert_pem.clone())
-            .identity_pem(agent.chain_pem.clone(), agent.key_pem.clone())
-            .alpn_protocols(vec![alpn.to_vec()])
-            .build()
-            .expect("client")
+        let connection = pki
+            .client_alpn(Some(&agent), alpn)
             .connect(server.addr, "localhost")
             .await
             .expect("connect");

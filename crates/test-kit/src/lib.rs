@@ -242,11 +242,23 @@ impl Pki {
 
     /// The kit's [`client::Client`], trusting this PKI's CA, optionally with an identity.
     pub fn client(&self, identity: Option<&Leaf>) -> client::Client {
-        let mut builder = client::Client::builder().trust_server_ca_pem(self.ca.cert_pem.clone());
-        if let Some(leaf) = identity {
-            builder = builder.identity_pem(leaf.chain_pem.clone(), leaf.key_pem.clone());
+        self.client_builder(identity).build().expect("client")
+    }
+
+    /// [`client`](Self::client) offering only `alpn` (`b"http/1.1"`, `b"h2"`).
+    pub fn client_alpn(&self, identity: Option<&Leaf>, alpn: &[u8]) -> client::Client {
+        self.client_builder(identity)
+            .alpn_protocols(vec![alpn.to_vec()])
+            .build()
+            .expect("client")
+    }
+
+    fn client_builder(&self, identity: Option<&Leaf>) -> client::ClientBuilder {
+        let builder = client::Client::builder().trust_server_ca_pem(self.ca.cert_pem.clone());
+        match identity {
+            Some(leaf) => builder.identity_pem(leaf.chain_pem.clone(), leaf.key_pem.clone()),
+            None => builder,
         }
-        builder.build().expect("client")
     }
 }
 
