@@ -3,11 +3,11 @@
 //! Every request is built the same way for every stack — a `Request<()>` carrying the
 //! connection's `ConnectionInfo` (one `Arc` clone), as the acceptor attaches it — and sent through `poll_ready` + `call` + one poll of the future (the inner
 //! `service_fn` answers at once). The leaf is parsed before timing starts, as it is after the
-//! first request on a connection; the one-time parse is measured on its own. All requests share
-//! one connection, so a layer without predicates runs its rules on the first request only and
-//! then reuses the verdict it kept with the connection, as on a keep-alive connection: the
-//! "matching alone" rows give what its first request adds. The predicate row and the denial
-//! run the rules on every request.
+//! first request on a connection; the one-time parse is measured on its own. Each stack sends
+//! its requests on a connection of its own, so a layer without predicates runs its rules on
+//! the first request only and then reuses the verdict it kept with the connection, as on a
+//! keep-alive connection: the "matching alone" rows give what a connection's first request
+//! adds. The predicate row and the denial run the rules on every request.
 //!
 //! `cargo bench --bench policy` runs criterion and then prints a summary table measured in the
 //! same process (best of several interleaved rounds of `Instant`-timed loops);
@@ -80,11 +80,17 @@ impl Connection {
         Self { der, info }
     }
 
-    fn request(&self) -> Request<()> {
-        let mut req = Request::new(());
-        req.extensions_mut().insert(self.info.clone());
-        req
+    /// Another connection of the same client: the same parsed certificate, no verdicts kept.
+    fn another(&self) -> ConnectionInfo {
+        ConnectionInfo::assume_verified(self.info.peer().cloned(), self.info.tls().remote_addr())
     }
+}
+
+/// A request on the connection `info`, as the acceptor attaches it.
+fn request(info: &ConnectionInfo) -> Request<()> {
+    let mut req = Request::new(());
+    req.extensions_mut().insert(info.clone());
+    req
 }
 
 type Inner =
@@ -176,10 +182,14 @@ where
     S: Service<Request<()>, Response = Response<B>, Error = Infallible> + 'static,
     B: 'static,
 {
+    // Each stack on a connection of its own, as a keep-alive connection through one layer: the
+    // first request runs the rules, the others reuse the verdict kept with the connection.
+    let mut own: Option<ConnectionInfo> = None;
     Stack {
         name,
         run: Box::new(move |conn| {
-            let response = send(&mut service, conn.request());
+            let info = own.get_or_insert_with(|| conn.another());
+            let response = send(&mut service, request(info));
             black_box(response).status()
         }),
     }

@@ -224,9 +224,10 @@ struct ConnectionInner {
     tls: TlsInfo,
     peer: Option<PeerCertificates>,
     span: tracing::Span,
-    /// The verdict of the first layer without predicates that admitted the client here, by
-    /// the layer's id: its rules read only the certificate, so it holds for the connection.
-    verdict: OnceLock<(u64, AllowedClient)>,
+    /// The verdicts of the first [`KEPT_VERDICTS`] layers without predicates that admitted the
+    /// client here, by layer id (an app-wide layer and a route's, say): their rules read only
+    /// the certificate, so a verdict holds for the connection. Filled in order.
+    verdicts: [OnceLock<(u64, AllowedClient)>; KEPT_VERDICTS],
 }
 
 impl ConnectionInfo {
@@ -264,7 +265,7 @@ impl ConnectionInfo {
                 tls,
                 peer,
                 span,
-                verdict: OnceLock::new(),
+                verdicts: Default::default(),
             }),
             allowed: None,
         }
@@ -305,21 +306,36 @@ impl ConnectionInfo {
         self.allowed = Some(allowed);
     }
 
-    /// The verdict layer `layer` cached for this connection.
+    /// The verdict layer `layer` kept for this connection.
     #[inline]
     pub(crate) fn cached_verdict(&self, layer: u64) -> Option<&AllowedClient> {
-        match self.conn.verdict.get() {
-            Some((id, allowed)) if *id == layer => Some(allowed),
-            _ => None,
+        for slot in &self.conn.verdicts {
+            match slot.get() {
+                Some((id, allowed)) if *id == layer => return Some(allowed),
+                Some(_) => continue,
+                // Filled in order: nothing after an empty slot.
+                None => return None,
+            }
         }
+        None
     }
 
-    /// Caches the verdict of a layer whose rules read only the certificate (the first such
-    /// layer on the connection keeps the place).
+    /// Keeps the verdict of a layer whose rules read only the certificate, in the first free
+    /// slot; with every slot taken, that layer decides every request.
     pub(crate) fn cache_verdict(&self, layer: u64, allowed: &AllowedClient) {
-        let _ = self.conn.verdict.set((layer, allowed.clone()));
+        for slot in &self.conn.verdicts {
+            // A slot another layer's verdict took (meanwhile, perhaps: an HTTP/2 stream): the
+            // next one.
+            let (id, _) = slot.get_or_init(|| (layer, allowed.clone()));
+            if *id == layer {
+                return;
+            }
+        }
     }
 }
+
+/// How many layers' verdicts a connection keeps (see [`ConnectionInfo::cached_verdict`]).
+const KEPT_VERDICTS: usize = 4;
 
 /// Opens the span of one connection; disabled (and free) when no subscriber wants it.
 fn connection_span(tls: &TlsInfo, peer: Option<&PeerCertificates>) -> tracing::Span {

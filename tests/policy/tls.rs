@@ -246,6 +246,18 @@ async fn each_layer_decides_for_itself_on_one_connection() {
             "/other-cn",
             get(matched)
                 .layer(ClientCertLayer::require().allow(Rule::named("x").subject_cn("other"))),
+        )
+        // More admitting layers than a connection keeps verdicts for: these decide anew.
+        .route(
+            "/fifth",
+            get(matched)
+                .layer(ClientCertLayer::require().allow(Rule::named("fifth").subject_cn("agent"))),
+        )
+        .route(
+            "/sixth",
+            get(matched).layer(
+                ClientCertLayer::require().allow(Rule::named("sixth").subject_o("Steadybit")),
+            ),
         );
     let server =
         TestServer::start_service(Some(MtlsAcceptor::new(pki.required_config())), app).await;
@@ -258,6 +270,8 @@ async fn each_layer_decides_for_itself_on_one_connection() {
                 ("/by-org", 200, "hello agent"),
                 ("/by-issuer", 403, ""),
                 ("/nested", 200, "inner"),
+                ("/fifth", 200, "fifth"),
+                ("/sixth", 200, "sixth"),
             ] {
                 let response = connection.get(path).await.expect("response");
                 assert_eq!(response.status(), status, "{path}");
