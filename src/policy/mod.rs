@@ -90,7 +90,7 @@
 //! rule value is prepared when the rule is built. A layer's rules read only the certificate
 //! (unless one has a [`predicate`](crate::Rule::predicate)), so its verdict holds for the
 //! connection: the first request on a connection runs the rules, the others find the verdict
-//! kept with the connection. Per request the layer looks up the request's
+//! kept with the connection (for up to four layers on one connection; more decide anew). Per request the layer looks up the request's
 //! [`ConnectionInfo`](crate::ConnectionInfo) and records the verdict in it — one reference
 //! count, no allocation, no extension of its own (see `benches/policy.rs` and BENCHMARKS.md).
 //! A rule with a predicate is asked again on every request, as what it reads may change.
