@@ -196,3 +196,55 @@ async fn a_readiness_error_fails_the_request_and_the_server_keeps_serving() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     server.stop().await;
 }
+
+/// Twenty HTTP/2 streams of one connection against a concurrency limit of one: each waits
+/// with its own place in line, and all are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_of_one_connection_at_a_limit_of_one_are_all_served() {
+    let pki = Pki::new();
+    let agent = pki.ca.client("agent");
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let app = {
+        let (in_flight, most) = (in_flight.clone(), most.clone());
+        ServiceBuilder::new()
+            .layer(ConcurrencyLimitLayer::new(1))
+            .service_fn(move |_req: http::Request<hyper::body::Incoming>| {
+                let (in_flight, most) = (in_flight.clone(), most.clone());
+                async move {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    // Long enough for the other streams to queue behind this one.
+                    tokio::task::yield_now().await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from("ok"))))
+                }
+            })
+    };
+    let server =
+        TestServer::start_service(Some(MtlsAcceptor::new(pki.required_config())), app).await;
+    let connection = pki
+        .client_alpn(Some(&agent), b"h2")
+        .connect(server.addr, "localhost")
+        .await
+        .expect("connect");
+    let connection = Arc::new(connection);
+    let mut streams = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let connection = connection.clone();
+        streams.spawn(async move { connection.get("/").await.expect("response").status() });
+    }
+    let answered = tokio::time::timeout(PATIENCE, async {
+        let mut statuses = Vec::new();
+        while let Some(status) = streams.join_next().await {
+            statuses.push(status.expect("task"));
+        }
+        statuses
+    })
+    .await
+    .expect("every stream answered");
+    assert_eq!(answered.len(), 20);
+    assert!(answered.iter().all(|s| *s == 200), "{answered:?}");
+    assert_eq!(most.load(Ordering::SeqCst), 1, "the limit held");
+    server.stop().await;
+}
