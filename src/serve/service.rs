@@ -24,11 +24,12 @@ use crate::peer::ConnectionInfo;
 ///
 /// hyper calls through `&self`; a tower service wants `&mut self` and `poll_ready` first.
 /// When the service is ready at once (most are: routers, `service_fn`, this crate's layer),
-/// it is called in place; only a service that is not gets cloned into a future that waits for
-/// it, as hyper-util's `TowerToHyperService` does for every request.
+/// it is called in place, with no clone; one that is not goes into the request's future, which
+/// waits for it, and the connection carries on with a fresh clone (hyper-util's
+/// `TowerToHyperService` clones for every request).
 pub(super) struct ConnectionService<S> {
     inner: RefCell<S>,
-    /// Cloned for a request that has to wait for the service.
+    /// Cloned to replace the instance a waiting request takes along.
     template: S,
     info: Option<ConnectionInfo>,
 }
@@ -132,7 +133,7 @@ impl<F: Future> Future for InSpan<F> {
 }
 
 pin_project! {
-    /// A request's call: made already, or waiting for a clone of the service to be ready.
+    /// A request's call: made already, or waiting for its instance of the service to be ready.
     #[project = CallProj]
     pub(super) enum Call<S, R>
     where
