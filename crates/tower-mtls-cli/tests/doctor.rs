@@ -30,6 +30,30 @@ fn stdout(out: &Output) -> String {
 }
 
 /// The `--json` object, with the exit code checked.
+/// `value` with every run of digits in its strings replaced by `#`.
+fn without_digits(value: &Value) -> Value {
+    match value {
+        Value::String(text) => {
+            let mut out = String::with_capacity(text.len());
+            for c in text.chars() {
+                match (c.is_ascii_digit(), out.ends_with('#')) {
+                    (true, true) => {}
+                    (true, false) => out.push('#'),
+                    (false, _) => out.push(c),
+                }
+            }
+            Value::String(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(without_digits).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), without_digits(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 fn json(out: &Output, code: i32) -> Value {
     assert_eq!(
         out.status.code(),
@@ -110,8 +134,10 @@ impl Setup {
         assert_eq!(full["server_identity"], true, "{full}");
         assert_eq!(trust_only["server_identity"], false, "{trust_only}");
         // Without `--time` each run judges at its own "now": the two may fall in different
-        // seconds, so the time is compared only when it was given.
-        let fields: &[&str] = if extra.contains(&"--time") {
+        // seconds, so the time is compared only when it was given, and the numbers in the
+        // reasons (rustls names the verification time) are left out.
+        let timed = extra.contains(&"--time");
+        let fields: &[&str] = if timed {
             &[
                 "accepted",
                 "tls",
@@ -123,9 +149,17 @@ impl Setup {
         } else {
             &["accepted", "tls", "policy", "failures", "client_chain"]
         };
+        let comparable = |value: &Value| {
+            if timed {
+                value.clone()
+            } else {
+                without_digits(value)
+            }
+        };
         for field in fields {
             assert_eq!(
-                full[*field], trust_only[*field],
+                comparable(&full[*field]),
+                comparable(&trust_only[*field]),
                 "{field}: with the server identity {full}\nwithout {trust_only}"
             );
         }
