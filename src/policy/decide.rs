@@ -104,16 +104,7 @@ impl Shared {
     /// own.
     fn decide(&self, extensions: &mut Extensions) -> Result<(), RejectReason> {
         if let Some(info) = extensions.get_mut::<ConnectionInfo>() {
-            let allowed = match info.cached_verdict(self.id) {
-                Some(allowed) => allowed.clone(),
-                None => {
-                    let allowed = self.verdict(info.peer())?;
-                    if self.cacheable {
-                        info.cache_verdict(self.id, &allowed);
-                    }
-                    allowed
-                }
-            };
+            let allowed = self.kept_or_decided(info)?;
             info.set_allowed_client(allowed);
             return Ok(());
         }
@@ -123,9 +114,23 @@ impl Shared {
             return Err(RejectReason::NoTlsConnection);
         };
         let mut info = info.clone();
-        info.set_allowed_client(self.verdict(info.peer())?);
+        let allowed = self.kept_or_decided(&info)?;
+        info.set_allowed_client(allowed);
         extensions.insert(info);
         Ok(())
+    }
+
+    /// The verdict this layer kept for the connection, or a new one (kept when the rules read
+    /// only the certificate).
+    fn kept_or_decided(&self, info: &ConnectionInfo) -> Result<AllowedClient, RejectReason> {
+        if let Some(allowed) = info.cached_verdict(self.id) {
+            return Ok(allowed.clone());
+        }
+        let allowed = self.verdict(info.peer())?;
+        if self.cacheable {
+            info.cache_verdict(self.id, &allowed);
+        }
+        Ok(allowed)
     }
 
     fn verdict(&self, peer: Option<&PeerCertificates>) -> Result<AllowedClient, RejectReason> {
