@@ -489,8 +489,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MtlsStream<IO> {
         if bufs.len() > 1 {
             let total = bufs.iter().map(|buf| buf.len()).sum::<usize>();
             if total <= JOIN_MAX {
-                let joined = JOINED.with(|joined| {
-                    // Busy only if a stream of this crate writes through another (TLS in TLS).
+                // Gone only while the thread exits; busy only if a stream of this crate writes
+                // through another (TLS in TLS). Either way the slices go through as they are.
+                let joined = JOINED.try_with(|joined| {
                     let mut joined = joined.try_borrow_mut().ok()?;
                     joined.clear();
                     for buf in bufs {
@@ -498,7 +499,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MtlsStream<IO> {
                     }
                     Some(this.leased(cx, |inner, cx| inner.poll_write(cx, &joined)))
                 });
-                if let Some(poll) = joined {
+                if let Ok(Some(poll)) = joined {
                     return poll;
                 }
             }
