@@ -154,8 +154,10 @@ impl TlsConfigBuilder {
         self
     }
 
-    /// The crypto provider. Defaults to [`default_provider`](crate::tls::default_provider); the process-wide default
-    /// is never consulted.
+    /// The crypto provider. Defaults to the bundled one (`aws-lc-rs`, else `ring`: see
+    /// `tls::default_provider`), and then the process-wide default is never consulted. Built
+    /// with neither feature, it defaults to the process default the application installed,
+    /// and without one [`build`](Self::build) fails saying so.
     pub fn crypto_provider(mut self, provider: Arc<CryptoProvider>) -> Self {
         self.provider = Some(provider);
         self
