@@ -31,7 +31,6 @@ use tower_mtls::axum_server::Acceptor;
 use tower_mtls::rustls::AlertDescription;
 use tower_mtls::tls::{HandshakeError, HandshakeFailure, ReloadOutcome};
 use tower_mtls::{ClientCertLayer, MtlsAcceptor};
-use tower_mtls_test_kit::client::Client;
 
 /// How long one client call may take: longer than the server's 10 s handshake deadline, so a
 /// call still running then is a hang (a failure, never retried).
@@ -352,9 +351,8 @@ async fn a_reload_reaches_new_clients() {
     let server = Served::start(Acceptor::new(tls.clone()), app()).await;
 
     let served = || async {
-        let client = Client::builder()
-            .trust_server_ca_pem(pki.ca.cert_pem.clone())
-            .identity_pem(allowed.cert_pem.clone(), allowed.key_pem.clone())
+        let client = pki
+            .client_builder(Some(&allowed))
             .no_resumption()
             .build()
             .expect("client");

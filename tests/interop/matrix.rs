@@ -83,13 +83,9 @@ async fn attempt(client: &str, pki: &Pki, port: u16, id: Option<&Identity>) -> (
             run(&mut cmd).await
         }
         "tower-mtls client (h2)" | "tower-mtls client (http/1.1)" => {
-            let mut builder = tower_mtls_test_kit::client::Client::builder()
-                .trust_server_ca_pem(pki.ca.cert_pem.clone());
+            let mut builder = pki.client_builder(id.map(|id| &id.leaf));
             if client.ends_with("(http/1.1)") {
                 builder = builder.alpn_protocols(vec![b"http/1.1".to_vec()]);
-            }
-            if let Some(id) = id {
-                builder = builder.identity_pem(id.leaf.cert_pem.clone(), id.leaf.key_pem.clone());
             }
             let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
             match builder

@@ -57,9 +57,8 @@ async fn connections_that_come_and_go_leave_no_heap_behind() {
     let serving = tokio::spawn(server.serve(app));
 
     // Full handshakes over HTTP/1.1, two requests each.
-    let full = tower_mtls_test_kit::client::Client::builder()
-        .trust_server_ca_pem(pki.ca.cert_pem.clone())
-        .identity_pem(agent.chain_pem.clone(), agent.key_pem.clone())
+    let full = pki
+        .client_builder(Some(&agent))
         .alpn_protocols(vec![b"http/1.1".to_vec()])
         .no_resumption()
         .build()

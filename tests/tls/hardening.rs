@@ -366,7 +366,6 @@ async fn tls12_can_be_switched_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_finishes_its_request_head_is_closed() {
-    use std::sync::Arc;
     use tower_mtls::rustls;
     let pki = Pki::new();
     let server = MtlsServer::bind("127.0.0.1:0")
@@ -381,10 +380,8 @@ async fn a_client_that_never_finishes_its_request_head_is_closed() {
 
     // A real TLS session, then an HTTP/1.1 request head that never ends.
     let leaf = pki.ca.client("slowloris");
-    let client = pki.client(Some(&leaf));
-    let mut config = (**client.tls_config()).clone();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let client = pki.client_alpn(Some(&leaf), b"http/1.1");
+    let connector = tokio_rustls::TlsConnector::from(client.tls_config().clone());
     let tcp = TcpStream::connect(server.addr).await.expect("connect");
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let mut tls = connector.connect(name, tcp).await.expect("handshake");
@@ -417,12 +414,7 @@ async fn an_idle_http1_keep_alive_connection_is_closed_at_the_header_read_timeou
     let acceptor = MtlsAcceptor::new(pki.required_config());
     let server = TestServer::spawn(server, Some(acceptor.clone()), tower::service_fn(whoami));
     let leaf = pki.ca.client("idler");
-    let client = tower_mtls_test_kit::client::Client::builder()
-        .trust_server_ca_pem(pki.ca.cert_pem.clone())
-        .identity_pem(leaf.cert_pem.clone(), leaf.key_pem.clone())
-        .alpn_protocols(vec![b"http/1.1".to_vec()])
-        .build()
-        .expect("client");
+    let client = pki.client_alpn(Some(&leaf), b"http/1.1");
     let conn = client
         .connect(server.addr, "localhost")
         .await

@@ -458,12 +458,7 @@ async fn http2_and_http11_requests_all_carry_the_peer() {
         assert_eq!(body["cn"], "agent");
         assert_eq!(body["path"], format!("/stream/{i}"));
     }
-    let h1_client = tower_mtls_test_kit::client::Client::builder()
-        .trust_server_ca_pem(pki.ca.cert_pem.clone())
-        .identity_pem(client_leaf.cert_pem.clone(), client_leaf.key_pem.clone())
-        .alpn_protocols(vec![b"http/1.1".to_vec()])
-        .build()
-        .expect("client");
+    let h1_client = pki.client_alpn(Some(&client_leaf), b"http/1.1");
     let conn = h1_client
         .connect(server.addr, "localhost")
         .await

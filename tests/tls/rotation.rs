@@ -12,7 +12,6 @@ use support::*;
 use tokio::sync::broadcast;
 use tower_mtls::rustls::AlertDescription;
 use tower_mtls::{TlsConfig, tls::ReloadOutcome, tls::ReloadReport};
-use tower_mtls_test_kit::client::Client;
 
 const POLL: Duration = Duration::from_millis(100);
 
@@ -48,9 +47,8 @@ fn serial_of(der: &[u8]) -> String {
 
 /// The serial of the certificate a fresh, non-resuming connection sees.
 async fn served_serial(pki: &Pki, leaf: &Leaf, server: &TestServer) -> String {
-    let client = Client::builder()
-        .trust_server_ca_pem(pki.ca.cert_pem.clone())
-        .identity_pem(leaf.cert_pem.clone(), leaf.key_pem.clone())
+    let client = pki
+        .client_builder(Some(leaf))
         .no_resumption()
         .build()
         .expect("client");
@@ -71,9 +69,8 @@ struct Traffic {
 
 impl Traffic {
     fn start(pki: &Pki, leaf: &Leaf, server: &TestServer) -> Traffic {
-        let client = Client::builder()
-            .trust_server_ca_pem(pki.ca.cert_pem.clone())
-            .identity_pem(leaf.cert_pem.clone(), leaf.key_pem.clone())
+        let client = pki
+            .client_builder(Some(leaf))
             .no_resumption()
             .build()
             .expect("client");

@@ -253,7 +253,9 @@ impl Pki {
             .expect("client")
     }
 
-    fn client_builder(&self, identity: Option<&Leaf>) -> client::ClientBuilder {
+    /// The builder behind [`client`](Self::client), for a client that needs more
+    /// (`no_resumption`, ALPN, a provider): trusts this PKI's CA and sends `identity`'s chain.
+    pub fn client_builder(&self, identity: Option<&Leaf>) -> client::ClientBuilder {
         let builder = client::Client::builder().trust_server_ca_pem(self.ca.cert_pem.clone());
         match identity {
             Some(leaf) => builder.identity_pem(leaf.chain_pem.clone(), leaf.key_pem.clone()),
