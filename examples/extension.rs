@@ -47,6 +47,19 @@ async fn main() -> ExitCode {
             ],
         )
         .and_then(|builder| builder.install_recorder());
+    // The recorder keeps every histogram sample until it is drained, and only a scrape or its
+    // upkeep drains it (`install_recorder` leaves the upkeep to the caller): without this, each
+    // handshake's duration stays in memory for as long as nobody scrapes `/metrics`.
+    if let Ok(prometheus) = &prometheus {
+        let prometheus = prometheus.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                prometheus.run_upkeep();
+            }
+        });
+    }
 
     // Each request's span (tower-http, at DEBUG: `RUST_LOG=tower_http=debug`) nests under the
     // connection's `tls_connection` span, which names the client.

@@ -333,6 +333,11 @@ impl ExtensionRuntime {
     /// Prometheus text format), e.g. a `metrics-exporter-prometheus` handle's `render`. With
     /// the `metrics` feature this also describes the crate's metrics
     /// ([`tls::metrics::describe`](crate::tls::accept::metrics::describe)): install the recorder first.
+    ///
+    /// A recorder that keeps samples until they are read needs its own upkeep:
+    /// `metrics-exporter-prometheus`'s `install_recorder` leaves `PrometheusHandle::run_upkeep`
+    /// to the caller, and until a scrape or the upkeep drains them, every handshake's duration
+    /// sample stays in memory. The `extension` example runs it every 5 s.
     pub fn metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
         #[cfg(feature = "metrics")]
         crate::tls::accept::metrics::describe();
