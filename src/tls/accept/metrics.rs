@@ -2,7 +2,9 @@
 //!
 //! With the feature on, the crate records the following into whatever `metrics` recorder the
 //! process installed (e.g. `metrics-exporter-prometheus`; the `extension` example serves it at
-//! `/metrics` on its health port). Without a recorder, recording costs next to nothing. Names
+//! `/metrics` on its health port; with that exporter's `install_recorder`, run its upkeep
+//! periodically, as the example does, or the duration histogram's samples pile up until a
+//! scrape). Without a recorder, recording costs next to nothing. Names
 //! and labels follow the Prometheus conventions (base units, `_total` counters, `_seconds`).
 //!
 //! | name | type | labels | meaning |
