@@ -134,6 +134,8 @@ impl Answer {
 /// Sends `req` through `layer` around a handler that reports the `AllowedClient` it got as
 /// `<common name>|<matched rule>`.
 async fn send(layer: &ClientCertLayer, req: Request<()>) -> Answer {
+    // Before any of the layer's log callsites is reached (see `baseline_subscriber`).
+    baseline_subscriber();
     let service =
         ServiceBuilder::new()
             .layer(layer.clone())
@@ -181,8 +183,25 @@ fn assert_rejected(answer: &Answer, status: StatusCode, code: &str) {
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<u8>>>);
 
+/// A process-wide subscriber that keeps nothing, installed before any capture or request.
+///
+/// tracing caches each callsite's interest for the whole process, computed by the thread that
+/// reaches the callsite first; while a capture's scoped subscriber is the only one registered,
+/// that computation asks the *registering* thread's subscriber (tokio-rs/tracing#3611). A
+/// sibling test's thread has none, caches `never`, and the capture on this thread then misses
+/// the event (seen once in CI: "one denial, one line", 0 lines). With this baseline every
+/// thread has a subscriber interested in everything, and each capture decides what it keeps.
+fn baseline_subscriber() {
+    static BASELINE: std::sync::Once = std::sync::Once::new();
+    BASELINE.call_once(|| {
+        tracing::subscriber::set_global_default(tracing_subscriber::registry())
+            .expect("the library's tests install no other global subscriber");
+    });
+}
+
 impl Logs {
     fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        baseline_subscriber();
         let logs = Self::default();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(logs.clone())
@@ -1096,6 +1115,47 @@ async fn a_non_minimal_oid_in_a_name_is_403_unparsable() {
             "client_certificate_unparsable",
         );
     }
+}
+
+/// A thread without a subscriber of its own that reaches the denial's log line first, while a
+/// capture runs on another thread, must not silence that line for the capture (see
+/// `baseline_subscriber`). In a fresh process (nextest runs each test in one) the sibling is
+/// the callsite's first visitor; without the baseline it caches `never` and this fails.
+#[tokio::test(flavor = "current_thread")]
+async fn a_denial_first_reached_on_a_thread_without_a_subscriber_still_reaches_a_capture() {
+    let (logs, _guard) = Logs::capture();
+    let layer = || ClientCertLayer::require().allow(Rule::new().subject_cn("steadybit-agent"));
+    let stranger = client(&[(DnType::CommonName, "stranger")], vec![]);
+    let sibling = {
+        let (layer, req) = (layer(), request(Some(&stranger)));
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(send(&layer, req))
+        })
+    };
+    let answer = sibling.join().unwrap();
+    assert_rejected(
+        &answer,
+        StatusCode::FORBIDDEN,
+        "client_certificate_not_allowed",
+    );
+    assert_eq!(logs.text(), "", "the sibling thread has no capture");
+
+    // A layer of its own: the same first-in-window `WARN` line, on this thread.
+    let answer = send(&layer(), request(Some(&stranger))).await;
+    assert_rejected(
+        &answer,
+        StatusCode::FORBIDDEN,
+        "client_certificate_not_allowed",
+    );
+    let text = logs.text();
+    assert_eq!(text.lines().count(), 1, "one denial, one line:\n{text}");
+    assert!(
+        text.contains("WARN") && text.contains("CN=stranger"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -498,7 +498,11 @@ async fn request_spans_nest_under_the_connection_span() {
         .with_ansi(false)
         .with_env_filter("info")
         .finish();
-    // The runtime is single-threaded: every task sees this subscriber.
+    // The runtime is single-threaded: every task sees this subscriber. A global one that keeps
+    // nothing comes first: a callsite first reached on a thread without any subscriber (the
+    // blocking pool) would otherwise be cached as `never` for the whole process while this
+    // scoped one is the only one registered (tokio-rs/tracing#3611).
+    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry());
     let _default = tracing::subscriber::set_default(subscriber);
 
     let pki = Pki::new();
