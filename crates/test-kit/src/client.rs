@@ -501,6 +501,20 @@ impl Connection {
         self.protocol_version
     }
 
+    /// Closes the connection from this side and waits for its task to end (at most 30 s);
+    /// returns whether it ended. Dropping a `Connection` closes it too, without the wait.
+    pub async fn close(self) -> bool {
+        let Connection { sender, driver, .. } = self;
+        // Without a sender hyper's task finishes the connection (HTTP/2: a GOAWAY) and ends.
+        drop(sender);
+        match driver.into_inner() {
+            Some(driver) => tokio::time::timeout(std::time::Duration::from_secs(30), driver)
+                .await
+                .is_ok(),
+            None => true,
+        }
+    }
+
     /// Sends a request and reads the whole response body.
     pub async fn send(
         &self,
