@@ -87,7 +87,7 @@ impl Pki {
     /// is set, built by hand with rustls.
     pub fn client(&self, identity: bool) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile(&self.ca_pem) {
+        for cert in certificates_of(&self.ca_pem) {
             roots.add(cert).expect("root");
         }
         let builder = rustls::ClientConfig::builder_with_provider(ring())
@@ -102,7 +102,7 @@ impl Pki {
             )
             .expect("key der");
             builder
-                .with_client_auth_cert(rustls_pemfile(&self.client.0), key)
+                .with_client_auth_cert(certificates_of(&self.client.0), key)
                 .expect("client identity")
         } else {
             builder.with_no_client_auth()
@@ -130,7 +130,7 @@ impl Pki {
 }
 
 /// The certificates of a PEM text, through rustls's own PEM reader.
-fn rustls_pemfile(pem: &str) -> Vec<CertificateDer<'static>> {
+fn certificates_of(pem: &str) -> Vec<CertificateDer<'static>> {
     use rustls::pki_types::pem::PemObject;
     CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<_, _>>()
